@@ -1,0 +1,261 @@
+"""`careloop` (also `python -m app`): thin commands around the domain."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+import click
+from flask import Flask
+from sqlalchemy.engine import make_url
+from sqlmodel import Session, select
+
+from app import inbox, jobs, migrate, worker
+from app.config import ConfigError, Settings, ensure_development_secrets, instance_dir
+from app.demo import DEMO_SHOP
+from app.demo import play as play_demo
+from app.factory import Runtime, create_app
+from app.logs import configure_logging
+from app.models import InboxMessage, Shop
+from app.shops import ShopError, add_shop, issue_token
+
+
+def load_runtime(*, generate_secrets: bool = False) -> tuple[Runtime, Flask]:
+    """Settings, app and runtime, or exit with the one-line config error.
+
+    `generate_secrets` (the commands a newcomer starts with) writes missing
+    development secrets first; production never generates any.
+    """
+    try:
+        if generate_secrets and os.environ.get("CARELOOP_ENV") != "production":
+            directory = instance_dir()
+            generated = ensure_development_secrets(directory)
+            if generated:
+                click.echo(
+                    f"Generated development secrets ({', '.join(generated)}) in "
+                    f"{directory / 'secrets.env'} (readable only by you)."
+                )
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+    return app.extensions["careloop"], app
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """CareLoop: proactive customer care for Shopify stores."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def run(host: str, port: int) -> None:
+    """Everything in one process: web, worker and scheduler (embedded default)."""
+    rt, app = load_runtime(generate_secrets=True)
+    migrate.upgrade(rt.settings.database_url)
+    if not rt.settings.is_production:
+        with Session(rt.engine) as session:
+            shop = session.exec(select(Shop).where(Shop.domain == DEMO_SHOP)).first()
+            if shop is None:
+                _, token = add_shop(session, DEMO_SHOP, rt.clock.now(), name="CareLoop Demo")
+                session.commit()
+                click.echo(f"Created the demo shop {DEMO_SHOP}; its API token: {token}")
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=worker.run, args=(rt, stop), name="worker", daemon=True),
+        threading.Thread(target=jobs.run, args=(rt, stop), name="scheduler", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    click.echo(f"CareLoop on http://{host}:{port}  (database: {_safe_url(rt)})")
+    click.echo("Send it a store day in another terminal:  careloop demo")
+    try:
+        from werkzeug.serving import run_simple
+
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        stop.set()
+        rt.inbox_wakeup.set()
+        for thread in threads:
+            thread.join(timeout=10)
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int) -> None:
+    """The web app alone, under gunicorn (production)."""
+    load_runtime()  # fail fast on configuration before forking
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    sys.argv = [
+        "gunicorn",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--access-logfile",
+        "-",
+        "app.wsgi:application",
+    ]
+    WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()
+
+
+@main.command("worker")
+@click.option("--once", is_flag=True, help="Process what is due, then exit.")
+def worker_command(once: bool) -> None:
+    """Process the webhook inbox."""
+    rt, _ = load_runtime()
+    if once:
+        click.echo(f"processed {worker.drain(rt)} message(s)")
+        return
+    worker.run(rt, _stop_on_signals())
+
+
+@main.command()
+def scheduler() -> None:
+    """Run the scheduled jobs (one active replica, elected on PostgreSQL)."""
+    rt, _ = load_runtime()
+    jobs.run(rt, _stop_on_signals())
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Apply the migrations (run before starting the processes)."""
+    rt, _ = load_runtime()
+    migrate.upgrade(rt.settings.database_url)
+    click.echo(f"database at the latest revision ({_safe_url(rt)})")
+
+
+@main.group()
+def shops() -> None:
+    """Shops using CareLoop."""
+
+
+@shops.command("add")
+@click.argument("domain")
+@click.option("--name", default="", help="Display name (default: from the domain).")
+def shops_add(domain: str, name: str) -> None:
+    """Register DOMAIN (for development or a custom app) and print its API token."""
+    rt, _ = load_runtime()
+    with Session(rt.engine) as session:
+        try:
+            shop, token = add_shop(session, domain, rt.clock.now(), name=name)
+        except ShopError as exc:
+            raise click.BadParameter(str(exc), param_hint="DOMAIN") from None
+        session.commit()
+        click.echo(f"shop {shop.domain} is installed")
+    click.echo(f"API token (shown once): {token}")
+
+
+@shops.command("token")
+@click.argument("domain")
+def shops_token(domain: str) -> None:
+    """Issue a new API token for DOMAIN; the previous one stops working."""
+    rt, _ = load_runtime()
+    with Session(rt.engine) as session:
+        shop = session.exec(select(Shop).where(Shop.domain == domain.strip().lower())).first()
+        if shop is None:
+            raise click.BadParameter(f"no shop {domain!r}", param_hint="DOMAIN")
+        token = issue_token(session, shop)
+        session.commit()
+    click.echo(f"API token (shown once): {token}")
+
+
+@shops.command("list")
+def shops_list() -> None:
+    """List the shops."""
+    rt, _ = load_runtime()
+    with Session(rt.engine) as session:
+        for shop in session.exec(select(Shop).order_by(Shop.domain)).all():
+            status = "uninstalled" if shop.uninstalled_at else "installed"
+            click.echo(f"{shop.domain}\t{status}\t{shop.name}")
+
+
+@main.group("inbox")
+def inbox_group() -> None:
+    """The webhook inbox and its dead letters."""
+
+
+@inbox_group.command("list")
+@click.option(
+    "--status", type=click.Choice(["pending", "done", "dead"]), default="dead", show_default=True
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+def inbox_list(status: str, limit: int) -> None:
+    """List inbox messages by status."""
+    rt, _ = load_runtime()
+    with Session(rt.engine) as session:
+        rows = session.exec(
+            select(InboxMessage, Shop.domain)
+            .join(Shop, Shop.id == InboxMessage.shop_id)
+            .where(InboxMessage.status == status)
+            .order_by(InboxMessage.id.desc())
+            .limit(limit)
+        ).all()
+    for message, domain in rows:
+        click.echo(
+            f"{message.id}\t{domain}\t{message.topic}\tattempts={message.attempts}\t"
+            f"{message.last_error or ''}"
+        )
+
+
+@inbox_group.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "retry_all", is_flag=True, help="Retry every dead-lettered message.")
+def inbox_retry(ids: tuple[int, ...], retry_all: bool) -> None:
+    """Put dead-lettered messages back in the queue."""
+    if not ids and not retry_all:
+        raise click.UsageError("give message ids, or --all")
+    rt, _ = load_runtime()
+    count = inbox.retry_dead(rt.engine, None, list(ids), rt.clock.now())
+    click.echo(f"requeued {count} message(s)")
+
+
+@main.command()
+@click.option(
+    "--url",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="Where `careloop run` listens.",
+)
+def demo(url: str) -> None:
+    """Play a scripted store day against the running service."""
+    rt, _ = load_runtime(generate_secrets=True)
+    with Session(rt.engine) as session:
+        _, token = add_shop(session, DEMO_SHOP, rt.clock.now(), name="CareLoop Demo")
+        session.commit()
+    click.echo(f"Playing a store day for {DEMO_SHOP} against {url}:")
+    try:
+        ok = play_demo(url, rt.settings.shopify_api_secret, token, click.echo)
+    except OSError as exc:
+        raise click.ClickException(
+            f"could not reach {url} ({type(exc).__name__}); is `careloop run` running?"
+        ) from None
+    if not ok:
+        raise click.ClickException("the demo orders did not reach their expected states")
+
+
+def _safe_url(rt: Runtime) -> str:
+    return make_url(rt.settings.database_url).render_as_string(hide_password=True)

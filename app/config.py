@@ -1,0 +1,194 @@
+"""Settings, read from the environment in one place and parsed into typed values.
+
+A missing or malformed setting stops start-up with one line naming it
+(`ConfigError`). There are no fallback secrets: on the embedded default the
+first run writes generated secrets into `instance/secrets.env` (mode 0600) and
+says so; in production every secret must be given.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("development", "test", "production")
+
+# Secrets the service cannot run without, and how a development one is made.
+DEV_SECRET_FACTORIES = {
+    "CARELOOP_SECRET_KEY": lambda: secrets.token_urlsafe(48),
+    "CARELOOP_ENCRYPTION_KEYS": lambda: Fernet.generate_key().decode(),
+    "SHOPIFY_API_KEY": lambda: "dev-" + secrets.token_hex(8),
+    "SHOPIFY_API_SECRET": lambda: secrets.token_urlsafe(32),
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    database_url: str
+    secret_key: str = field(repr=False)
+    encryption_keys: tuple[str, ...] = field(repr=False)
+    shopify_api_key: str
+    shopify_api_secret: str = field(repr=False)
+    instance_dir: Path
+    public_url: str = "http://127.0.0.1:8000"
+    webhook_max_bytes: int = 2 * 1024 * 1024
+    inbox_max_attempts: int = 8
+    inbox_retention_days: int = 30
+    worker_poll_seconds: float = 1.0
+    log_level: str = "INFO"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse settings from `environ` (default: the process environment plus
+        `.env` and, outside production, the generated `instance/secrets.env`)."""
+        values = dict(os.environ if environ is None else environ)
+        env = values.get("CARELOOP_ENV", "development")
+        if env not in ENVIRONMENTS:
+            raise ConfigError(f"CARELOOP_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+        instance_dir = instance_dir_from(values)
+        if environ is None:
+            values = {**_read_env_file(ROOT / ".env"), **values}
+            if env != "production":
+                values = {**_read_env_file(instance_dir / "secrets.env"), **values}
+
+        def required(name: str) -> str:
+            value = values.get(name, "").strip()
+            if not value:
+                hint = "" if env == "production" else " (run `careloop run` once to generate it)"
+                raise ConfigError(f"{name} is required{hint}")
+            return value
+
+        database_url = values.get("DATABASE_URL") or f"sqlite:///{instance_dir / 'careloop.db'}"
+        try:
+            url = make_url(database_url)
+        except ArgumentError as exc:
+            raise ConfigError(f"DATABASE_URL is malformed: {exc}") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ConfigError("DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
+            # psycopg 3 is the driver we install; SQLAlchemy's default would be psycopg2.
+            database_url = url.set(drivername="postgresql+psycopg").render_as_string(
+                hide_password=False
+            )
+
+        encryption_keys = tuple(k.strip() for k in required("CARELOOP_ENCRYPTION_KEYS").split(","))
+        for key in encryption_keys:
+            try:
+                Fernet(key)
+            except ValueError:
+                raise ConfigError(
+                    "CARELOOP_ENCRYPTION_KEYS must be comma-separated Fernet keys "
+                    "(32 url-safe base64-encoded bytes each)"
+                ) from None
+
+        return cls(
+            env=env,
+            database_url=database_url,
+            secret_key=required("CARELOOP_SECRET_KEY"),
+            encryption_keys=encryption_keys,
+            shopify_api_key=required("SHOPIFY_API_KEY"),
+            shopify_api_secret=required("SHOPIFY_API_SECRET"),
+            instance_dir=instance_dir,
+            public_url=values.get("CARELOOP_PUBLIC_URL", cls.public_url).rstrip("/"),
+            webhook_max_bytes=_positive_int(values, "CARELOOP_WEBHOOK_MAX_BYTES", 2 * 1024 * 1024),
+            inbox_max_attempts=_positive_int(values, "CARELOOP_INBOX_MAX_ATTEMPTS", 8),
+            inbox_retention_days=_positive_int(values, "CARELOOP_INBOX_RETENTION_DAYS", 30),
+            worker_poll_seconds=_positive_float(values, "CARELOOP_WORKER_POLL_SECONDS", 1.0),
+            log_level=_log_level(values.get("CARELOOP_LOG_LEVEL", "INFO")),
+        )
+
+
+def instance_dir_from(values: Mapping[str, str]) -> Path:
+    """Where the embedded default keeps its database and generated secrets."""
+    return Path(values.get("CARELOOP_INSTANCE_DIR") or ROOT / "instance")
+
+
+def instance_dir() -> Path:
+    return instance_dir_from(os.environ)
+
+
+def ensure_development_secrets(instance_dir: Path) -> list[str]:
+    """Generate missing development secrets into `instance_dir/secrets.env`.
+
+    Returns the names generated (empty when nothing was missing). Values that
+    are already set in the environment are never overwritten.
+    """
+    path = instance_dir / "secrets.env"
+    existing = _read_env_file(path)
+    missing = [
+        name for name in DEV_SECRET_FACTORIES if not (existing.get(name) or os.environ.get(name))
+    ]
+    if not missing:
+        return []
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"{name}={value}" for name, value in existing.items() if value is not None]
+    lines += [f"{name}={DEV_SECRET_FACTORIES[name]()}" for name in missing]
+    # Create with owner-only permissions before any secret is written.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("# Generated by careloop for development. Do not use in production.\n")
+        handle.write("\n".join(lines) + "\n")
+    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+    return missing
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _positive_int(values: Mapping[str, str], name: str, default: int) -> int:
+    raw = values.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        parsed = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if parsed <= 0:
+        raise ConfigError(f"{name} must be greater than 0, not {raw!r}")
+    return parsed
+
+
+def _positive_float(values: Mapping[str, str], name: str, default: float) -> float:
+    raw = values.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        parsed = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if parsed <= 0:
+        raise ConfigError(f"{name} must be greater than 0, not {raw!r}")
+    return parsed
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"CARELOOP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {raw!r}")
+    return level

@@ -1,0 +1,317 @@
+"""`careloop demo`: a small scripted store day, played against a running
+service through HTTP with signed webhooks, exactly as Shopify would send them.
+
+The script includes what real deliveries do: a duplicate, an event that
+arrives late (older than what we already know), and a fulfillment that comes
+before its order. Each later capability adds its scenes here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import requests
+
+from integrations import shopify
+
+DEMO_SHOP = "careloop-demo.myshopify.com"
+API_VERSION = "2026-07"
+REQUEST_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    first_name: str
+    last_name: str
+    email: str
+    phone: str
+    locale: str
+    city: str
+    country_code: str
+
+
+ANA = Person(7001001, "Ana", "García", "ana@example.com", "+34612345678", "es", "Madrid", "ES")
+BORIS = Person(
+    7001002, "Boris", "Ivanov", "boris@example.com", "+79161234567", "ru", "Moscow", "RU"
+)
+JOHN = Person(7001003, "John", "Smith", "john@example.com", "+14155550123", "en", "Austin", "US")
+
+
+def _ts(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def customer_payload(person: Person, created: datetime, updated: datetime) -> dict:
+    return {
+        "id": person.id,
+        "email": person.email,
+        "created_at": _ts(created),
+        "updated_at": _ts(updated),
+        "first_name": person.first_name,
+        "last_name": person.last_name,
+        "state": "enabled",
+        "verified_email": True,
+        "phone": person.phone,
+        "currency": "EUR",
+        "admin_graphql_api_id": f"gid://shopify/Customer/{person.id}",
+        "default_address": {
+            "customer_id": person.id,
+            "first_name": person.first_name,
+            "last_name": person.last_name,
+            "city": person.city,
+            "country_code": person.country_code,
+            "default": True,
+        },
+    }
+
+
+def fulfillment_payload(
+    fulfillment_id: int,
+    order_id: int,
+    created: datetime,
+    updated: datetime,
+    shipment_status: str | None,
+    status: str = "success",
+) -> dict:
+    return {
+        "id": fulfillment_id,
+        "order_id": order_id,
+        "status": status,
+        "created_at": _ts(created),
+        "updated_at": _ts(updated),
+        "service": "manual",
+        "tracking_company": "UPS",
+        "tracking_number": f"1Z999AA1{fulfillment_id:010d}",
+        "tracking_numbers": [f"1Z999AA1{fulfillment_id:010d}"],
+        "tracking_url": f"https://www.ups.com/track?tracknum=1Z999AA1{fulfillment_id:010d}",
+        "shipment_status": shipment_status,
+        "name": f"#{order_id}.1",
+        "admin_graphql_api_id": f"gid://shopify/Fulfillment/{fulfillment_id}",
+    }
+
+
+def order_payload(
+    order_id: int,
+    number: int,
+    person: Person,
+    created: datetime,
+    updated: datetime,
+    *,
+    financial_status: str = "paid",
+    fulfillment_status: str | None = None,
+    cancelled_at: datetime | None = None,
+    fulfillments: list[dict] | None = None,
+) -> dict:
+    items = [
+        ("Sérum Vitamina C", "CL-SER-VC30", "29.90", 1),
+        ("Crema Solar SPF 30", "CL-SPF-30", "24.50", 2),
+    ]
+    line_items = [
+        {
+            "id": order_id * 10 + i,
+            "title": title,
+            "sku": sku,
+            "price": price,
+            "quantity": qty,
+            "requires_shipping": True,
+            "fulfillable_quantity": 0 if fulfillment_status == "fulfilled" else qty,
+            "admin_graphql_api_id": f"gid://shopify/LineItem/{order_id * 10 + i}",
+        }
+        for i, (title, sku, price, qty) in enumerate(items)
+    ]
+    address = {
+        "first_name": person.first_name,
+        "last_name": person.last_name,
+        "address1": "Main street 1",
+        "city": person.city,
+        "country_code": person.country_code,
+        "phone": person.phone,
+    }
+    return {
+        "id": order_id,
+        "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
+        "name": f"#{number}",
+        "number": number - 1000,
+        "order_number": number,
+        "email": person.email,
+        "contact_email": person.email,
+        "phone": person.phone,
+        "created_at": _ts(created),
+        "processed_at": _ts(created),
+        "updated_at": _ts(updated),
+        "cancelled_at": _ts(cancelled_at) if cancelled_at else None,
+        "cancel_reason": "customer" if cancelled_at else None,
+        "currency": "EUR",
+        "presentment_currency": "EUR",
+        "total_price": "83.85",
+        "subtotal_price": "78.90",
+        "total_tax": "14.55",
+        "financial_status": financial_status,
+        "fulfillment_status": fulfillment_status,
+        "customer_locale": person.locale,
+        "buyer_accepts_marketing": True,
+        "customer": customer_payload(person, created - timedelta(days=30), created),
+        "line_items": line_items,
+        "shipping_address": address,
+        "billing_address": address,
+        "shipping_lines": [{"title": "Standard", "price": "4.95", "code": "STANDARD"}],
+        "fulfillments": fulfillments or [],
+        "tags": "",
+        "test": False,
+    }
+
+
+@dataclass
+class Delivery:
+    topic: str
+    payload: dict
+    webhook_id: str
+    note: str
+
+
+def store_day(start: datetime) -> list[Delivery]:
+    """The scripted day, in the order the deliveries reach us."""
+    t = start
+    h = timedelta(hours=1)
+
+    def delivery(topic: str, payload: dict, note: str, webhook_id: str | None = None) -> Delivery:
+        return Delivery(topic, payload, webhook_id or str(uuid.uuid4()), note)
+
+    paid_1001 = delivery(
+        "orders/paid", order_payload(5001001, 1001, ANA, t, t + 0.1 * h), "order #1001 paid"
+    )
+    shipped = fulfillment_payload(6001001, 5001001, t + 2 * h, t + 2 * h, None)
+    in_transit = fulfillment_payload(6001001, 5001001, t + 2 * h, t + 5 * h, "in_transit")
+    delivered = fulfillment_payload(6001001, 5001001, t + 2 * h, t + 9 * h, "delivered")
+    return [
+        delivery("customers/create", customer_payload(ANA, t - 30 * h, t - 30 * h), "Ana signs up"),
+        delivery(
+            "customers_email_marketing_consent/update",
+            {
+                "customer_id": ANA.id,
+                "email_address": ANA.email,
+                "email_marketing_consent": {
+                    "state": "subscribed",
+                    "opt_in_level": "single_opt_in",
+                    "consent_updated_at": _ts(t - 30 * h),
+                },
+            },
+            "Ana subscribes to email marketing",
+        ),
+        delivery(
+            "orders/create",
+            order_payload(5001001, 1001, ANA, t, t, financial_status="pending"),
+            "order #1001 placed",
+        ),
+        paid_1001,
+        Delivery(
+            paid_1001.topic,
+            paid_1001.payload,
+            paid_1001.webhook_id,
+            "Shopify retries #1001 paid (duplicate delivery)",
+        ),
+        delivery(
+            "orders/create", order_payload(5001002, 1002, BORIS, t + h, t + h), "order #1002 placed"
+        ),
+        delivery("fulfillments/create", shipped, "order #1001 shipped with UPS"),
+        delivery(
+            "orders/create",
+            order_payload(5001001, 1001, ANA, t, t, financial_status="pending"),
+            "a late, older #1001 update arrives (ignored)",
+        ),
+        delivery("fulfillments/update", in_transit, "#1001 in transit"),
+        delivery(
+            "fulfillments/update",
+            fulfillment_payload(6001003, 5001003, t + 3 * h, t + 6 * h, "out_for_delivery"),
+            "#1003's parcel is out for delivery before we ever saw #1003",
+        ),
+        delivery(
+            "orders/create",
+            order_payload(5001003, 1003, JOHN, t + 2 * h, t + 2 * h),
+            "order #1003 arrives late",
+        ),
+        delivery(
+            "orders/cancelled",
+            order_payload(
+                5001002,
+                1002,
+                BORIS,
+                t + h,
+                t + 7 * h,
+                financial_status="refunded",
+                cancelled_at=t + 7 * h,
+            ),
+            "Boris cancels #1002",
+        ),
+        delivery("fulfillments/update", delivered, "#1001 delivered"),
+    ]
+
+
+EXPECTED_STATES = {5001001: "delivered", 5001002: "cancelled", 5001003: "out_for_delivery"}
+
+
+def play(
+    base_url: str,
+    api_secret: str,
+    api_token: str,
+    echo: Callable[[str], None],
+    wait_seconds: float = 30.0,
+) -> bool:
+    """Send the day's webhooks, wait for the worker, print the outcome.
+    Returns whether every order reached its expected state."""
+    base_url = base_url.rstrip("/")
+    session = requests.Session()
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=12)
+    for delivery in store_day(start):
+        body = json.dumps(delivery.payload).encode()
+        response = session.post(
+            f"{base_url}/webhooks/shopify",
+            data=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Shopify-Topic": delivery.topic,
+                "X-Shopify-Hmac-Sha256": shopify.sign(api_secret, body),
+                "X-Shopify-Shop-Domain": DEMO_SHOP,
+                "X-Shopify-Webhook-Id": delivery.webhook_id,
+                "X-Shopify-Event-Id": delivery.webhook_id,
+                "X-Shopify-Triggered-At": datetime.now(UTC).isoformat(),
+                "X-Shopify-API-Version": API_VERSION,
+            },
+            timeout=REQUEST_TIMEOUT,
+        )
+        outcome = response.json().get("status") if response.ok else response.text.strip()
+        echo(f"  {response.status_code} {outcome:<10} {delivery.topic:<42} {delivery.note}")
+
+    auth = {"Authorization": f"Bearer {api_token}"}
+    deadline = time.monotonic() + wait_seconds
+    states: dict[int, str] = {}
+    while time.monotonic() < deadline:
+        states = {
+            order_id: _state(session, base_url, order_id, auth) for order_id in EXPECTED_STATES
+        }
+        if states == EXPECTED_STATES:
+            break
+        time.sleep(0.3)
+    echo("")
+    for order_id, expected in EXPECTED_STATES.items():
+        mark = "ok" if states.get(order_id) == expected else f"expected {expected}"
+        echo(f"  order {order_id}: {states.get(order_id)}  ({mark})")
+    echo("")
+    echo("Look at the result:")
+    echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/orders/5001001")
+    echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/orders")
+    echo(f"  curl {base_url}/metrics")
+    return states == EXPECTED_STATES
+
+
+def _state(session: requests.Session, base_url: str, order_id: int, auth: dict) -> str | None:
+    response = session.get(
+        f"{base_url}/api/v1/orders/{order_id}", headers=auth, timeout=REQUEST_TIMEOUT
+    )
+    return response.json()["state"] if response.ok else None

@@ -1,0 +1,54 @@
+"""The Flask app factory. Creating an app connects to nothing and starts
+nothing: migrations are `careloop db upgrade`, the worker and the scheduler
+are their own commands (or threads of `careloop run`)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from flask import Flask, current_app
+from sqlalchemy.engine import Engine
+
+from app.clock import Clock
+from app.config import ROOT, Settings
+from app.db import make_engine
+
+
+@dataclass
+class Runtime:
+    """What every request, job and command needs: settings, database, time."""
+
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    # Set after a webhook is stored so that an in-process worker (`careloop
+    # run`) picks it up at once instead of at its next poll.
+    inbox_wakeup: threading.Event = field(default_factory=threading.Event)
+
+
+def create_app(
+    settings: Settings | None = None, *, engine: Engine | None = None, clock: Clock | None = None
+) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, template_folder=str(ROOT / "templates"))
+    app.config["SECRET_KEY"] = settings.secret_key
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
+    app.json.sort_keys = False
+    app.extensions["careloop"] = Runtime(
+        settings=settings,
+        engine=engine or make_engine(settings.database_url),
+        clock=clock or Clock(),
+    )
+
+    from app.web import api, errors, health, webhooks
+
+    errors.register(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(api.bp)
+    return app
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["careloop"]

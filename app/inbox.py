@@ -1,0 +1,220 @@
+"""The webhook inbox: store a delivery once, then process it durably.
+
+Receiving is one statement on the hot path: the INSERT selects the shop by
+domain (and that it is installed) and ignores a conflict on either dedupe key,
+so a new delivery costs one round trip. Only when nothing was inserted do we
+look again to say why (unknown shop, uninstalled, or a duplicate).
+
+Processing claims one due row at a time (`FOR UPDATE SKIP LOCKED` on
+PostgreSQL, so several workers share the queue), applies it in the same
+transaction, and marks it done. A worker that dies mid-way holds only a
+transaction, which the database rolls back: the row is simply due again.
+Failures are recorded and retried with exponential backoff and jitter; after
+`max_attempts`, or at once for a payload that can never be understood, the row
+is dead-lettered, where it stays visible and can be retried by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from types import ModuleType
+
+from sqlalchemy import bindparam, text, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from app.events import PayloadError
+from app.ingest import REDACTED_BODY, Cause, apply, concerns_redacted
+from app.models import InboxMessage, Shop
+from integrations import shopify
+
+log = logging.getLogger(__name__)
+
+# Each source's module knows its payloads: parse(topic, payload, triggered_at)
+# and references(topic, payload).
+PARSERS: dict[str, ModuleType] = {shopify.SOURCE: shopify}
+
+BACKOFF_BASE_SECONDS = 10
+BACKOFF_MAX_SECONDS = 3600
+
+
+class StoreResult(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    UNKNOWN_SHOP = "unknown_shop"
+    UNINSTALLED = "uninstalled"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    source: str
+    shop_domain: str
+    topic: str
+    delivery_id: str
+    event_id: str | None
+    api_version: str | None
+    triggered_at: datetime | None
+    body: str
+
+
+_STORE_SQL = text(
+    """
+    INSERT INTO inbox (shop_id, source, topic, delivery_id, event_id, api_version,
+                       triggered_at, received_at, body, status, attempts, next_attempt_at)
+    SELECT shops.id, :source, :topic, :delivery_id, :event_id, :api_version,
+           :triggered_at, :now, :body, 'pending', 0, :now
+    FROM shops
+    WHERE shops.domain = :domain AND (shops.uninstalled_at IS NULL OR :allow_uninstalled)
+    ON CONFLICT DO NOTHING
+    RETURNING id
+    """
+).bindparams(
+    bindparam("triggered_at", type_=UTCDateTime()),
+    bindparam("now", type_=UTCDateTime()),
+)
+
+
+def store(
+    engine: Engine, delivery: Delivery, now: datetime, *, allow_uninstalled: bool
+) -> StoreResult:
+    """Store a verified delivery; raises if the database cannot take it."""
+    with engine.begin() as conn:
+        inserted = conn.execute(
+            _STORE_SQL,
+            {
+                "source": delivery.source,
+                "topic": delivery.topic,
+                "delivery_id": delivery.delivery_id,
+                "event_id": delivery.event_id,
+                "api_version": delivery.api_version,
+                "triggered_at": delivery.triggered_at,
+                "now": now,
+                "body": delivery.body,
+                "domain": delivery.shop_domain,
+                "allow_uninstalled": allow_uninstalled,
+            },
+        ).first()
+        if inserted is not None:
+            return StoreResult.STORED
+        shop = conn.execute(
+            select(Shop.uninstalled_at).where(Shop.domain == delivery.shop_domain)
+        ).first()
+    if shop is None:
+        return StoreResult.UNKNOWN_SHOP
+    if shop.uninstalled_at is not None and not allow_uninstalled:
+        return StoreResult.UNINSTALLED
+    return StoreResult.DUPLICATE
+
+
+def process_next(engine: Engine, now: datetime, max_attempts: int) -> InboxMessage | None:
+    """Claim and process one due message; returns it, or None if none was due."""
+    with Session(engine, expire_on_commit=False) as session:
+        message = session.exec(
+            select(InboxMessage)
+            .where(InboxMessage.status == "pending", InboxMessage.next_attempt_at <= now)
+            .order_by(InboxMessage.next_attempt_at, InboxMessage.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if message is None:
+            return None
+        try:
+            _process(session, message, now)
+            session.commit()
+            return message
+        except Exception as exc:  # recorded on the row and logged, never swallowed
+            session.rollback()
+            permanent = isinstance(exc, PayloadError)
+            log.exception("inbox %s (%s %s) failed", message.id, message.source, message.topic)
+            _record_failure(session, message, exc, now, max_attempts, permanent=permanent)
+            session.commit()
+            return message
+
+
+def _process(session: Session, message: InboxMessage, now: datetime) -> None:
+    parser = PARSERS.get(message.source)
+    if parser is None:
+        raise PayloadError(f"no parser for source {message.source!r}")
+    try:
+        payload = json.loads(message.body)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"stored body is not JSON: {exc}") from None
+    cause = Cause(label=f"{message.source}:{message.topic}", inbox_id=message.id, now=now)
+    for event in parser.parse(message.topic, payload, message.triggered_at):
+        apply(session, message.shop_id, event, cause)
+    customer_ref, order_ref = parser.references(message.topic, payload)
+    values = {
+        "status": "done",
+        "processed_at": now,
+        "attempts": InboxMessage.attempts + 1,
+        "last_error": None,
+        "customer_ref": customer_ref,
+        "order_ref": order_ref,
+    }
+    # A late retry of a delivery about a redacted customer must not keep their data.
+    if concerns_redacted(session, message.shop_id, customer_ref, order_ref):
+        values["body"] = REDACTED_BODY
+    session.exec(update(InboxMessage).where(InboxMessage.id == message.id).values(**values))
+
+
+def _record_failure(
+    session: Session,
+    message: InboxMessage,
+    error: Exception,
+    now: datetime,
+    max_attempts: int,
+    *,
+    permanent: bool,
+) -> None:
+    attempts = message.attempts + 1
+    dead = permanent or attempts >= max_attempts
+    session.exec(
+        update(InboxMessage)
+        .where(InboxMessage.id == message.id)
+        .values(
+            attempts=attempts,
+            status="dead" if dead else "pending",
+            last_error=f"{type(error).__name__}: {error}"[:2000],
+            next_attempt_at=now if dead else now + backoff(attempts),
+        )
+    )
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential, capped, with up to 20% jitter so that retries spread out."""
+    seconds = min(BACKOFF_BASE_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS)
+    return timedelta(seconds=seconds * (1 + random.random() * 0.2))
+
+
+def retry_dead(engine: Engine, shop_id: int | None, message_ids: list[int], now: datetime) -> int:
+    """Put dead-lettered messages back in the queue; returns how many."""
+    with Session(engine) as session:
+        query = update(InboxMessage).where(InboxMessage.status == "dead")
+        if shop_id is not None:
+            query = query.where(InboxMessage.shop_id == shop_id)
+        if message_ids:
+            query = query.where(InboxMessage.id.in_(message_ids))
+        count = session.exec(
+            query.values(status="pending", attempts=0, next_attempt_at=now)
+        ).rowcount
+        session.commit()
+        return count
+
+
+def purge_processed(engine: Engine, before: datetime) -> int:
+    """Delete processed messages received before `before`: raw bodies hold
+    personal data, and we keep them only as long as they help debugging."""
+    with Session(engine) as session:
+        count = session.exec(
+            InboxMessage.__table__.delete().where(
+                InboxMessage.status == "done", InboxMessage.received_at < before
+            )
+        ).rowcount
+        session.commit()
+        return count

@@ -1,0 +1,122 @@
+"""Scheduled jobs, declared in one place with stable ids, and the scheduler
+that runs them.
+
+In production several `careloop scheduler` replicas may run; one is elected
+with a PostgreSQL advisory lock held on a dedicated connection, the others
+stand by and take over when that connection goes away. SQLite deployments
+are single-process (`careloop run`) and need no election.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import inbox
+from app.factory import Runtime
+
+log = logging.getLogger(__name__)
+
+# Any fixed 64-bit number unique to this lock's purpose.
+SCHEDULER_LOCK_KEY = 0x436172654C6F6F70  # "CareLoop"
+STANDBY_RECHECK_SECONDS = 5
+
+
+def purge_inbox(rt: Runtime) -> None:
+    before = rt.clock.now() - timedelta(days=rt.settings.inbox_retention_days)
+    count = inbox.purge_processed(rt.engine, before)
+    log.info("purged %d processed inbox messages received before %s", count, before)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    func: Callable[[Runtime], None]
+    trigger: CronTrigger
+
+
+JOBS = (Job("inbox.purge", purge_inbox, CronTrigger(hour=3, minute=17)),)
+
+
+def build_scheduler(rt: Runtime) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone="UTC")
+    for job in JOBS:
+        scheduler.add_job(
+            job.func,
+            job.trigger,
+            args=[rt],
+            id=job.id,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=3600,
+        )
+    return scheduler
+
+
+class LeaderLock:
+    """A session-level advisory lock: held while its connection lives."""
+
+    def __init__(self, rt: Runtime):
+        self.engine = rt.engine
+        self.connection = None
+
+    def acquire(self) -> bool:
+        if self.engine.dialect.name != "postgresql":
+            return True
+        try:
+            connection = self.engine.connect()
+            got = connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": SCHEDULER_LOCK_KEY}
+            ).scalar()
+            connection.commit()
+        except SQLAlchemyError as exc:
+            log.warning("scheduler election failed: %s", type(exc).__name__)
+            return False
+        if not got:
+            connection.close()
+            return False
+        self.connection = connection
+        return True
+
+    def held(self) -> bool:
+        if self.connection is None:
+            return self.engine.dialect.name != "postgresql"
+        try:
+            self.connection.execute(text("SELECT 1"))
+            self.connection.commit()
+            return True
+        except SQLAlchemyError:
+            self.connection = None
+            return False
+
+    def release(self) -> None:
+        if self.connection is not None:
+            self.connection.close()  # closing the session releases the lock
+            self.connection = None
+
+
+def run(rt: Runtime, stop: threading.Event) -> None:
+    """Run the jobs while this process is the elected scheduler."""
+    lock = LeaderLock(rt)
+    while not stop.is_set():
+        if not lock.acquire():
+            log.info("another scheduler is active; standing by")
+            stop.wait(STANDBY_RECHECK_SECONDS)
+            continue
+        scheduler = build_scheduler(rt)
+        scheduler.start()
+        log.info("scheduler active with jobs: %s", ", ".join(j.id for j in JOBS))
+        while not stop.is_set() and lock.held():
+            stop.wait(STANDBY_RECHECK_SECONDS)
+        scheduler.shutdown(wait=True)
+        lock.release()
+    log.info("scheduler stopped")

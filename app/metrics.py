@@ -1,0 +1,95 @@
+"""Prometheus metrics.
+
+Counters live in the process that counts (web: received and rejected;
+worker: processed). Under gunicorn, set PROMETHEUS_MULTIPROC_DIR so that the
+worker processes' counters are summed. Inbox depth and lag are read from the
+database at scrape time, so they are true whichever process answers.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from app.models import InboxMessage
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The *_created series double the output and no dashboard of ours uses them.
+disable_created_metrics()
+
+WEBHOOKS_RECEIVED = Counter(
+    "careloop_webhooks_received_total",
+    "Webhook deliveries accepted (stored or duplicate).",
+    ["source", "topic", "result"],
+)
+WEBHOOKS_REJECTED = Counter(
+    "careloop_webhooks_rejected_total",
+    "Webhook deliveries refused, by reason.",
+    ["source", "reason"],
+)
+INBOX_PROCESSED = Counter(
+    "careloop_inbox_processed_total",
+    "Inbox messages processed by this process's workers.",
+    ["source", "outcome"],
+)
+
+
+class InboxCollector:
+    """Inbox depth by status and the age of the oldest pending message."""
+
+    def __init__(self, engine: Engine, now: datetime):
+        self.engine = engine
+        self.now = now
+
+    def collect(self):
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    InboxMessage.status,
+                    func.count(),
+                    func.min(InboxMessage.received_at),
+                ).group_by(InboxMessage.status)
+            ).all()
+        depth = GaugeMetricFamily(
+            "careloop_inbox_messages", "Inbox messages by status.", labels=["status"]
+        )
+        counts = {status: 0 for status in ("pending", "done", "dead")}
+        oldest_pending = None
+        for status, count, oldest in rows:
+            counts[status] = count
+            if status == "pending":
+                oldest_pending = oldest
+        for status, count in counts.items():
+            depth.add_metric([status], count)
+        yield depth
+        lag = (self.now - oldest_pending).total_seconds() if oldest_pending else 0.0
+        yield GaugeMetricFamily(
+            "careloop_inbox_lag_seconds",
+            "Age of the oldest inbox message not yet processed.",
+            value=max(lag, 0.0),
+        )
+
+
+def exposition(engine: Engine, now: datetime) -> bytes:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        counters = CollectorRegistry()
+        MultiProcessCollector(counters)
+    else:
+        counters = REGISTRY
+    database = CollectorRegistry(auto_describe=False)
+    database.register(InboxCollector(engine, now))
+    return generate_latest(counters) + generate_latest(database)

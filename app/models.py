@@ -1,0 +1,176 @@
+"""Tables. Every tenant table carries `shop_id`, and every query filters by it,
+so that one shop never sees another's rows and the data can later be sharded by
+shop (Citus distributes on that column).
+
+Timestamps are aware UTC datetimes (see `app.clock`). Shopify ids are 64-bit, so they
+are BIGINT on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, Column, Index, Numeric, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _bigint(nullable: bool = False, index: bool = False) -> Column:
+    return Column(BigInteger, nullable=nullable, index=index)
+
+
+class Shop(SQLModel, table=True):
+    __tablename__ = "shops"
+
+    id: int | None = Field(default=None, primary_key=True)
+    domain: str = Field(max_length=255, unique=True)
+    name: str = Field(default="", max_length=255)
+    # SHA-256 of the shop's CareLoop API token: the token itself is shown once.
+    api_token_hash: str | None = Field(default=None, max_length=64, unique=True)
+    timezone: str = Field(default="UTC", max_length=64)
+    locale: str = Field(default="en", max_length=16)
+    currency: str = Field(default="USD", max_length=3)
+    installed_at: datetime
+    uninstalled_at: datetime | None = None
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("shop_id", "shopify_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id", index=True)
+    shopify_id: int = Field(sa_column=_bigint())
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=32)
+    first_name: str | None = Field(default=None, max_length=255)
+    last_name: str | None = Field(default=None, max_length=255)
+    locale: str | None = Field(default=None, max_length=16)
+    timezone: str | None = Field(default=None, max_length=64)
+    # Marketing consent as Shopify reports it (SUBSCRIBED, NOT_SUBSCRIBED,
+    # UNSUBSCRIBED, PENDING, REDACTED, INVALID), each with the time Shopify says
+    # it changed, so that an older consent event never overwrites a newer one.
+    email_consent: str | None = Field(default=None, max_length=32)
+    email_consent_updated_at: datetime | None = None
+    sms_consent: str | None = Field(default=None, max_length=32)
+    sms_consent_updated_at: datetime | None = None
+    shopify_created_at: datetime | None = None
+    snapshot_updated_at: datetime | None = None
+    redacted_at: datetime | None = None
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "shopify_id"),
+        Index("ix_orders_shop_state", "shop_id", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id", index=True)
+    shopify_id: int = Field(sa_column=_bigint())
+    name: str | None = Field(default=None, max_length=64)
+    customer_id: int | None = Field(default=None, foreign_key="customers.id", index=True)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=32)
+    currency: str | None = Field(default=None, max_length=3)
+    total_price: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))
+    financial_status: str | None = Field(default=None, max_length=32)
+    fulfillment_status: str | None = Field(default=None, max_length=32)
+    cancelled_at: datetime | None = None
+    shopify_created_at: datetime | None = None
+    # `updated_at` of the newest order snapshot applied; None while we know the
+    # order only from a fulfillment that arrived first.
+    snapshot_updated_at: datetime | None = None
+    state: str = Field(max_length=32)
+    state_changed_at: datetime
+    created_at: datetime
+    redacted_at: datetime | None = None
+
+
+class Shipment(SQLModel, table=True):
+    """A parcel, from whichever source reports it (Shopify fulfillments now,
+    fulfillment providers and trackers later)."""
+
+    __tablename__ = "shipments"
+    __table_args__ = (UniqueConstraint("shop_id", "source", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id", index=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    source: str = Field(max_length=32)
+    external_id: str = Field(max_length=64)
+    status: str = Field(max_length=32)
+    carrier: str | None = Field(default=None, max_length=128)
+    tracking_number: str | None = Field(default=None, max_length=128)
+    tracking_url: str | None = Field(default=None, sa_column=Column(Text))
+    source_updated_at: datetime
+    created_at: datetime
+
+
+class OrderEvent(SQLModel, table=True):
+    """The order's timeline: state transitions and shipment status changes."""
+
+    __tablename__ = "order_events"
+    __table_args__ = (Index("ix_order_events_order", "shop_id", "order_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    order_id: int = Field(foreign_key="orders.id")
+    kind: str = Field(max_length=16)  # "state" or "shipment"
+    from_status: str | None = Field(default=None, max_length=32)
+    to_status: str = Field(max_length=32)
+    shipment_id: int | None = Field(default=None, foreign_key="shipments.id")
+    cause: str = Field(max_length=128)  # e.g. "shopify:orders/paid"
+    inbox_id: int | None = None
+    occurred_at: datetime  # when the source says it happened
+    recorded_at: datetime
+
+
+class InboxMessage(SQLModel, table=True):
+    """A webhook delivery, stored before we answer 200 and processed afterwards.
+
+    Deduplicated by the sender's delivery id and, where the sender has one, by
+    topic + event id (Shopify may deliver one event under several webhook ids).
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "source", "delivery_id", name="uq_inbox_delivery"),
+        UniqueConstraint("shop_id", "source", "topic", "event_id", name="uq_inbox_event"),
+        Index("ix_inbox_due", "status", "next_attempt_at"),
+        Index("ix_inbox_shop_status", "shop_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    source: str = Field(max_length=32)
+    topic: str = Field(max_length=128)
+    delivery_id: str = Field(max_length=128)
+    event_id: str | None = Field(default=None, max_length=128)
+    api_version: str | None = Field(default=None, max_length=32)
+    triggered_at: datetime | None = None
+    received_at: datetime
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(max_length=16)  # pending, done, dead
+    attempts: int = 0
+    next_attempt_at: datetime
+    processed_at: datetime | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    # Set when processed, so that a redaction can find the raw bodies that
+    # carry a customer's personal data.
+    customer_ref: int | None = Field(default=None, sa_column=_bigint(nullable=True))
+    order_ref: int | None = Field(default=None, sa_column=_bigint(nullable=True))
+
+
+class DataRequest(SQLModel, table=True):
+    """A customer's request for their data (Shopify's customers/data_request)."""
+
+    __tablename__ = "data_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id", index=True)
+    shopify_request_id: int | None = Field(default=None, sa_column=_bigint(nullable=True))
+    customer_shopify_id: int | None = Field(default=None, sa_column=_bigint(nullable=True))
+    requested_at: datetime
+    export: str = Field(sa_column=Column(Text, nullable=False))

@@ -1,0 +1,60 @@
+"""Shops and their CareLoop API tokens.
+
+A token is shown once, when it is issued; we keep only its SHA-256, so a
+database leak does not leak working tokens. Lookup is by hash (an index hit),
+which leaves no secret-dependent comparison to time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from app.models import Shop
+from integrations.shopify import is_shop_domain
+
+TOKEN_PREFIX = "clp_"
+
+
+class ShopError(ValueError):
+    """Bad input for a shop operation; the message says what is wrong."""
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def add_shop(session: Session, domain: str, now: datetime, name: str = "") -> tuple[Shop, str]:
+    """Register a shop (or reinstall an uninstalled one) and issue a token."""
+    domain = domain.strip().lower()
+    if not is_shop_domain(domain):
+        raise ShopError(f"{domain!r} is not a shop domain of the form <name>.myshopify.com")
+    shop = session.exec(select(Shop).where(Shop.domain == domain)).first()
+    if shop is None:
+        shop = Shop(domain=domain, name=name or domain.split(".")[0], installed_at=now)
+        session.add(shop)
+    elif shop.uninstalled_at is not None:
+        shop.uninstalled_at = None
+        shop.installed_at = now
+    return shop, issue_token(session, shop)
+
+
+def issue_token(session: Session, shop: Shop) -> str:
+    """A new API token for the shop; the previous one stops working."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    shop.api_token_hash = token_hash(token)
+    session.add(shop)
+    session.flush()
+    return token
+
+
+def shop_for_token(session: Session, token: str) -> Shop | None:
+    """The installed shop a token belongs to, if any."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    return session.exec(
+        select(Shop).where(Shop.api_token_hash == token_hash(token), Shop.uninstalled_at.is_(None))
+    ).first()

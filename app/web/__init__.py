@@ -1,0 +1,1 @@
+"""HTTP: thin blueprints that parse input, call the domain, and answer."""
