@@ -1,0 +1,208 @@
+"""Shared fixtures.
+
+`db` is parametrized over SQLite and PostgreSQL, so every test that uses it
+(directly or through `app`, `client`, `runner`) runs on both. PostgreSQL is
+the local server at 127.0.0.1:5432 (user postgres, trust auth); each test run
+gets a database of its own. Without PostgreSQL those tests are skipped with a
+message, except under CI (CI=true), where that is a failure.
+
+Each test starts from empty tables (truncated after the previous test), so
+tests may use real connections and real server processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from cryptography.fernet import Fernet
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel
+from support import (
+    OTHER_SHOP_DOMAIN,
+    PG_ADMIN_URL,
+    SHOP_DOMAIN,
+    TEST_SECRET,
+    FrozenClock,
+    load_fixture,
+    shopify_headers,
+)
+
+from app import migrate, worker
+from app.config import Settings
+from app.db import make_engine
+from app.factory import Runtime, create_app
+from app.shops import add_shop
+
+
+def _postgres_available() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return None
+    except psycopg.OperationalError as exc:
+        return str(exc).strip().splitlines()[0]
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped at the end."""
+    problem = _postgres_available()
+    if problem:
+        message = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {problem}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (required under CI)")
+        pytest.skip(message)
+    name = f"careloop_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql:", "postgresql+psycopg:") + "/" + name
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'careloop.db'}"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request) -> str:
+    """A migrated database of each kind (the migrations are what we test)."""
+    url = request.getfixturevalue(f"{request.param}_url")
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def session_engine(database_url) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(session_engine) -> Iterator[Engine]:
+    """The engine; every table is emptied after the test."""
+    yield session_engine
+    tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
+    with session_engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime(2026, 11, 22, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def settings(db, tmp_path) -> Settings:
+    return Settings(
+        env="test",
+        database_url=db.url.render_as_string(hide_password=False),
+        secret_key="test-secret-key",
+        encryption_keys=(Fernet.generate_key().decode(),),
+        shopify_api_key="test-client-id",
+        shopify_api_secret=TEST_SECRET,
+        instance_dir=tmp_path / "instance",
+        webhook_max_bytes=256 * 1024,
+    )
+
+
+@pytest.fixture
+def app(settings, db, clock) -> Flask:
+    return create_app(settings, engine=db, clock=clock)
+
+
+@pytest.fixture
+def rt(app) -> Runtime:
+    return app.extensions["careloop"]
+
+
+@pytest.fixture
+def client(app) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def env(settings, monkeypatch) -> dict[str, str]:
+    """The process environment that makes the CLI use the test database."""
+    values = {
+        "CARELOOP_ENV": "test",
+        "DATABASE_URL": settings.database_url,
+        "CARELOOP_SECRET_KEY": settings.secret_key,
+        "CARELOOP_ENCRYPTION_KEYS": ",".join(settings.encryption_keys),
+        "SHOPIFY_API_KEY": settings.shopify_api_key,
+        "SHOPIFY_API_SECRET": settings.shopify_api_secret,
+        "CARELOOP_INSTANCE_DIR": str(settings.instance_dir),
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+@pytest.fixture
+def runner(env) -> CliRunner:
+    return CliRunner()
+
+
+@dataclass(frozen=True)
+class ShopAccess:
+    id: int
+    domain: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def _make_shop(engine: Engine, domain: str, now: datetime) -> ShopAccess:
+    with Session(engine) as session:
+        shop, token = add_shop(session, domain, now)
+        session.commit()
+        return ShopAccess(shop.id, shop.domain, token)
+
+
+@pytest.fixture
+def shop(db, clock) -> ShopAccess:
+    return _make_shop(db, SHOP_DOMAIN, clock.now())
+
+
+@pytest.fixture
+def other_shop(db, clock) -> ShopAccess:
+    return _make_shop(db, OTHER_SHOP_DOMAIN, clock.now())
+
+
+@pytest.fixture
+def deliver(client):
+    """POST a Shopify webhook as Shopify would: a fixture name or a payload."""
+
+    def send(topic: str, payload: dict | str | bytes, **options):
+        if isinstance(payload, str):
+            payload = load_fixture("shopify", payload)
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        return client.post(
+            "/webhooks/shopify", data=body, headers=shopify_headers(topic, body, **options)
+        )
+
+    return send
+
+
+@pytest.fixture
+def work(rt):
+    """Run the worker until nothing is due; returns how many it processed."""
+    return lambda: worker.drain(rt)

@@ -1,0 +1,63 @@
+"""Helpers for tests: constants, a frozen clock, fixtures on disk, and
+Shopify's webhook headers."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from app.clock import Clock
+from integrations import shopify
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PG_ADMIN_URL = os.environ.get("CARELOOP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_SECRET = "shpss_test_client_secret"
+SHOP_DOMAIN = "demo-store.myshopify.com"
+OTHER_SHOP_DOMAIN = "other-store.myshopify.com"
+
+
+class FrozenClock(Clock):
+    """A clock that stands still until a test moves it."""
+
+    def __init__(self, start: datetime):
+        self.current = start
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta) -> datetime:
+        self.current += timedelta(**delta)
+        return self.current
+
+
+def load_fixture(system: str, name: str) -> dict:
+    return json.loads((FIXTURES / system / f"{name}.json").read_text())
+
+
+def shopify_headers(
+    topic: str,
+    body: bytes,
+    *,
+    domain: str = SHOP_DOMAIN,
+    webhook_id: str | None = None,
+    event_id: str | None = None,
+    secret: str = TEST_SECRET,
+) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Hmac-Sha256": shopify.sign(secret, body),
+        "X-Shopify-Shop-Domain": domain,
+        "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
+        "X-Shopify-Event-Id": event_id or str(uuid.uuid4()),
+        "X-Shopify-Triggered-At": "2026-11-22T11:59:59.123Z",
+        "X-Shopify-API-Version": "2026-07",
+    }
+
+
+def with_changes(payload: dict, **changes) -> dict:
+    """A copy of a payload with some top-level fields changed."""
+    return {**payload, **changes}

@@ -1,0 +1,187 @@
+"""Receiving Shopify webhooks: verify, store once, answer; bad input changes nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from sqlmodel import Session, select
+from support import SHOP_DOMAIN, load_fixture, shopify_headers
+
+from app.clock import Clock
+from app.factory import create_app
+from app.models import InboxMessage, Shop
+from integrations import shopify
+
+
+def inbox_rows(db) -> list[InboxMessage]:
+    with Session(db) as session:
+        return list(session.exec(select(InboxMessage).order_by(InboxMessage.id)).all())
+
+
+def test_valid_delivery_is_stored_with_its_headers_and_answered_200(shop, deliver, db, clock):
+    body = json.dumps(load_fixture("shopify", "orders_create")).encode()
+    response = deliver("orders/create", body, webhook_id="wh-1", event_id="ev-1")
+
+    assert response.status_code == 200
+    assert response.json == {"status": "stored"}
+    [row] = inbox_rows(db)
+    assert (row.shop_id, row.source, row.topic) == (shop.id, "shopify", "orders/create")
+    assert (row.delivery_id, row.event_id, row.api_version) == ("wh-1", "ev-1", "2026-07")
+    assert row.triggered_at == datetime(2026, 11, 22, 11, 59, 59, 123000, tzinfo=UTC)
+    assert row.received_at == clock.now()
+    assert row.status == "pending"
+    assert row.body.encode() == body  # the raw body, byte for byte
+
+
+def test_every_supported_topic_has_a_fixture_that_is_accepted(shop, deliver, db):
+    for topic in sorted(shopify.SUPPORTED_TOPICS):
+        response = deliver(topic, topic.replace("/", "_"))
+        assert response.status_code == 200, (topic, response.json)
+    assert {row.topic for row in inbox_rows(db)} == shopify.SUPPORTED_TOPICS
+
+
+def test_redelivery_with_the_same_webhook_id_is_stored_once(shop, deliver, db):
+    first = deliver("orders/paid", "orders_paid", webhook_id="same", event_id="e1")
+    again = deliver("orders/paid", "orders_paid", webhook_id="same", event_id="e1")
+
+    assert (first.json, again.json) == ({"status": "stored"}, {"status": "duplicate"})
+    assert len(inbox_rows(db)) == 1
+
+
+def test_one_event_delivered_under_two_webhook_ids_is_stored_once(shop, deliver, db):
+    deliver("orders/paid", "orders_paid", webhook_id="a", event_id="event-7")
+    response = deliver("orders/paid", "orders_paid", webhook_id="b", event_id="event-7")
+
+    assert response.json == {"status": "duplicate"}
+    assert [row.delivery_id for row in inbox_rows(db)] == ["a"]
+
+
+def test_same_event_id_on_another_topic_is_a_different_event(shop, deliver, db):
+    deliver("orders/paid", "orders_paid", event_id="event-8")
+    deliver("orders/updated", "orders_updated", event_id="event-8")
+    assert len(inbox_rows(db)) == 2
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda h, b: (h | {"X-Shopify-Hmac-Sha256": "AAAA"}, b), id="wrong-signature"),
+        pytest.param(
+            lambda h, b: ({k: v for k, v in h.items() if "Hmac" not in k}, b), id="missing"
+        ),
+        pytest.param(lambda h, b: (h, b.replace(b"83.85", b"0.01")), id="tampered-body"),
+        pytest.param(
+            lambda h, b: (h | {"X-Shopify-Hmac-Sha256": shopify.sign("other-secret", b)}, b),
+            id="other-secret",
+        ),
+    ],
+)
+def test_bad_signature_is_refused_401_and_nothing_is_stored(shop, client, db, tamper):
+    body = json.dumps(load_fixture("shopify", "orders_create")).encode()
+    headers, body = tamper(shopify_headers("orders/create", body), body)
+
+    response = client.post("/webhooks/shopify", data=body, headers=headers)
+
+    assert response.status_code == 401
+    assert response.json["error"]["code"] == "invalid_signature"
+    assert inbox_rows(db) == []
+
+
+def test_unknown_shop_is_refused_404(shop, deliver, db):
+    response = deliver("orders/create", "orders_create", domain="stranger.myshopify.com")
+    assert response.status_code == 404
+    assert "stranger.myshopify.com" in response.json["error"]["message"]
+    assert inbox_rows(db) == []
+
+
+def test_uninstalled_shop_gets_410_except_for_compliance_topics(shop, deliver, db, clock):
+    with Session(db) as session:
+        row = session.get(Shop, shop.id)
+        row.uninstalled_at = clock.now()
+        session.add(row)
+        session.commit()
+
+    assert deliver("orders/create", "orders_create").status_code == 410
+    for topic in sorted(shopify.COMPLIANCE_TOPICS):
+        assert deliver(topic, topic.replace("/", "_")).status_code == 200
+    assert sorted(r.topic for r in inbox_rows(db)) == sorted(shopify.COMPLIANCE_TOPICS)
+
+
+def test_unsupported_topic_is_refused_422(shop, deliver, db):
+    response = deliver("products/create", "unknown_topic")
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "unsupported_topic"
+    assert inbox_rows(db) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[1, 2, 3]", b'"a string"', b"\xff\xfe{}", b""],
+    ids=["broken", "array", "string", "not-utf8", "empty"],
+)
+def test_malformed_json_is_refused_400(shop, deliver, db, body):
+    response = deliver("orders/create", body)
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "malformed_json"
+    assert inbox_rows(db) == []
+
+
+def test_body_over_the_size_limit_is_refused_413(shop, deliver, db, settings):
+    payload = load_fixture("shopify", "orders_create") | {"note": "x" * settings.webhook_max_bytes}
+    response = deliver("orders/create", payload)
+    assert response.status_code == 413
+    assert inbox_rows(db) == []
+
+
+@pytest.mark.parametrize(
+    "header", ["X-Shopify-Topic", "X-Shopify-Shop-Domain", "X-Shopify-Webhook-Id"]
+)
+def test_missing_required_header_is_refused_400(shop, client, db, header):
+    body = json.dumps(load_fixture("shopify", "orders_create")).encode()
+    headers = shopify_headers("orders/create", body)
+    del headers[header]
+    response = client.post("/webhooks/shopify", data=body, headers=headers)
+    assert response.status_code == 400
+    assert header in response.json["error"]["message"]
+    assert inbox_rows(db) == []
+
+
+@pytest.mark.parametrize(
+    "domain",
+    ["demo-store.myshopify.com.evil.com", "evil.com", "x.myshopify.com/..", "-x.myshopify.com"],
+)
+def test_hostile_shop_domain_is_refused_400(shop, deliver, db, domain):
+    response = deliver("orders/create", "orders_create", domain=domain)
+    assert response.status_code == 400
+    assert inbox_rows(db) == []
+
+
+def test_unparseable_trigger_time_is_refused_400(shop, client, db):
+    body = json.dumps(load_fixture("shopify", "orders_create")).encode()
+    headers = shopify_headers("orders/create", body) | {"X-Shopify-Triggered-At": "yesterday"}
+    response = client.post("/webhooks/shopify", data=body, headers=headers)
+    assert response.status_code == 400
+    assert inbox_rows(db) == []
+
+
+def test_database_down_answers_503_so_shopify_retries(settings):
+    from app.db import make_engine
+
+    down = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
+    app = create_app(settings, engine=down, clock=Clock())
+    body = json.dumps(load_fixture("shopify", "orders_create")).encode()
+
+    response = app.test_client().post(
+        "/webhooks/shopify", data=body, headers=shopify_headers("orders/create", body)
+    )
+
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "storage_unavailable"
+
+
+def test_shop_domain_header_is_matched_case_insensitively(shop, deliver, db):
+    response = deliver("orders/create", "orders_create", domain=SHOP_DOMAIN.upper())
+    assert response.status_code == 200
+    assert len(inbox_rows(db)) == 1
