@@ -51,5 +51,6 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 def insert_ignoring_conflicts(session: Session, table, values: dict) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING on either database; True if inserted."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    result = session.exec(insert(table).values(**values).on_conflict_do_nothing())
-    return result.rowcount == 1
+    # RETURNING rather than rowcount, which psycopg reports as -1 here.
+    statement = insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+    return session.exec(statement).first() is not None

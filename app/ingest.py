@@ -289,6 +289,14 @@ def redact_customer(
         .where(InboxMessage.shop_id == shop_id, inbox_filter)
         .values(body=REDACTED_BODY)
     )
+    if customer_shopify_id is not None:
+        # An export made for an earlier data request is a copy of the same data.
+        session.exec(
+            delete(DataRequest).where(
+                DataRequest.shop_id == shop_id,
+                DataRequest.customer_shopify_id == customer_shopify_id,
+            )
+        )
     session.flush()
 
 
