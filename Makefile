@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint demo
+.PHONY: run test lint demo browser
 
 run: $(VENV)/.runtime
 	$(BIN)/careloop run
@@ -13,7 +13,7 @@ run: $(VENV)/.runtime
 demo: $(VENV)/.runtime
 	$(BIN)/careloop demo
 
-test: $(VENV)/.test
+test: $(VENV)/.test browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -21,6 +21,14 @@ test: $(VENV)/.test
 lint: $(VENV)/.test
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Page tests drive Debian's Chromium; install it where we can (root with apt),
+# otherwise those tests skip with a message (and fail under CI=true).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "note: Chromium is not installed; page tests will be skipped"; fi; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -304,6 +304,7 @@ def play(
         echo(f"  order {order_id}: {states.get(order_id)}  ({mark})")
     echo("")
     echo("Look at the result:")
+    echo(f"  open {base_url}/app/ and sign in with the API token {api_token}")
     echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/orders/5001001")
     echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/orders")
     echo(f"  curl {base_url}/metrics")

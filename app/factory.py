@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from flask import Flask, current_app
+from flask import Flask, current_app, redirect, url_for
 from sqlalchemy.engine import Engine
 
 from app.clock import Clock
@@ -34,6 +34,9 @@ def create_app(
     app = Flask(__name__, template_folder=str(ROOT / "templates"))
     app.config["SECRET_KEY"] = settings.secret_key
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = settings.is_production
     app.json.sort_keys = False
     app.extensions["careloop"] = Runtime(
         settings=settings,
@@ -41,12 +44,14 @@ def create_app(
         clock=clock or Clock(),
     )
 
-    from app.web import api, errors, health, webhooks
+    from app.web import api, errors, health, pages, webhooks
 
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    app.add_url_rule("/", "index", lambda: redirect(url_for("pages.orders")))
     return app
 
 

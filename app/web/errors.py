@@ -1,8 +1,9 @@
-"""JSON errors for every HTTP failure: a clear message, never a stack trace."""
+"""Errors for every HTTP failure: a clear message, never a stack trace; JSON
+for machines, a page for people on `/app`."""
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 
@@ -15,5 +16,9 @@ def error_response(status: int, code: str, message: str):
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if request.path.startswith("/app/"):
+            return render_template("app/error.html", status=status, message=message), status
         code = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(exc.code or 500, code, exc.description or exc.name)
+        return error_response(status, code, message)

@@ -1,0 +1,118 @@
+"""HTML pages for merchants and support teams (`/app/...`).
+
+Sign-in is by the shop's API token, kept in Flask's signed session cookie as
+the shop id (HttpOnly, SameSite=Lax). Shopify session tokens for the embedded
+admin come with the install issue.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import secrets
+
+from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
+from sqlmodel import Session
+
+from app.factory import runtime
+from app.models import Shop
+from app.order_state import OrderState
+from app.orders import list_orders, order_document, order_summary
+from app.shops import shop_for_token
+
+bp = Blueprint("pages", __name__, url_prefix="/app")
+PAGE_SIZE = 50
+
+
+def signed_in(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        shop_id = session.get("shop_id")
+        with Session(runtime().engine) as db:
+            shop = db.get(Shop, shop_id) if shop_id else None
+        if shop is None or shop.uninstalled_at is not None:
+            session.clear()
+            return redirect(url_for("pages.login", next=request.path))
+        g.shop = shop
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    return session["csrf"]
+
+
+def check_csrf() -> None:
+    sent = request.form.get("csrf", "")
+    if not hmac.compare_digest(sent.encode(), session.get("csrf", "").encode()):
+        abort(400, description="the form expired; reload the page and try again")
+
+
+@bp.app_context_processor
+def inject_csrf():
+    return {"csrf_token": csrf_token}
+
+
+@bp.get("/login")
+def login():
+    return render_template("app/login.html", error=None, next=request.args.get("next", ""))
+
+
+@bp.post("/login")
+def login_submit():
+    check_csrf()
+    token = request.form.get("token", "").strip()
+    with Session(runtime().engine) as db:
+        shop = shop_for_token(db, token) if token else None
+    if shop is None:
+        return render_template(
+            "app/login.html", error="That token is not valid for any shop.", next=""
+        ), 401
+    session.clear()
+    session["shop_id"] = shop.id
+    target = request.form.get("next", "")
+    # Only local paths: never an open redirect.
+    if not target.startswith("/app/") or target.startswith("//"):
+        target = url_for("pages.orders")
+    return redirect(target)
+
+
+@bp.post("/logout")
+def logout():
+    check_csrf()
+    session.clear()
+    return redirect(url_for("pages.login"))
+
+
+@bp.get("/")
+@bp.get("/orders")
+@signed_in
+def orders():
+    state = request.args.get("state") or None
+    if state is not None and state not in OrderState.__members__.values():
+        abort(400, description=f"unknown state {state!r}")
+    cursor = request.args.get("cursor", "")
+    after = int(cursor) if cursor.isdigit() else None
+    with Session(runtime().engine) as db:
+        rows = list_orders(db, g.shop.id, state=state, after=after, limit=PAGE_SIZE)
+    return render_template(
+        "app/orders.html",
+        shop=g.shop,
+        orders=[order_summary(o) for o in rows],
+        states=list(OrderState),
+        state=state,
+        next_cursor=rows[-1].id if len(rows) == PAGE_SIZE else None,
+    )
+
+
+@bp.get("/orders/<int:shopify_id>")
+@signed_in
+def order(shopify_id: int):
+    with Session(runtime().engine) as db:
+        document = order_document(db, g.shop.id, shopify_id)
+    if document is None:
+        abort(404, description=f"no order {shopify_id} in this shop")
+    return render_template("app/order.html", shop=g.shop, order=document)

@@ -1,0 +1,1 @@
+"""One module per outside system: its formats in, our domain events out."""

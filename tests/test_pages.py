@@ -1,0 +1,114 @@
+"""The merchant pages in a real browser (Debian's headless Chromium, driven by
+Playwright) against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    problem = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "playwright is not installed (make test installs it)"
+    if problem is None and not os.path.exists(CHROMIUM):
+        problem = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    if problem:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(problem + " (required under CI)")
+        pytest.skip(problem)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live_server(app):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def sign_in(page, base_url: str, token: str) -> None:
+    page.goto(f"{base_url}/app/")
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]")
+
+
+def test_merchant_signs_in_and_follows_an_order_to_its_timeline(
+    shop, deliver, work, live_server, page
+):
+    for topic in ("orders/create", "orders/paid", "fulfillments/create", "fulfillments/update"):
+        deliver(topic, topic.replace("/", "_"))
+    work()
+
+    sign_in(page, live_server, shop.token)
+    assert page.locator("h1").inner_text() == "Orders"
+    row = page.locator("tbody tr").first
+    assert "#1001" in row.inner_text() and "in transit" in row.inner_text()
+
+    page.click("text=#1001")
+    assert page.locator("#order-state").inner_text() == "in transit"
+    timeline = page.locator("#timeline tbody").inner_text()
+    for change in ("new → pending", "pending → paid", "paid → fulfilled", "fulfilled → in transit"):
+        assert change in timeline
+    assert "Ana" in page.content() and "1Z999AA10123456784" in page.content()
+
+
+def test_wrong_token_is_refused_and_pages_need_signing_in(shop, live_server, page):
+    page.goto(f"{live_server}/app/orders")
+    assert page.url.startswith(f"{live_server}/app/login")
+
+    page.fill("input[name=token]", "clp_not-a-real-token")
+    page.click("button[type=submit]")
+    assert "not valid" in page.locator("[role=alert]").inner_text()
+
+
+def test_a_shop_never_sees_another_shops_order(shop, other_shop, deliver, work, live_server, page):
+    deliver("orders/create", "orders_create")  # to `shop` only
+    work()
+    sign_in(page, live_server, other_shop.token)
+    assert "No orders yet" in page.content()
+
+    response = page.goto(f"{live_server}/app/orders/5001001")
+    assert response.status == 404
+
+
+def test_order_filter_by_state_shows_only_that_state(shop, deliver, work, live_server, page):
+    deliver("orders/create", "orders_create")
+    work()
+    sign_in(page, live_server, shop.token)
+    page.click(".filters >> text=paid")
+    assert "No orders are paid" in page.content()
+    page.click(".filters >> text=pending")
+    assert "#1001" in page.locator("tbody").inner_text()
