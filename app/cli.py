@@ -178,6 +178,10 @@ def shops_token(domain: str) -> None:
         shop = session.exec(select(Shop).where(Shop.domain == domain.strip().lower())).first()
         if shop is None:
             raise click.BadParameter(f"no shop {domain!r}", param_hint="DOMAIN")
+        if shop.uninstalled_at is not None:
+            raise click.ClickException(
+                f"{shop.domain} has uninstalled CareLoop; `careloop shops add` reinstalls it"
+            )
         token = issue_token(session, shop)
         session.commit()
     click.echo(f"API token (shown once): {token}")

@@ -25,6 +25,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from app.clock import to_utc
 from app.models import InboxMessage
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -58,28 +59,26 @@ class InboxCollector:
     def collect(self):
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(
-                    InboxMessage.status,
-                    func.count(),
-                    func.min(InboxMessage.received_at),
-                ).group_by(InboxMessage.status)
+                select(InboxMessage.status, func.count()).group_by(InboxMessage.status)
             ).all()
+            # Lag is how far behind the workers are: the oldest message that is
+            # due now. Messages waiting out a retry backoff are not late.
+            oldest_due = conn.execute(
+                select(func.min(InboxMessage.next_attempt_at)).where(
+                    InboxMessage.status == "pending", InboxMessage.next_attempt_at <= self.now
+                )
+            ).scalar()
         depth = GaugeMetricFamily(
             "careloop_inbox_messages", "Inbox messages by status.", labels=["status"]
         )
-        counts = {status: 0 for status in ("pending", "done", "dead")}
-        oldest_pending = None
-        for status, count, oldest in rows:
-            counts[status] = count
-            if status == "pending":
-                oldest_pending = oldest
+        counts = {"pending": 0, "done": 0, "dead": 0} | dict(rows)
         for status, count in counts.items():
             depth.add_metric([status], count)
         yield depth
-        lag = (self.now - oldest_pending).total_seconds() if oldest_pending else 0.0
+        lag = (self.now - to_utc(oldest_due)).total_seconds() if oldest_due else 0.0
         yield GaugeMetricFamily(
             "careloop_inbox_lag_seconds",
-            "Age of the oldest inbox message not yet processed.",
+            "How long the oldest due inbox message has been waiting for a worker.",
             value=max(lag, 0.0),
         )
 

@@ -28,6 +28,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
+
+from app import migrate, worker
+from app.config import Settings
+from app.db import make_engine
+from app.factory import Runtime, create_app
+from app.shops import add_shop
 from support import (
     OTHER_SHOP_DOMAIN,
     PG_ADMIN_URL,
@@ -37,12 +43,6 @@ from support import (
     load_fixture,
     shopify_headers,
 )
-
-from app import migrate, worker
-from app.config import Settings
-from app.db import make_engine
-from app.factory import Runtime, create_app
-from app.shops import add_shop
 
 
 def _postgres_available() -> str | None:

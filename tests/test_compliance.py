@@ -7,7 +7,6 @@ import json
 
 from sqlalchemy import func
 from sqlmodel import Session, select
-from support import load_fixture
 
 from app.models import (
     Customer,
@@ -18,6 +17,7 @@ from app.models import (
     Shipment,
     Shop,
 )
+from support import load_fixture
 
 PII = ("ana@example.com", "+34612345678", "+34699887766", "García", "Alcalá")
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 from sqlmodel import Session, select
-from support import load_fixture, with_changes
 
 from app import inbox
 from app.events import PayloadError
 from app.models import Customer, InboxMessage, Order, OrderEvent, Shipment
+from support import load_fixture, with_changes
 
 ORDER_ID = 5001001
 CUSTOMER_ID = 7001001

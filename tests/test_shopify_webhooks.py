@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import Session, select
-from support import SHOP_DOMAIN, load_fixture, shopify_headers
 
 from app.clock import Clock
 from app.factory import create_app
 from app.models import InboxMessage, Shop
 from integrations import shopify
+from support import SHOP_DOMAIN, load_fixture, shopify_headers
 
 
 def inbox_rows(db) -> list[InboxMessage]:

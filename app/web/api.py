@@ -42,7 +42,8 @@ def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not low <= int(raw) <= high:
         raise _BadArgument(f"{name} must be a whole number from {low} to {high}")
     return int(raw)
 
