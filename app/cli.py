@@ -13,7 +13,13 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
 from app import inbox, jobs, migrate, worker
-from app.config import ConfigError, Settings, ensure_development_secrets, instance_dir
+from app.config import (
+    ROOT,
+    ConfigError,
+    Settings,
+    ensure_development_secrets,
+    instance_dir,
+)
 from app.demo import DEMO_SHOP
 from app.demo import play as play_demo
 from app.factory import Runtime, create_app
@@ -106,14 +112,12 @@ def serve(host: str, port: int, workers: int) -> None:
 
     sys.argv = [
         "gunicorn",
-        "--bind",
-        f"{host}:{port}",
-        "--workers",
-        str(workers),
-        "--access-logfile",
-        "-",
+        "--config", str(ROOT / "gunicorn.conf.py"),
+        "--bind", f"{host}:{port}",
+        "--workers", str(workers),
+        "--access-logfile", "-",
         "app.wsgi:application",
-    ]
+    ]  # fmt: skip
     WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()
 
 

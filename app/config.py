@@ -82,6 +82,9 @@ class Settings:
                 raise ConfigError(f"{name} is required{hint}")
             return value
 
+        if env == "production" and not values.get("DATABASE_URL", "").strip():
+            # No silent fallback to a local file that a redeploy would lose.
+            raise ConfigError("DATABASE_URL is required in production")
         database_url = values.get("DATABASE_URL") or f"sqlite:///{instance_dir / 'careloop.db'}"
         try:
             url = make_url(database_url)

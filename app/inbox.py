@@ -125,16 +125,17 @@ def process_next(engine: Engine, now: datetime, max_attempts: int) -> InboxMessa
         if message is None:
             return None
         try:
-            _process(session, message, now)
-            session.commit()
-            return message
+            # A savepoint: on failure only the processing is undone, and the row
+            # lock is kept while the failure is recorded, so no other worker can
+            # claim the message in between and have its result overwritten.
+            with session.begin_nested():
+                _process(session, message, now)
         except Exception as exc:  # recorded on the row and logged, never swallowed
-            session.rollback()
-            permanent = isinstance(exc, PayloadError)
             log.exception("inbox %s (%s %s) failed", message.id, message.source, message.topic)
+            permanent = isinstance(exc, PayloadError)
             _record_failure(session, message, exc, now, max_attempts, permanent=permanent)
-            session.commit()
-            return message
+        session.commit()
+        return message
 
 
 def _process(session: Session, message: InboxMessage, now: datetime) -> None:

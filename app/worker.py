@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from app import inbox, metrics
 from app.factory import Runtime
 
 log = logging.getLogger(__name__)
+DATABASE_RETRY_SECONDS = 5
 
 
 def drain(rt: Runtime, stop: threading.Event | None = None) -> int:
@@ -29,6 +32,13 @@ def run(rt: Runtime, stop: threading.Event) -> None:
     log.info("worker started (poll every %.1fs)", rt.settings.worker_poll_seconds)
     while not stop.is_set():
         rt.inbox_wakeup.clear()
-        drain(rt, stop)
+        try:
+            drain(rt, stop)
+        except SQLAlchemyError as exc:
+            # The database is away (restart, failover): nothing is lost, since
+            # unfinished messages stay pending; wait and try again.
+            log.error("worker: database unavailable (%s); retrying", type(exc).__name__)
+            stop.wait(DATABASE_RETRY_SECONDS)
+            continue
         rt.inbox_wakeup.wait(rt.settings.worker_poll_seconds)
     log.info("worker stopped")

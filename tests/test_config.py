@@ -316,3 +316,8 @@ def test_cli_with_a_malformed_database_port_exits_with_one_line_naming_it(base, 
     assert result.exit_code != 0
     assert isinstance(result.exception, SystemExit)
     assert "DATABASE_URL" in result.output
+
+
+def test_production_without_database_url_is_a_config_error_naming_it(base):
+    del base["DATABASE_URL"]
+    assert "DATABASE_URL is required" in config_error(base)

@@ -1,0 +1,46 @@
+"""Gunicorn settings for `careloop serve`.
+
+`careloop serve` passes --bind, --workers and --access-logfile on the command
+line (those win over this file). Gunicorn loads ./gunicorn.conf.py from the
+working directory by default, which is the project root in the Docker image
+(WORKDIR /app); elsewhere, pass it explicitly (`--config <root>/gunicorn.conf.py`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Workers' heartbeat files on tmpfs: on an overlay filesystem (a container's
+# /tmp) their writes can stall and get healthy workers killed on timeout.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+
+# Gunicorn >= 25 otherwise opens a control socket (for `gunicornc`) under
+# $HOME/.gunicorn: we do not use it, several instances would share its path,
+# and the image's user has no writable home. Older versions ignore the name.
+control_socket_disable = True
+
+
+def _prometheus_dir() -> Path | None:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return Path(directory) if directory else None
+
+
+def on_starting(server) -> None:
+    """Start the summed-over-workers metrics from a clean directory (app.metrics)."""
+    directory = _prometheus_dir()
+    if directory is None:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker) -> None:
+    """Drop a dead worker's live gauges from the multi-process metrics."""
+    if _prometheus_dir() is None:
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,354 @@
+"""End to end: the real CLI in real processes, over HTTP, on real databases.
+
+Every test starts `python -m app ...` subprocesses (servers on free ports of
+127.0.0.1, waited for on /readyz) and stops them in fixture teardown, where
+their output is printed: pytest shows it when the test fails. The child
+environment is built from scratch for CareLoop's settings, so nothing of the
+developer's shell (CARELOOP_*, SHOPIFY_*, DATABASE_URL) leaks into a test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from alembic.script import ScriptDirectory
+from cryptography.fernet import Fernet
+from dotenv import dotenv_values
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from app.config import DEV_SECRET_FACTORIES, ROOT
+from app.demo import EXPECTED_STATES
+from app.migrate import alembic_config
+from app.models import InboxMessage, Order, OrderEvent
+from support import load_fixture, shopify_headers
+
+pytestmark = pytest.mark.e2e
+
+# Runs a test on the PostgreSQL database only (the `db` fixture is parametrized).
+ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+# Settings.from_env reads <root>/.env in every environment; a developer's own
+# .env would change what the "nothing configured" tests start with.
+WITHOUT_DOTENV = pytest.mark.skipif(
+    (ROOT / ".env").exists(), reason=f"{ROOT / '.env'} would be read by the child processes"
+)
+
+READY_TIMEOUT = 30.0
+COMMAND_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+def child_env(values: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without CareLoop's settings, plus `values`."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("CARELOOP_", "SHOPIFY_"))
+        and name not in ("DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")
+    }
+    env["PYTHONUNBUFFERED"] = "1"  # output reaches the log files as it happens
+    env.update(values or {})
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def careloop(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a CLI command to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+    )
+
+
+def described(result: subprocess.CompletedProcess[str]) -> str:
+    return (
+        f"`{' '.join(result.args[1:])}` exited {result.returncode}\n"
+        f"--- stdout ---\n{result.stdout}--- stderr ---\n{result.stderr}"
+    )
+
+
+class Process:
+    """A long-running CLI command; stdout and stderr go to one log file."""
+
+    def __init__(self, name: str, args: tuple[str, ...], env: dict[str, str], log: Path):
+        self.name = name
+        self.log = log
+        with log.open("wb") as handle:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "app", *args],
+                env=env,
+                cwd=ROOT,  # where gunicorn finds gunicorn.conf.py, as in the image
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a signal meant for pytest does not reach it
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self) -> int:
+        """SIGTERM, then SIGKILL if it does not stop in time; returns the exit code."""
+        if self.running():
+            self.popen.terminate()
+            try:
+                self.popen.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+        return self.popen.wait(STOP_TIMEOUT)
+
+    def kill(self) -> None:
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(STOP_TIMEOUT)
+
+    def fail(self, problem: str) -> None:
+        pytest.fail(f"{problem}\n--- output of {self.name} ---\n{self.output()}")
+
+
+class Processes:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.started: list[Process] = []
+
+    def start(self, name: str, *args: str, env: dict[str, str]) -> Process:
+        process = Process(name, args, env, self.directory / f"{name}.log")
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            process.stop()
+
+
+@pytest.fixture
+def processes(tmp_path) -> Iterator[Processes]:
+    """Starts processes; stops every one of them after the test, whatever happened.
+
+    Request it after `db` so that the processes are gone before the tables are emptied.
+    """
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    started = Processes(directory)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+        for process in started.started:
+            print(f"----- {process.name} (exit {process.popen.returncode}) -----")
+            print(process.output())
+
+
+def wait_until(
+    condition: Callable[[], bool], process: Process, what: str, timeout: float = READY_TIMEOUT
+) -> None:
+    """Poll `condition` while `process` runs; fail with its output otherwise."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if not process.running():
+            process.fail(f"{process.name} exited ({process.popen.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            process.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.01)
+
+
+def wait_ready(process: Process, base_url: str) -> None:
+    def ready() -> bool:
+        try:
+            if requests.get(f"{base_url}/readyz", timeout=1).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+        return False
+
+    wait_until(ready, process, f"{base_url}/readyz to answer 200")
+
+
+def start_server(processes: Processes, command: str, env: dict[str, str], *extra: str) -> str:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    server = processes.start(
+        command, command, "--host", "127.0.0.1", "--port", str(port), *extra, env=env
+    )
+    wait_ready(server, base_url)
+    return base_url
+
+
+def assert_demo_passed(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, described(result)
+    for order_id, state in EXPECTED_STATES.items():
+        assert f"order {order_id}: {state}  (ok)" in result.stdout, described(result)
+
+
+def inbox_counts(engine: Engine) -> dict[str, int]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(InboxMessage.status, func.count()).group_by(InboxMessage.status)
+        ).all()
+    return dict(rows)
+
+
+@WITHOUT_DOTENV
+def test_embedded_default_generates_secrets_migrates_and_plays_the_demo(tmp_path, processes):
+    instance = tmp_path / "instance"
+    newcomer = child_env({"CARELOOP_ENV": "development", "CARELOOP_INSTANCE_DIR": str(instance)})
+
+    base_url = start_server(processes, "run", newcomer)
+
+    secrets_file = instance / "secrets.env"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    secrets = {name: value for name, value in dotenv_values(secrets_file).items() if value}
+    assert set(secrets) == set(DEV_SECRET_FACTORIES)
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    with contextlib.closing(sqlite3.connect(instance / "careloop.db")) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head,)]
+
+    demo = careloop("demo", "--url", base_url, env=newcomer)
+    assert_demo_passed(demo)
+
+    [server] = processes.started
+    server.stop()
+    output = server.output()
+    assert f"{instance / 'secrets.env'}" in output  # it says where the secrets went...
+    for where, text in (("server", output), ("demo", demo.stdout + demo.stderr)):
+        leaked = sorted(name for name, value in secrets.items() if value in text)
+        assert not leaked, f"the {where} output shows the value of {', '.join(leaked)}"
+
+
+@ON_POSTGRESQL
+def test_production_on_postgresql_gunicorn_and_a_separate_worker(db, env, tmp_path, processes):
+    metrics_dir = tmp_path / "prometheus"
+    production = child_env(
+        env
+        | {
+            "CARELOOP_ENV": "production",
+            "CARELOOP_WORKER_POLL_SECONDS": "0.2",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        }
+    )
+    metrics_dir.mkdir()
+
+    upgrade = careloop("db", "upgrade", env=production)
+    assert upgrade.returncode == 0, described(upgrade)
+    assert "latest revision" in upgrade.stdout
+
+    base_url = start_server(processes, "serve", production, "--workers", "2")
+    worker = processes.start("worker", "worker", env=production)
+    demo = careloop("demo", "--url", base_url, env=production)  # registers the demo shop
+    assert_demo_passed(demo)
+
+    assert worker.running(), worker.output()
+    [server, _] = processes.started
+    assert server.output().count("Booting worker with pid") == 2, server.output()
+    # Each gunicorn worker counts what it received; /metrics sums them all.
+    exposition = requests.get(f"{base_url}/metrics", timeout=5).text
+    received = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith("careloop_webhooks_received_total{")
+    )
+    answered_200 = [line for line in demo.stdout.splitlines() if line.startswith("  200 ")]
+    assert received == len(answered_200) > 0, exposition
+
+
+@WITHOUT_DOTENV
+def test_production_without_a_secret_exits_with_one_line_naming_it(tmp_path):
+    production = child_env(
+        {
+            "CARELOOP_ENV": "production",
+            "CARELOOP_INSTANCE_DIR": str(tmp_path / "instance"),
+            "DATABASE_URL": "postgresql://careloop@127.0.0.1:9/careloop",
+            "CARELOOP_SECRET_KEY": "production-secret-key",
+            "CARELOOP_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "SHOPIFY_API_KEY": "production-client-id",
+        }
+    )
+
+    result = careloop("worker", env=production)
+
+    assert result.returncode != 0, described(result)
+    assert len(result.stderr.splitlines()) == 1, described(result)
+    assert "SHOPIFY_API_SECRET" in result.stderr, described(result)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "instance").exists()  # production generates nothing
+
+
+@ON_POSTGRESQL
+def test_inbox_survives_a_worker_killed_mid_way(db, env, shop, processes):
+    total = 300
+    settings = child_env(env | {"CARELOOP_WORKER_POLL_SECONDS": "0.1"})
+    base_url = start_server(processes, "serve", settings, "--workers", "2")
+
+    template = load_fixture("shopify", "orders_create")
+    order_ids = [9_100_000_000 + n for n in range(total)]  # beyond 32 bits, as Shopify's are
+    with requests.Session() as http:
+        for n, order_id in enumerate(order_ids):
+            payload = template | {
+                "id": order_id,
+                "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
+                "name": f"#{5000 + n}",
+                "order_number": 5000 + n,
+            }
+            body = json.dumps(payload).encode()
+            response = http.post(
+                f"{base_url}/webhooks/shopify",
+                data=body,
+                headers=shopify_headers("orders/create", body),
+                timeout=10,
+            )
+            assert (response.status_code, response.json()) == (200, {"status": "stored"})
+    assert inbox_counts(db) == {"pending": total}
+
+    first = processes.start("worker-1", "worker", env=settings)
+    wait_until(
+        lambda: inbox_counts(db).get("done", 0) >= total // 6,
+        first,
+        "the first worker to process some messages",
+    )
+    first.kill()
+    at_kill = inbox_counts(db)
+    assert at_kill.get("done", 0) < total, f"inconclusive: all done before SIGKILL ({at_kill})"
+
+    second = processes.start("worker-2", "worker", env=settings)
+    wait_until(lambda: "pending" not in inbox_counts(db), second, "the inbox to be drained")
+
+    with Session(db) as session:
+        messages = session.exec(select(InboxMessage.status, InboxMessage.attempts)).all()
+        orders = session.exec(select(Order.shopify_id).where(Order.shop_id == shop.id)).all()
+        events = session.exec(
+            select(OrderEvent.order_id, func.count()).group_by(OrderEvent.order_id)
+        ).all()
+    assert len(messages) == total
+    assert {status for status, _ in messages} == {"done"}  # none pending, none dead
+    # The killed attempt left no trace: each message was applied by one committed attempt.
+    assert {attempts for _, attempts in messages} == {1}
+    assert sorted(orders) == order_ids
+    assert len(events) == total
+    assert len({count for _, count in events}) == 1, "some order got a doubled timeline"
