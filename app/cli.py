@@ -23,8 +23,15 @@ from app.config import (
 from app.demo import DEMO_SHOP
 from app.demo import play as play_demo
 from app.factory import Runtime, create_app
+from app.fulfillment import (
+    PROVIDERS,
+    ProviderConfigError,
+    connect,
+    describe_connection,
+    webhook_url,
+)
 from app.logs import configure_logging
-from app.models import InboxMessage, Shop
+from app.models import FulfillmentConnection, InboxMessage, Shop
 from app.shops import ShopError, add_shop, issue_token
 
 
@@ -199,6 +206,59 @@ def shops_list() -> None:
         for shop in session.exec(select(Shop).order_by(Shop.domain)).all():
             status = "uninstalled" if shop.uninstalled_at else "installed"
             click.echo(f"{shop.domain}\t{status}\t{shop.name}")
+
+
+@main.group()
+def providers() -> None:
+    """Fulfillment and tracking providers (ShipBob, AfterShip, Standard Webhooks)."""
+
+
+@providers.command("connect")
+@click.argument("domain")
+@click.argument("provider", type=click.Choice(sorted(PROVIDERS)))
+@click.option(
+    "--secret",
+    envvar="CARELOOP_PROVIDER_SECRET",
+    default=None,
+    help="The provider's signing secret (better: set CARELOOP_PROVIDER_SECRET).",
+)
+def providers_connect(domain: str, provider: str, secret: str | None) -> None:
+    """Connect PROVIDER for DOMAIN and print the webhook URL to give it (once)."""
+    rt, _ = load_runtime()
+    with Session(rt.engine) as session:
+        shop = _installed_shop(session, domain)
+        try:
+            issued = connect(session, rt.secrets, shop.id, provider, secret, rt.clock.now())
+        except ProviderConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+        hint = issued.connection.secret_hint
+    click.echo(f"{provider} connected for {shop.domain}" + (f" (secret {hint})" if hint else ""))
+    click.echo(
+        f"Webhook URL (shown once): {webhook_url(rt.settings.public_url, provider, issued.url_key)}"
+    )
+
+
+@providers.command("list")
+@click.argument("domain")
+def providers_list(domain: str) -> None:
+    """List DOMAIN's providers (secrets shown only as a hint)."""
+    rt, _ = load_runtime()
+    with Session(rt.engine) as session:
+        shop = _installed_shop(session, domain)
+        for connection in session.exec(
+            select(FulfillmentConnection).where(FulfillmentConnection.shop_id == shop.id)
+        ).all():
+            document = describe_connection(connection)
+            click.echo(f"{document['provider']}\tsecret={document['signing_secret'] or 'none'}"
+                       f"\tupdated={document['updated_at']}")  # fmt: skip
+
+
+def _installed_shop(session: Session, domain: str) -> Shop:
+    shop = session.exec(select(Shop).where(Shop.domain == domain.strip().lower())).first()
+    if shop is None or shop.uninstalled_at is not None:
+        raise click.BadParameter(f"no installed shop {domain!r}", param_hint="DOMAIN")
+    return shop
 
 
 @main.group("inbox")

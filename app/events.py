@@ -25,15 +25,52 @@ class CustomerSnapshot:
 
 
 @dataclass(frozen=True)
+class OrderMatch:
+    """How a fulfillment provider names an order. Unlike Shopify's own ids,
+    these only match an order we already know; an event that matches none is
+    parked until the order arrives."""
+
+    shopify_id: int | None = None
+    name: str | None = None  # the order number, "#1001" or "1001"
+    tracking_number: str | None = None
+
+    def references(self) -> tuple[str, ...]:
+        """The keys a parked event waits under (see `ParkedReference`)."""
+        keys = []
+        if self.shopify_id is not None:
+            keys.append(f"order:{self.shopify_id}")
+        if self.name:
+            keys.append(f"name:{order_number(self.name)}")
+        if self.tracking_number:
+            keys.append(f"tracking:{self.tracking_number}")
+        return tuple(keys)
+
+
+def order_number(name: str) -> str:
+    """ "#1001" and "1001" name the same order."""
+    return name.strip().lstrip("#")
+
+
+@dataclass(frozen=True)
 class ShipmentSnapshot:
+    """One source's view of one parcel. Facts left None are unknown to the
+    source and keep whatever another event told us."""
+
     source: str
     external_id: str
-    order_shopify_id: int
     status: ShipmentStatus
-    updated_at: datetime
+    updated_at: datetime  # when the source says this was true: the version stamp
+    order_shopify_id: int | None = None  # Shopify's own fulfillments: authoritative
+    match: OrderMatch | None = None  # providers: match an order we know, or park
+    status_detail: str | None = None
     carrier: str | None = None
     tracking_number: str | None = None
     tracking_url: str | None = None
+    promised_ship_at: datetime | None = None
+    shipped_at: datetime | None = None
+    estimated_delivery_at: datetime | None = None
+    delivered_at: datetime | None = None
+    last_scan_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -95,3 +132,16 @@ Event = (
     | ShopRedaction
     | CustomerDataRequest
 )
+
+
+class UnsupportedTopic(ValueError):
+    """A well-formed delivery about something we do not handle."""
+
+
+@dataclass(frozen=True)
+class Described:
+    """What the inbox needs to know of a provider delivery before storing it."""
+
+    topic: str
+    delivery_id: str  # the sender's id for this delivery: the dedupe key
+    triggered_at: datetime | None = None

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from app.clock import Clock
 from app.config import ROOT, Settings
+from app.crypto import SecretBox
 from app.db import make_engine
 
 
@@ -22,6 +23,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     clock: Clock
+    secrets: SecretBox
     # Set after a webhook is stored so that an in-process worker (`careloop
     # run`) picks it up at once instead of at its next poll.
     inbox_wakeup: threading.Event = field(default_factory=threading.Event)
@@ -42,6 +44,7 @@ def create_app(
         settings=settings,
         engine=engine or make_engine(settings.database_url),
         clock=clock or Clock(),
+        secrets=SecretBox(settings.encryption_keys),
     )
 
     from app.web import api, errors, health, pages, webhooks

@@ -30,18 +30,23 @@ from sqlmodel import Session, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from app.events import PayloadError
-from app.ingest import REDACTED_BODY, Cause, apply, concerns_redacted
-from app.models import InboxMessage, Shop
-from integrations import shopify
+from app.ingest import REDACTED_BODY, Cause, OrderNotKnown, apply, concerns_redacted
+from app.models import InboxMessage, ParkedReference, Shop
+from integrations import aftership, shipbob, shopify, standard_webhooks
 
 log = logging.getLogger(__name__)
 
 # Each source's module knows its payloads: parse(topic, payload, triggered_at)
 # and references(topic, payload).
-PARSERS: dict[str, ModuleType] = {shopify.SOURCE: shopify}
+PARSERS: dict[str, ModuleType] = {
+    module.SOURCE: module for module in (shopify, shipbob, aftership, standard_webhooks)
+}
 
 BACKOFF_BASE_SECONDS = 10
 BACKOFF_MAX_SECONDS = 3600
+# A parked message is normally woken by the order it waits for; it is also
+# looked at again on this period, in case the two crossed in flight.
+PARK_RECHECK = timedelta(minutes=15)
 
 
 class StoreResult(StrEnum):
@@ -53,8 +58,11 @@ class StoreResult(StrEnum):
 
 @dataclass(frozen=True)
 class Delivery:
+    """A verified delivery for a shop, named by its domain (Shopify) or its
+    id (providers, whose connection says which shop)."""
+
     source: str
-    shop_domain: str
+    shop: str | int
     topic: str
     delivery_id: str
     event_id: str | None
@@ -63,30 +71,37 @@ class Delivery:
     body: str
 
 
-_STORE_SQL = text(
-    """
-    INSERT INTO inbox (shop_id, source, topic, delivery_id, event_id, api_version,
-                       triggered_at, received_at, body, status, attempts, next_attempt_at)
-    SELECT shops.id, :source, :topic, :delivery_id, :event_id, :api_version,
-           :triggered_at, :now, :body, 'pending', 0, :now
-    FROM shops
-    WHERE shops.domain = :domain AND (shops.uninstalled_at IS NULL OR :allow_uninstalled)
-    ON CONFLICT DO NOTHING
-    RETURNING id
-    """
-).bindparams(
-    bindparam("triggered_at", type_=UTCDateTime()),
-    bindparam("now", type_=UTCDateTime()),
-)
+def _store_sql(shop_column: str):
+    return text(
+        f"""
+        INSERT INTO inbox (shop_id, source, topic, delivery_id, event_id, api_version,
+                           triggered_at, received_at, body, status, attempts, next_attempt_at)
+        SELECT shops.id, :source, :topic, :delivery_id, :event_id, :api_version,
+               :triggered_at, :now, :body, 'pending', 0, :now
+        FROM shops
+        WHERE shops.{shop_column} = :shop
+          AND (shops.uninstalled_at IS NULL OR :allow_uninstalled)
+        ON CONFLICT DO NOTHING
+        RETURNING id
+        """
+    ).bindparams(
+        bindparam("triggered_at", type_=UTCDateTime()),
+        bindparam("now", type_=UTCDateTime()),
+    )
+
+
+_STORE_BY_DOMAIN = _store_sql("domain")
+_STORE_BY_ID = _store_sql("id")
 
 
 def store(
     engine: Engine, delivery: Delivery, now: datetime, *, allow_uninstalled: bool
 ) -> StoreResult:
     """Store a verified delivery; raises if the database cannot take it."""
+    by_domain = isinstance(delivery.shop, str)
     with engine.begin() as conn:
         inserted = conn.execute(
-            _STORE_SQL,
+            _STORE_BY_DOMAIN if by_domain else _STORE_BY_ID,
             {
                 "source": delivery.source,
                 "topic": delivery.topic,
@@ -96,14 +111,16 @@ def store(
                 "triggered_at": delivery.triggered_at,
                 "now": now,
                 "body": delivery.body,
-                "domain": delivery.shop_domain,
+                "shop": delivery.shop,
                 "allow_uninstalled": allow_uninstalled,
             },
         ).first()
         if inserted is not None:
             return StoreResult.STORED
         shop = conn.execute(
-            select(Shop.uninstalled_at).where(Shop.domain == delivery.shop_domain)
+            select(Shop.uninstalled_at).where(
+                (Shop.domain if by_domain else Shop.id) == delivery.shop
+            )
         ).first()
     if shop is None:
         return StoreResult.UNKNOWN_SHOP
@@ -130,6 +147,8 @@ def process_next(engine: Engine, now: datetime, max_attempts: int) -> InboxMessa
             # claim the message in between and have its result overwritten.
             with session.begin_nested():
                 _process(session, message, now)
+        except OrderNotKnown as exc:
+            _park(session, message, exc.references, now)
         except Exception as exc:  # recorded on the row and logged, never swallowed
             log.exception("inbox %s (%s %s) failed", message.id, message.source, message.topic)
             permanent = isinstance(exc, PayloadError)
@@ -185,6 +204,59 @@ def _record_failure(
             next_attempt_at=now if dead else now + backoff(attempts),
         )
     )
+
+
+def _park(
+    session: Session, message: InboxMessage, references: tuple[str, ...], now: datetime
+) -> None:
+    """Keep an event for an order we do not know yet until that order arrives."""
+    if not references:
+        raise PayloadError("the event names no order, shipment or tracking number")
+    session.add_all(
+        ParkedReference(shop_id=message.shop_id, inbox_id=message.id, reference=reference)
+        for reference in references
+    )
+    session.exec(
+        update(InboxMessage)
+        .where(InboxMessage.id == message.id)
+        .values(
+            status="parked",
+            next_attempt_at=now + PARK_RECHECK,
+            last_error=f"waiting for the order: {', '.join(references)}"[:2000],
+        )
+    )
+
+
+def recheck_parked(engine: Engine, now: datetime, give_up_after: timedelta) -> tuple[int, int]:
+    """Requeue parked messages whose recheck time has come; dead-letter the
+    ones whose order has not arrived within `give_up_after`. Returns
+    (requeued, given up)."""
+    with Session(engine) as session:
+        due = select(InboxMessage.id).where(
+            InboxMessage.status == "parked", InboxMessage.next_attempt_at <= now
+        )
+        expired = due.where(InboxMessage.received_at < now - give_up_after)
+        given_up = session.exec(
+            update(InboxMessage)
+            .where(InboxMessage.id.in_(expired))
+            .values(status="dead", last_error="the order it names never arrived")
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        requeued = session.exec(
+            update(InboxMessage)
+            .where(InboxMessage.id.in_(due))
+            .values(status="pending", next_attempt_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        session.exec(
+            ParkedReference.__table__.delete().where(
+                ParkedReference.inbox_id.not_in(
+                    select(InboxMessage.id).where(InboxMessage.status == "parked")
+                )
+            )
+        )
+        session.commit()
+        return requeued, given_up
 
 
 def backoff(attempts: int) -> timedelta:

@@ -25,21 +25,33 @@ from app.events import (
     CustomerRedaction,
     CustomerSnapshot,
     Event,
+    OrderMatch,
     OrderSnapshot,
     ShipmentSnapshot,
     ShopRedaction,
     ShopUninstalled,
+    order_number,
 )
 from app.models import (
     Customer,
     DataRequest,
+    FulfillmentConnection,
     InboxMessage,
     Order,
     OrderEvent,
+    ParkedReference,
     Shipment,
     Shop,
 )
-from app.order_state import OrderFacts, OrderState, ShipmentStatus, derive_state, is_newer
+from app.order_state import (
+    OrderFacts,
+    OrderState,
+    ParcelReport,
+    ShipmentStatus,
+    derive_state,
+    is_newer,
+    parcel_statuses,
+)
 
 _PII_CUSTOMER_FIELDS = ("email", "phone", "first_name", "last_name")
 REDACTED_BODY = "{}"
@@ -59,7 +71,12 @@ def apply(session: Session, shop_id: int, event: Event, cause: Cause) -> None:
         case OrderSnapshot():
             _apply_order(session, shop_id, event, cause)
         case ShipmentSnapshot():
-            order = _lock_order(session, shop_id, event.order_shopify_id, cause, event.updated_at)
+            if event.order_shopify_id is not None:
+                order = _lock_order(
+                    session, shop_id, event.order_shopify_id, cause, event.updated_at
+                )
+            else:
+                order = _find_order(session, shop_id, event.match)
             _apply_shipment(session, order, event, cause)
             _recompute_state(session, order, cause, event.updated_at)
         case CustomerSnapshot():
@@ -102,6 +119,7 @@ def _apply_order(session: Session, shop_id: int, snap: OrderSnapshot, cause: Cau
     for shipment in snap.shipments:
         _apply_shipment(session, order, shipment, cause)
     _recompute_state(session, order, cause, snap.updated_at)
+    wake_parked(session, shop_id, OrderMatch(snap.shopify_id, snap.name).references(), cause.now)
 
 
 def _lock_order(
@@ -128,6 +146,40 @@ def _lock_order(
     return order
 
 
+class OrderNotKnown(LookupError):
+    """A provider event names an order we have not seen (yet). The worker
+    parks it under `references` until an order or shipment matching one of
+    them arrives."""
+
+    def __init__(self, references: tuple[str, ...]):
+        super().__init__(f"no order matches {', '.join(references) or 'nothing'}")
+        self.references = references
+
+
+def _find_order(session: Session, shop_id: int, match: OrderMatch | None) -> Order:
+    """The order a provider event is about, locked; by Shopify id, then by
+    order number, then by a tracking number we already know."""
+    match = match or OrderMatch()
+    query = select(Order).where(Order.shop_id == shop_id).with_for_update()
+    order = None
+    if match.shopify_id is not None:
+        order = session.exec(query.where(Order.shopify_id == match.shopify_id)).first()
+    if order is None and match.name:
+        number = order_number(match.name)
+        order = session.exec(
+            query.where(Order.name.in_([number, f"#{number}"])).order_by(Order.id)
+        ).first()
+    if order is None and match.tracking_number:
+        order = session.exec(
+            query.join(Shipment, Shipment.order_id == Order.id).where(
+                Shipment.shop_id == shop_id, Shipment.tracking_number == match.tracking_number
+            )
+        ).first()
+    if order is None:
+        raise OrderNotKnown(match.references())
+    return order
+
+
 def _apply_shipment(session: Session, order: Order, snap: ShipmentSnapshot, cause: Cause) -> None:
     shipment = session.exec(
         select(Shipment)
@@ -145,39 +197,79 @@ def _apply_shipment(session: Session, order: Order, snap: ShipmentSnapshot, caus
             source=snap.source,
             external_id=snap.external_id,
             status=snap.status,
-            carrier=snap.carrier,
-            tracking_number=snap.tracking_number,
-            tracking_url=snap.tracking_url,
             source_updated_at=snap.updated_at,
             created_at=cause.now,
         )
+        _copy_facts(shipment, snap)
         session.add(shipment)
         session.flush()
         _timeline(session, order, "shipment", None, snap.status, cause, snap.updated_at, shipment)
+        if snap.tracking_number:
+            wake_parked(session, order.shop_id, (f"tracking:{snap.tracking_number}",), cause.now)
         return
     if not is_newer(snap.updated_at, shipment.source_updated_at):
         return
-    previous = shipment.status
+    previous_status, previous_eta = shipment.status, shipment.estimated_delivery_at
+    had_tracking = shipment.tracking_number
     shipment.status = snap.status
-    shipment.carrier = snap.carrier
-    shipment.tracking_number = snap.tracking_number
-    shipment.tracking_url = snap.tracking_url
     shipment.source_updated_at = snap.updated_at
-    if previous != snap.status:
+    _copy_facts(shipment, snap)
+    if previous_status != snap.status:
         _timeline(
-            session, order, "shipment", previous, snap.status, cause, snap.updated_at, shipment
-        )
+            session, order, "shipment", previous_status, snap.status, cause, snap.updated_at,
+            shipment,
+        )  # fmt: skip
+    if previous_eta and shipment.estimated_delivery_at != previous_eta:
+        _timeline(
+            session, order, "eta", _day(previous_eta), _day(shipment.estimated_delivery_at),
+            cause, snap.updated_at, shipment,
+        )  # fmt: skip
+    if shipment.tracking_number and shipment.tracking_number != had_tracking:
+        wake_parked(session, order.shop_id, (f"tracking:{shipment.tracking_number}",), cause.now)
+
+
+_FACTS = (
+    "status_detail",
+    "carrier",
+    "tracking_number",
+    "tracking_url",
+    "promised_ship_at",
+    "shipped_at",
+    "estimated_delivery_at",
+    "delivered_at",
+    "last_scan_at",
+)
+
+
+def _copy_facts(shipment: Shipment, snap: ShipmentSnapshot) -> None:
+    """Take the facts the event knows; keep the ones it does not (None)."""
+    for name in _FACTS:
+        value = getattr(snap, name)
+        if value is not None:
+            setattr(shipment, name, value)
+    if snap.status_detail is None:
+        shipment.status_detail = None  # a new status without a reason clears the old one
+
+
+def _day(moment: datetime | None) -> str:
+    return moment.date().isoformat() if moment else "unknown"
 
 
 def _recompute_state(session: Session, order: Order, cause: Cause, occurred_at: datetime) -> None:
     session.flush()
-    statuses = session.exec(
-        select(Shipment.status).where(
-            Shipment.shop_id == order.shop_id, Shipment.order_id == order.id
-        )
+    reports = session.exec(
+        select(
+            Shipment.id, Shipment.tracking_number, Shipment.source_updated_at, Shipment.status
+        ).where(Shipment.shop_id == order.shop_id, Shipment.order_id == order.id)
+    ).all()
+    parcels = parcel_statuses(
+        [
+            ParcelReport(tracking or f"id:{sid}", stamp, ShipmentStatus(status))
+            for sid, tracking, stamp, status in reports
+        ]
     )
     facts = OrderFacts(order.financial_status, order.fulfillment_status, order.cancelled_at)
-    state = derive_state(facts, [ShipmentStatus(s) for s in statuses])
+    state = derive_state(facts, parcels)
     if state != order.state:
         _timeline(session, order, "state", order.state, state, cause, occurred_at)
         order.state = state
@@ -342,7 +434,16 @@ def _record_data_request(
 
 def erase_shop(session: Session, shop_id: int) -> None:
     """Delete everything we hold for a shop (shop/redact), the shop included."""
-    for model in (OrderEvent, Shipment, Order, Customer, DataRequest, InboxMessage):
+    for model in (
+        OrderEvent,
+        Shipment,
+        Order,
+        Customer,
+        DataRequest,
+        ParkedReference,
+        InboxMessage,
+        FulfillmentConnection,
+    ):
         session.exec(delete(model).where(model.shop_id == shop_id))
     session.exec(delete(Shop).where(Shop.id == shop_id))
     session.flush()
@@ -374,3 +475,24 @@ def concerns_redacted(
         ).first()
         is not None
     )
+
+
+def wake_parked(session: Session, shop_id: int, references: tuple[str, ...], now: datetime) -> int:
+    """Requeue the parked messages waiting for any of `references`."""
+    if not references:
+        return 0
+    waiting = select(ParkedReference.inbox_id).where(
+        ParkedReference.shop_id == shop_id, ParkedReference.reference.in_(references)
+    )
+    woken = session.exec(
+        update(InboxMessage)
+        .where(InboxMessage.id.in_(waiting), InboxMessage.status == "parked")
+        .values(status="pending", next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.exec(
+        delete(ParkedReference)
+        .where(ParkedReference.shop_id == shop_id, ParkedReference.inbox_id.in_(waiting))
+        .execution_options(synchronize_session=False)
+    )
+    return woken

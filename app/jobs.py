@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 # Any fixed 64-bit number unique to this lock's purpose.
 SCHEDULER_LOCK_KEY = 0x436172654C6F6F70  # "CareLoop"
 STANDBY_RECHECK_SECONDS = 5
+# An event for an order that has not arrived in two weeks is not coming.
+PARKED_GIVE_UP = timedelta(days=14)
 
 
 def purge_inbox(rt: Runtime) -> None:
@@ -36,14 +40,24 @@ def purge_inbox(rt: Runtime) -> None:
     log.info("purged %d processed inbox messages received before %s", count, before)
 
 
+def recheck_parked(rt: Runtime) -> None:
+    requeued, given_up = inbox.recheck_parked(rt.engine, rt.clock.now(), PARKED_GIVE_UP)
+    if requeued or given_up:
+        log.info("parked events: %d requeued, %d given up", requeued, given_up)
+    rt.inbox_wakeup.set()
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
     func: Callable[[Runtime], None]
-    trigger: CronTrigger
+    trigger: BaseTrigger
 
 
-JOBS = (Job("inbox.purge", purge_inbox, CronTrigger(hour=3, minute=17)),)
+JOBS = (
+    Job("inbox.purge", purge_inbox, CronTrigger(hour=3, minute=17)),
+    Job("inbox.recheck_parked", recheck_parked, IntervalTrigger(minutes=5)),
+)
 
 
 def build_scheduler(rt: Runtime) -> BackgroundScheduler:

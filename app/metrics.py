@@ -71,7 +71,7 @@ class InboxCollector:
         depth = GaugeMetricFamily(
             "careloop_inbox_messages", "Inbox messages by status.", labels=["status"]
         )
-        counts = {"pending": 0, "done": 0, "dead": 0} | dict(rows)
+        counts = {"pending": 0, "done": 0, "dead": 0, "parked": 0} | dict(rows)
         for status, count in counts.items():
             depth.add_metric([status], count)
         yield depth

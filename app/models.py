@@ -93,7 +93,12 @@ class Shipment(SQLModel, table=True):
     fulfillment providers and trackers later)."""
 
     __tablename__ = "shipments"
-    __table_args__ = (UniqueConstraint("shop_id", "source", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("shop_id", "source", "external_id"),
+        # Events are matched to orders by tracking number; one parcel may be
+        # reported by several sources under the same number.
+        Index("ix_shipments_shop_tracking", "shop_id", "tracking_number"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     shop_id: int = Field(foreign_key="shops.id", index=True)
@@ -101,9 +106,19 @@ class Shipment(SQLModel, table=True):
     source: str = Field(max_length=32)
     external_id: str = Field(max_length=64)
     status: str = Field(max_length=32)
+    # Why, when the source says (e.g. ShipBob "OutOfStock: No Stock On Hand").
+    status_detail: str | None = Field(default=None, sa_column=Column(Text))
     carrier: str | None = Field(default=None, max_length=128)
     tracking_number: str | None = Field(default=None, max_length=128)
     tracking_url: str | None = Field(default=None, sa_column=Column(Text))
+    # The facts a delay is made of.
+    promised_ship_at: datetime | None = None
+    shipped_at: datetime | None = None
+    estimated_delivery_at: datetime | None = None
+    delivered_at: datetime | None = None
+    last_scan_at: datetime | None = None
+    # When the source says this version of the facts was true: an event with
+    # an older stamp never overwrites them.
     source_updated_at: datetime
     created_at: datetime
 
@@ -117,7 +132,7 @@ class OrderEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     shop_id: int = Field(foreign_key="shops.id")
     order_id: int = Field(foreign_key="orders.id")
-    kind: str = Field(max_length=16)  # "state" or "shipment"
+    kind: str = Field(max_length=16)  # "state", "shipment" or "eta" (a revised delivery date)
     from_status: str | None = Field(default=None, max_length=32)
     to_status: str = Field(max_length=32)
     shipment_id: int | None = Field(default=None, foreign_key="shipments.id")
@@ -152,7 +167,7 @@ class InboxMessage(SQLModel, table=True):
     triggered_at: datetime | None = None
     received_at: datetime
     body: str = Field(sa_column=Column(Text, nullable=False))
-    status: str = Field(max_length=16)  # pending, done, dead
+    status: str = Field(max_length=16)  # pending, done, dead, parked
     attempts: int = 0
     next_attempt_at: datetime
     processed_at: datetime | None = None
@@ -174,3 +189,34 @@ class DataRequest(SQLModel, table=True):
     customer_shopify_id: int | None = Field(default=None, sa_column=_bigint(nullable=True))
     requested_at: datetime
     export: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ParkedReference(SQLModel, table=True):
+    """What a parked inbox message waits for: an event about an order we do
+    not know yet, by one of the references it could be matched on."""
+
+    __tablename__ = "parked_references"
+    __table_args__ = (Index("ix_parked_references_ref", "shop_id", "reference"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    inbox_id: int = Field(foreign_key="inbox.id", index=True)
+    reference: str = Field(max_length=160)  # e.g. "order:5001001", "name:1001", "tracking:1Z.."
+
+
+class FulfillmentConnection(SQLModel, table=True):
+    """A shop's fulfillment or tracking provider, and how its webhooks are
+    authenticated: a URL key (only its SHA-256 is kept) that says which shop
+    a delivery is for, and the signing secret, encrypted."""
+
+    __tablename__ = "fulfillment_connections"
+    __table_args__ = (UniqueConstraint("shop_id", "provider"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id", index=True)
+    provider: str = Field(max_length=32)
+    url_key_hash: str = Field(max_length=64, unique=True)
+    secret_encrypted: str | None = Field(default=None, sa_column=Column(Text))
+    secret_hint: str | None = Field(default=None, max_length=8)
+    created_at: datetime
+    updated_at: datetime

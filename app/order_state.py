@@ -54,7 +54,6 @@ class ShipmentStatus(StrEnum):
 # How far along a shipment is; used to combine several shipments into one
 # order state (the order is as far along as its slowest parcel).
 _SHIPMENT_PROGRESS = {
-    ShipmentStatus.ON_HOLD: OrderState.FULFILLED,
     ShipmentStatus.LABEL_CREATED: OrderState.FULFILLED,
     ShipmentStatus.SHIPPED: OrderState.FULFILLED,
     ShipmentStatus.IN_TRANSIT: OrderState.IN_TRANSIT,
@@ -68,6 +67,7 @@ _PROGRESS_RANK = {
     OrderState.OUT_FOR_DELIVERY: 2,
     OrderState.DELIVERED: 3,
 }
+_NOT_UNDER_WAY = {ShipmentStatus.CANCELLED, ShipmentStatus.ON_HOLD}
 _TROUBLE = {ShipmentStatus.EXCEPTION, ShipmentStatus.ATTEMPTED, ShipmentStatus.RETURNED}
 _PAID = {"paid", "partially_paid", "partially_refunded"}
 
@@ -88,7 +88,10 @@ def derive_state(order: OrderFacts, shipment_statuses: list[ShipmentStatus]) -> 
         return OrderState.CANCELLED
     if order.financial_status == "refunded":
         return OrderState.REFUNDED
-    active = [s for s in shipment_statuses if s != ShipmentStatus.CANCELLED]
+    # A cancelled parcel does not count, nor one on hold in the warehouse:
+    # it has not left, so the order is not fulfilled by it (the hold itself
+    # stays visible on the shipment).
+    active = [s for s in shipment_statuses if s not in _NOT_UNDER_WAY]
     if not active:
         if order.fulfillment_status == "partial":
             return OrderState.PARTIALLY_FULFILLED
@@ -100,6 +103,34 @@ def derive_state(order: OrderFacts, shipment_statuses: list[ShipmentStatus]) -> 
     if order.fulfillment_status == "partial":
         return OrderState.PARTIALLY_FULFILLED
     return min((_SHIPMENT_PROGRESS[s] for s in active), key=_PROGRESS_RANK.__getitem__)
+
+
+@dataclass(frozen=True)
+class ParcelReport:
+    """One source's latest word on a parcel; `parcel` is the tracking number
+    when known, so that ShipBob, AfterShip and Shopify reporting the same
+    parcel count once."""
+
+    parcel: str
+    stamp: datetime
+    status: ShipmentStatus
+
+
+_STATUS_ORDER = list(ShipmentStatus)
+
+
+def parcel_statuses(reports: list[ParcelReport]) -> list[ShipmentStatus]:
+    """One status per parcel: the newest report's (equal stamps: the one
+    further along, so the result does not depend on arrival order)."""
+    newest: dict[str, ParcelReport] = {}
+    for report in reports:
+        current = newest.get(report.parcel)
+        if current is None or (report.stamp, _STATUS_ORDER.index(report.status)) > (
+            current.stamp,
+            _STATUS_ORDER.index(current.status),
+        ):
+            newest[report.parcel] = report
+    return [report.status for report in newest.values()]
 
 
 def is_newer(incoming: datetime, current: datetime | None) -> bool:

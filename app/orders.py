@@ -51,7 +51,7 @@ def order_document(session: Session, shop_id: int, shopify_id: int) -> dict | No
         .where(OrderEvent.shop_id == shop_id, OrderEvent.order_id == order.id)
         .order_by(OrderEvent.id)
     ).all()
-    external_ids = {s.id: s.external_id for s in shipments}
+    shipment_names = {s.id: f"{s.source}:{s.external_id}" for s in shipments}
     return {
         **order_summary(order),
         "email": order.email,
@@ -62,9 +62,15 @@ def order_document(session: Session, shop_id: int, shopify_id: int) -> dict | No
                 "id": s.external_id,
                 "source": s.source,
                 "status": s.status,
+                "status_detail": s.status_detail,
                 "carrier": s.carrier,
                 "tracking_number": s.tracking_number,
                 "tracking_url": s.tracking_url,
+                "promised_ship_at": _iso(s.promised_ship_at),
+                "shipped_at": _iso(s.shipped_at),
+                "estimated_delivery_at": _iso(s.estimated_delivery_at),
+                "delivered_at": _iso(s.delivered_at),
+                "last_scan_at": _iso(s.last_scan_at),
                 "updated_at": _iso(s.source_updated_at),
             }
             for s in shipments
@@ -74,7 +80,7 @@ def order_document(session: Session, shop_id: int, shopify_id: int) -> dict | No
                 "kind": e.kind,
                 "from": e.from_status,
                 "to": e.to_status,
-                "shipment": external_ids.get(e.shipment_id) if e.shipment_id else None,
+                "shipment": shipment_names.get(e.shipment_id) if e.shipment_id else None,
                 "cause": e.cause,
                 "occurred_at": _iso(e.occurred_at),
                 "recorded_at": _iso(e.recorded_at),

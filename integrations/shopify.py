@@ -202,6 +202,8 @@ def _fulfillment(payload: dict, order_id: int) -> ShipmentSnapshot:
         carrier=payload.get("tracking_company") or None,
         tracking_number=payload.get("tracking_number") or None,
         tracking_url=payload.get("tracking_url") or None,
+        shipped_at=parse_timestamp(payload.get("created_at")),
+        estimated_delivery_at=parse_timestamp(payload.get("estimated_delivery_at")),
     )
 
 

@@ -83,8 +83,8 @@ def test_order_shows_state_customer_shipments_and_timeline(shop, client, deliver
         ("state", "fulfilled", "in_transit", "shopify:fulfillments/update"),
     ]
     assert [e["shipment"] for e in order["timeline"] if e["kind"] == "shipment"] == [
-        "6001001",
-        "6001001",
+        "shopify:6001001",
+        "shopify:6001001",
     ]
 
 

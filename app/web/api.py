@@ -7,11 +7,18 @@ import functools
 import json
 
 from flask import Blueprint, g, jsonify, request
+from sqlalchemy import delete
 from sqlmodel import Session, select
 
 from app import inbox
 from app.factory import runtime
-from app.models import DataRequest, InboxMessage
+from app.fulfillment import (
+    ProviderConfigError,
+    connect,
+    describe_connection,
+    webhook_url,
+)
+from app.models import DataRequest, FulfillmentConnection, InboxMessage
 from app.order_state import OrderState
 from app.orders import list_orders, order_document, order_summary
 from app.shops import shop_for_token
@@ -20,6 +27,7 @@ from app.web.errors import error_response
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_PAGE = 200
+INBOX_STATUSES = ("pending", "done", "dead", "parked")
 
 
 def require_shop(view):
@@ -91,8 +99,10 @@ def get_orders():
 @require_shop
 def get_inbox():
     status = request.args.get("status", "dead")
-    if status not in ("pending", "done", "dead"):
-        return error_response(400, "bad_request", "status must be pending, done or dead")
+    if status not in INBOX_STATUSES:
+        return error_response(
+            400, "bad_request", f"status must be one of {', '.join(INBOX_STATUSES)}"
+        )
     limit = _int_arg("limit", 50, 1, MAX_PAGE)
     with Session(runtime().engine) as session:
         messages = session.exec(
@@ -154,3 +164,53 @@ def get_data_requests():
             ]
         }
     )
+
+
+@bp.get("/fulfillment-providers")
+@require_shop
+def get_providers():
+    with Session(runtime().engine) as session:
+        connections = session.exec(
+            select(FulfillmentConnection)
+            .where(FulfillmentConnection.shop_id == g.shop_id)
+            .order_by(FulfillmentConnection.provider)
+        ).all()
+    return jsonify({"providers": [describe_connection(c) for c in connections]})
+
+
+@bp.put("/fulfillment-providers/<provider>")
+@require_shop
+def put_provider(provider: str):
+    """Connect a provider (or replace its secret): answers the webhook URL to
+    give the provider, once; it is not stored in a form we can show again."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("secret", ""), str | None):
+        return error_response(400, "bad_request", 'send a JSON object {"secret": "..."}')
+    rt = runtime()
+    with Session(rt.engine) as session:
+        try:
+            issued = connect(
+                session, rt.secrets, g.shop_id, provider, body.get("secret"), rt.clock.now()
+            )
+        except ProviderConfigError as exc:
+            return error_response(400, "bad_request", str(exc))
+        session.commit()
+        document = describe_connection(issued.connection)
+    url = webhook_url(rt.settings.public_url, provider, issued.url_key)
+    return jsonify(document | {"webhook_url": url}), 201
+
+
+@bp.delete("/fulfillment-providers/<provider>")
+@require_shop
+def delete_provider(provider: str):
+    with Session(runtime().engine) as session:
+        deleted = session.exec(
+            delete(FulfillmentConnection).where(
+                FulfillmentConnection.shop_id == g.shop_id,
+                FulfillmentConnection.provider == provider,
+            )
+        ).rowcount
+        session.commit()
+    if not deleted:
+        return error_response(404, "not_found", f"no {provider[:40]!r} connection")
+    return "", 204

@@ -1,5 +1,7 @@
 """Webhook endpoints: verify, store once, answer at once. Processing happens in
-the worker, after the response (see `app.inbox`)."""
+the worker, after the response (see `app.inbox`). Every refusal stores
+nothing; a delivery that could not be stored is answered 503 so that the
+sender retries."""
 
 from __future__ import annotations
 
@@ -8,109 +10,154 @@ import logging
 
 from flask import Blueprint, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
 
 from app import inbox, metrics
 from app.clock import parse_timestamp
+from app.events import PayloadError, UnsupportedTopic
 from app.factory import runtime
+from app.fulfillment import PROVIDERS, connection_for_key
 from app.web.errors import error_response
 from integrations import shopify
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 log = logging.getLogger(__name__)
 
-_STATUS_FOR_RESULT = {
-    inbox.StoreResult.STORED: 200,
-    inbox.StoreResult.DUPLICATE: 200,
-    inbox.StoreResult.UNKNOWN_SHOP: 404,
-    inbox.StoreResult.UNINSTALLED: 410,
-}
+
+class Refused(Exception):
+    def __init__(self, status: int, reason: str, message: str):
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
 
 
-def reject(source: str, status: int, reason: str, message: str):
-    metrics.WEBHOOKS_REJECTED.labels(source, reason).inc()
-    return error_response(status, reason, message)
+def _raw_body() -> bytes:
+    if (request.content_length or 0) > runtime().settings.webhook_max_bytes:
+        raise Refused(413, "too_large", "body exceeds the size limit")
+    return request.get_data(cache=False)
+
+
+def _json_object(body: bytes) -> tuple[str, dict]:
+    try:
+        text = body.decode("utf-8")
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise Refused(400, "malformed_json", f"body is not a JSON object: {exc}") from None
+    if not isinstance(payload, dict):
+        raise Refused(400, "malformed_json", "body is not a JSON object")
+    return text, payload
+
+
+def _store(delivery: inbox.Delivery, *, allow_uninstalled: bool = False):
+    rt = runtime()
+    try:
+        result = inbox.store(
+            rt.engine, delivery, rt.clock.now(), allow_uninstalled=allow_uninstalled
+        )
+    except SQLAlchemyError as exc:
+        log.error("could not store a %s %s webhook: %s", delivery.source, delivery.topic,
+                  type(exc).__name__)  # fmt: skip
+        raise Refused(503, "storage_unavailable", "could not store the webhook; retry") from None
+    if result == inbox.StoreResult.UNKNOWN_SHOP:
+        raise Refused(404, result.value, f"shop {delivery.shop} is not installed here")
+    if result == inbox.StoreResult.UNINSTALLED:
+        raise Refused(410, result.value, f"shop {delivery.shop} has uninstalled the app")
+    metrics.WEBHOOKS_RECEIVED.labels(delivery.source, delivery.topic, result.value).inc()
+    rt.inbox_wakeup.set()
+    return jsonify({"status": result.value})
+
+
+def _answer(source: str, receive):
+    try:
+        return receive()
+    except Refused as refused:
+        metrics.WEBHOOKS_REJECTED.labels(source, refused.reason).inc()
+        return error_response(refused.status, refused.reason, refused.message)
 
 
 @bp.post("/shopify")
 def shopify_webhook():
-    rt = runtime()
-    source = shopify.SOURCE
-    if (request.content_length or 0) > rt.settings.webhook_max_bytes:
-        return reject(source, 413, "too_large", "body exceeds the size limit")
-    body = request.get_data(cache=False)
-    if not shopify.verify_webhook(
-        rt.settings.shopify_api_secret, body, request.headers.get("X-Shopify-Hmac-Sha256")
-    ):
-        return reject(
-            source,
-            401,
-            "invalid_signature",
-            "X-Shopify-Hmac-Sha256 is missing or does not match the body",
-        )
+    return _answer(shopify.SOURCE, _receive_shopify)
 
+
+def _receive_shopify():
+    body = _raw_body()
     headers = request.headers
-    missing = [
-        name
-        for name in ("X-Shopify-Topic", "X-Shopify-Shop-Domain", "X-Shopify-Webhook-Id")
-        if not headers.get(name)
-    ]
+    secret = runtime().settings.shopify_api_secret
+    if not shopify.verify_webhook(secret, body, headers.get("X-Shopify-Hmac-Sha256")):
+        raise Refused(
+            401, "invalid_signature", "X-Shopify-Hmac-Sha256 is missing or does not match the body"
+        )
+    required = ("X-Shopify-Topic", "X-Shopify-Shop-Domain", "X-Shopify-Webhook-Id")
+    missing = [name for name in required if not headers.get(name)]
     if missing:
-        return reject(source, 400, "missing_header", f"missing header(s): {', '.join(missing)}")
-    too_long = [
-        name
-        for name in ("X-Shopify-Topic", "X-Shopify-Webhook-Id", "X-Shopify-Event-Id")
-        if len(headers.get(name, "")) > 128
-    ]
+        raise Refused(400, "missing_header", f"missing header(s): {', '.join(missing)}")
+    bounded = ("X-Shopify-Topic", "X-Shopify-Webhook-Id", "X-Shopify-Event-Id")
+    too_long = [name for name in bounded if len(headers.get(name, "")) > 128]
     if too_long:
-        return reject(source, 400, "bad_header", f"header(s) too long: {', '.join(too_long)}")
+        raise Refused(400, "bad_header", f"header(s) too long: {', '.join(too_long)}")
     topic = headers["X-Shopify-Topic"]
     domain = headers["X-Shopify-Shop-Domain"].lower()
     if topic not in shopify.SUPPORTED_TOPICS:
-        return reject(source, 422, "unsupported_topic", f"topic {topic[:100]!r} is not handled")
+        raise Refused(422, "unsupported_topic", f"topic {topic[:100]!r} is not handled")
     if not shopify.is_shop_domain(domain):
-        return reject(
-            source, 400, "bad_shop_domain", "X-Shopify-Shop-Domain is not *.myshopify.com"
-        )
-    try:
-        text_body = body.decode("utf-8")
-        if not isinstance(json.loads(text_body), dict):
-            raise ValueError("not a JSON object")
-    except ValueError as exc:
-        return reject(source, 400, "malformed_json", f"body is not a JSON object: {exc}")
+        raise Refused(400, "bad_shop_domain", "X-Shopify-Shop-Domain is not *.myshopify.com")
+    text, _ = _json_object(body)
     try:
         triggered_at = parse_timestamp(headers.get("X-Shopify-Triggered-At"))
     except ValueError:
-        return reject(source, 400, "bad_header", "X-Shopify-Triggered-At is not ISO-8601")
-
+        raise Refused(400, "bad_header", "X-Shopify-Triggered-At is not ISO-8601") from None
     delivery = inbox.Delivery(
-        source=source,
-        shop_domain=domain,
+        source=shopify.SOURCE,
+        shop=domain,
         topic=topic,
         delivery_id=headers["X-Shopify-Webhook-Id"],
-        event_id=(headers.get("X-Shopify-Event-Id") or None),
+        event_id=headers.get("X-Shopify-Event-Id") or None,
         api_version=headers.get("X-Shopify-API-Version"),
         triggered_at=triggered_at,
-        body=text_body,
+        body=text,
     )
-    try:
-        result = inbox.store(
-            rt.engine,
-            delivery,
-            rt.clock.now(),
-            allow_uninstalled=topic in shopify.COMPLIANCE_TOPICS,
-        )
-    except SQLAlchemyError as exc:
-        # Never 200 for what was not stored: a 5xx makes Shopify retry.
-        log.error("could not store %s webhook for %s: %s", topic, domain, type(exc).__name__)
-        return reject(source, 503, "storage_unavailable", "could not store the webhook; retry")
+    return _store(delivery, allow_uninstalled=topic in shopify.COMPLIANCE_TOPICS)
 
-    status = _STATUS_FOR_RESULT[result]
-    if status != 200:
-        message = {
-            inbox.StoreResult.UNKNOWN_SHOP: f"shop {domain} is not installed here",
-            inbox.StoreResult.UNINSTALLED: f"shop {domain} has uninstalled the app",
-        }[result]
-        return reject(source, status, result.value, message)
-    metrics.WEBHOOKS_RECEIVED.labels(source, topic, result.value).inc()
-    rt.inbox_wakeup.set()
-    return jsonify({"status": result.value})
+
+@bp.post("/fulfillment/<provider>")
+def fulfillment_webhook(provider: str):
+    if provider not in PROVIDERS:
+        return error_response(404, "unknown_provider", f"no provider {provider[:40]!r}")
+    return _answer(provider, lambda: _receive_fulfillment(provider))
+
+
+def _receive_fulfillment(provider: str):
+    """Any provider: the URL key names the connection (and so the shop), the
+    provider module checks the signature and names the topic and delivery."""
+    module = PROVIDERS[provider]
+    rt = runtime()
+    body = _raw_body()
+    with Session(rt.engine) as session:
+        connection = connection_for_key(session, provider, request.args.get("key", ""))
+    if connection is None:
+        raise Refused(401, "unknown_connection", "the key in the URL is not a connection of ours")
+    secret = (
+        rt.secrets.decrypt(connection.secret_encrypted) if connection.secret_encrypted else None
+    )
+    if not module.authenticate(secret, request.headers, body):
+        raise Refused(401, "invalid_signature", "the signature is missing, stale or wrong")
+    text, payload = _json_object(body)
+    try:
+        described = module.describe(request.headers, body, payload)
+    except UnsupportedTopic as exc:
+        raise Refused(422, "unsupported_topic", str(exc)) from None
+    except PayloadError as exc:
+        raise Refused(400, "bad_payload", str(exc)) from None
+    if len(described.delivery_id) > 128 or len(described.topic) > 128:
+        raise Refused(400, "bad_header", "delivery id or topic longer than 128 characters")
+    delivery = inbox.Delivery(
+        source=provider,
+        shop=connection.shop_id,
+        topic=described.topic,
+        delivery_id=described.delivery_id,
+        event_id=None,
+        api_version=None,
+        triggered_at=described.triggered_at,
+        body=text,
+    )
+    return _store(delivery)
