@@ -231,9 +231,9 @@ def providers_connect(domain: str, provider: str, secret: str | None) -> None:
             issued = connect(session, rt.secrets, shop.id, provider, secret, rt.clock.now())
         except ProviderConfigError as exc:
             raise click.ClickException(str(exc)) from None
+        hint, shop_domain = issued.connection.secret_hint, shop.domain
         session.commit()
-        hint = issued.connection.secret_hint
-    click.echo(f"{provider} connected for {shop.domain}" + (f" (secret {hint})" if hint else ""))
+    click.echo(f"{provider} connected for {shop_domain}" + (f" (secret {hint})" if hint else ""))
     click.echo(
         f"Webhook URL (shown once): {webhook_url(rt.settings.public_url, provider, issued.url_key)}"
     )

@@ -61,3 +61,14 @@ def shopify_headers(
 def with_changes(payload: dict, **changes) -> dict:
     """A copy of a payload with some top-level fields changed."""
     return {**payload, **changes}
+
+
+SHIPBOB_SECRET = "whsec_Y2FyZWxvb3Atc2hpcGJvYi10ZXN0LWsx"  # tests/fixtures/shipbob/README.md
+AFTERSHIP_SECRET = "careloop-aftership-test-secret"
+STANDARD_SECRET = "whsec_c3RhbmRhcmQtd2ViaG9va3MtdGVzdC1rZXktMDE="
+
+
+def provider_fixture(system: str, name: str) -> tuple[dict[str, str], dict]:
+    """(headers, body) of a provider fixture; see each folder's README."""
+    fixture = load_fixture(system, name)
+    return fixture["headers"], fixture["body"]
