@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -20,7 +21,7 @@ from app.config import (
     ensure_development_secrets,
     instance_dir,
 )
-from app.demo import DEMO_SHOP
+from app.demo import DEMO_SHOP, ProviderLink
 from app.demo import play as play_demo
 from app.factory import Runtime, create_app
 from app.fulfillment import (
@@ -311,12 +312,17 @@ def inbox_retry(ids: tuple[int, ...], retry_all: bool) -> None:
 def demo(url: str) -> None:
     """Play a scripted store day against the running service."""
     rt, _ = load_runtime(generate_secrets=True)
+    url = url.rstrip("/")
+    links = {}
     with Session(rt.engine) as session:
-        _, token = add_shop(session, DEMO_SHOP, rt.clock.now(), name="CareLoop Demo")
+        shop, token = add_shop(session, DEMO_SHOP, rt.clock.now(), name="CareLoop Demo")
+        for provider, secret in (("aftership", secrets.token_urlsafe(24)), ("shipbob", None)):
+            issued = connect(session, rt.secrets, shop.id, provider, secret, rt.clock.now())
+            links[provider] = ProviderLink(webhook_url(url, provider, issued.url_key), secret)
         session.commit()
     click.echo(f"Playing a store day for {DEMO_SHOP} against {url}:")
     try:
-        ok = play_demo(url, rt.settings.shopify_api_secret, token, click.echo)
+        ok = play_demo(url, rt.settings.shopify_api_secret, token, links, click.echo)
     except OSError as exc:
         raise click.ClickException(
             f"could not reach {url} ({type(exc).__name__}); is `careloop run` running?"

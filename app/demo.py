@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-from integrations import shopify
+from integrations import aftership, shopify
 
 DEMO_SHOP = "careloop-demo.myshopify.com"
 API_VERSION = "2026-07"
@@ -167,12 +167,62 @@ def order_payload(
     }
 
 
+def aftership_payload(
+    order_id: int, tracking: str, tag: str, updated: datetime, eta: str, note: str
+) -> dict:
+    """An AfterShip tracking_update (webhook version 2026-07), trimmed to what we read."""
+    return {
+        "event": "tracking_update",
+        "event_id": str(uuid.uuid4()),
+        "is_tracking_first_tag": True,
+        "ts": int(updated.timestamp()),
+        "msg": {
+            "id": f"as-{tracking}",
+            "tracking_number": tracking,
+            "slug": "ups",
+            "tag": tag,
+            "subtag_message": note,
+            "order_id": str(order_id),
+            "order_number": f"#{order_id - 5000000}",
+            "updated_at": _ts(updated),
+            "latest_estimated_delivery": {"type": "specific", "datetime": eta},
+            "checkpoints": [{"checkpoint_time": _ts(updated), "tag": tag, "message": note}],
+        },
+    }
+
+
+def shipbob_hold_payload(order_id: int, shipment_id: int, updated: datetime) -> dict:
+    """A ShipBob legacy `shipment_onhold` body: the Shipment resource."""
+    return {
+        "id": shipment_id,
+        "order_id": shipment_id - 110000,
+        "reference_id": str(order_id),
+        "status": "OnHold",
+        "status_details": [
+            {"id": 3, "name": "InvalidAddress", "description": "Address could not be validated"}
+        ],
+        "created_date": _ts(updated - timedelta(minutes=5)),
+        "last_update_at": _ts(updated),
+        "estimated_fulfillment_date": _ts(updated + timedelta(days=1)),
+        "tracking": None,
+    }
+
+
 @dataclass
 class Delivery:
     topic: str
     payload: dict
     webhook_id: str
     note: str
+    channel: str = "shopify"  # or a provider: "aftership", "shipbob"
+
+
+@dataclass(frozen=True)
+class ProviderLink:
+    """A demo shop's connection: where to post and with which secret."""
+
+    url: str
+    secret: str | None
 
 
 def store_day(start: datetime) -> list[Delivery]:
@@ -250,16 +300,41 @@ def store_day(start: datetime) -> list[Delivery]:
             "Boris cancels #1002",
         ),
         delivery("fulfillments/update", delivered, "#1001 delivered"),
-    ]
+        delivery("orders/create", order_payload(5001004, 1004, ANA, t + 3 * h, t + 3 * h),
+                 "order #1004 placed"),
+        Delivery("shipment_onhold", shipbob_hold_payload(5001004, 990004, t + 4 * h),
+                 "", "ShipBob holds #1004: the address does not validate", "shipbob"),
+        Delivery(
+            "tracking_update",
+            aftership_payload(5001005, "1Z999AA10000000005", "InTransit", t + 5 * h,
+                              (t + 30 * h).date().isoformat(), "Departure scan"),
+            "", "AfterShip: #1005 in transit, before we know #1005 (parked)", "aftership",
+        ),
+        Delivery(
+            "tracking_update",
+            aftership_payload(5001005, "1Z999AA10000000005", "Exception", t + 8 * h,
+                              (t + 54 * h).date().isoformat(), "Delayed (Extreme weather)"),
+            "", "AfterShip: #1005 delayed by weather, delivery estimate revised", "aftership",
+        ),
+        delivery("orders/create", order_payload(5001005, 1005, BORIS, t + 4 * h, t + 4 * h),
+                 "order #1005 arrives: its parked tracking events apply"),
+    ]  # fmt: skip
 
 
-EXPECTED_STATES = {5001001: "delivered", 5001002: "cancelled", 5001003: "out_for_delivery"}
+EXPECTED_STATES = {
+    5001001: "delivered",
+    5001002: "cancelled",
+    5001003: "out_for_delivery",
+    5001004: "paid",
+    5001005: "delivery_exception",
+}
 
 
 def play(
     base_url: str,
     api_secret: str,
     api_token: str,
+    providers: dict[str, ProviderLink],
     echo: Callable[[str], None],
     wait_seconds: float = 30.0,
 ) -> bool:
@@ -270,21 +345,18 @@ def play(
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=12)
     for delivery in store_day(start):
         body = json.dumps(delivery.payload).encode()
+        if delivery.channel == "shopify":
+            url, headers = (
+                f"{base_url}/webhooks/shopify",
+                _shopify_headers(delivery, body, api_secret),
+            )
+        else:
+            link = providers[delivery.channel]
+            url, headers = link.url, _provider_headers(delivery, body, link.secret)
         response = session.post(
-            f"{base_url}/webhooks/shopify",
-            data=body,
-            headers={
-                "Content-Type": "application/json",
-                "X-Shopify-Topic": delivery.topic,
-                "X-Shopify-Hmac-Sha256": shopify.sign(api_secret, body),
-                "X-Shopify-Shop-Domain": DEMO_SHOP,
-                "X-Shopify-Webhook-Id": delivery.webhook_id,
-                "X-Shopify-Event-Id": delivery.webhook_id,
-                "X-Shopify-Triggered-At": datetime.now(UTC).isoformat(),
-                "X-Shopify-API-Version": API_VERSION,
-            },
+            url, data=body, headers={"Content-Type": "application/json", **headers},
             timeout=REQUEST_TIMEOUT,
-        )
+        )  # fmt: skip
         outcome = response.json().get("status") if response.ok else response.text.strip()
         echo(f"  {response.status_code} {outcome:<10} {delivery.topic:<42} {delivery.note}")
 
@@ -309,6 +381,24 @@ def play(
     echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/orders")
     echo(f"  curl {base_url}/metrics")
     return states == EXPECTED_STATES
+
+
+def _shopify_headers(delivery: Delivery, body: bytes, api_secret: str) -> dict[str, str]:
+    return {
+        "X-Shopify-Topic": delivery.topic,
+        "X-Shopify-Hmac-Sha256": shopify.sign(api_secret, body),
+        "X-Shopify-Shop-Domain": DEMO_SHOP,
+        "X-Shopify-Webhook-Id": delivery.webhook_id,
+        "X-Shopify-Event-Id": delivery.webhook_id,
+        "X-Shopify-Triggered-At": datetime.now(UTC).isoformat(),
+        "X-Shopify-API-Version": API_VERSION,
+    }
+
+
+def _provider_headers(delivery: Delivery, body: bytes, secret: str | None) -> dict[str, str]:
+    if delivery.channel == "aftership":
+        return {"aftership-hmac-sha256": aftership.sign(secret or "", body)}
+    return {"shipbob-topic": delivery.topic}  # ShipBob's legacy style: the URL key authenticates
 
 
 def _state(session: requests.Session, base_url: str, order_id: int, auth: dict) -> str | None:
