@@ -21,6 +21,7 @@ from app.config import (
     ensure_development_secrets,
     instance_dir,
 )
+from app.crypto import InvalidToken
 from app.demo import DEMO_SHOP, ProviderLink
 from app.demo import play as play_demo
 from app.factory import Runtime, create_app
@@ -29,6 +30,7 @@ from app.fulfillment import (
     ProviderConfigError,
     connect,
     describe_connection,
+    reencrypt_secrets,
     webhook_url,
 )
 from app.logs import configure_logging
@@ -260,6 +262,30 @@ def _installed_shop(session: Session, domain: str) -> Shop:
     if shop is None or shop.uninstalled_at is not None:
         raise click.BadParameter(f"no installed shop {domain!r}", param_hint="DOMAIN")
     return shop
+
+
+@main.group("secrets")
+def secrets_group() -> None:
+    """Secrets kept encrypted at rest."""
+
+
+@secrets_group.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt stored secrets under the first key of CARELOOP_ENCRYPTION_KEYS.
+
+    To rotate: put the new key first (keep the old one after it), run this,
+    then drop the old key."""
+    rt, _ = load_runtime()
+    with Session(rt.engine) as session:
+        try:
+            count = reencrypt_secrets(session, rt.secrets)
+        except InvalidToken:
+            raise click.ClickException(
+                "a stored secret opens with none of CARELOOP_ENCRYPTION_KEYS; "
+                "keep the old key in the list until rotation is done"
+            ) from None
+        session.commit()
+    click.echo(f"re-encrypted {count} secret(s) under the first key")
 
 
 @main.group("inbox")

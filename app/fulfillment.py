@@ -101,3 +101,16 @@ def describe_connection(connection: FulfillmentConnection) -> dict:
         "created_at": connection.created_at.isoformat(),
         "updated_at": connection.updated_at.isoformat(),
     }
+
+
+def reencrypt_secrets(session: Session, box: SecretBox) -> int:
+    """Re-encrypt every stored signing secret under the first configured key
+    (the step between adding a new key and dropping the old one)."""
+    connections = session.exec(
+        select(FulfillmentConnection).where(FulfillmentConnection.secret_encrypted.is_not(None))
+    ).all()
+    for connection in connections:
+        connection.secret_encrypted = box.rotate(connection.secret_encrypted)
+        session.add(connection)
+    session.flush()
+    return len(connections)

@@ -578,3 +578,43 @@ def test_shop_redaction_removes_provider_connections(
     work()
     with Session(db) as session:
         assert session.exec(select(FulfillmentConnection)).all() == []
+
+
+def test_encryption_key_rotation_keeps_secrets_working(
+    client, shop, db, connect_provider, runner, env, monkeypatch
+):
+    from cryptography.fernet import Fernet
+
+    from app.cli import main
+
+    url = connect_provider("aftership", AFTERSHIP_SECRET)
+    old_key = env["CARELOOP_ENCRYPTION_KEYS"]
+    new_key = Fernet.generate_key().decode()
+    monkeypatch.setenv("CARELOOP_ENCRYPTION_KEYS", f"{new_key},{old_key}")
+    result = runner.invoke(main, ["secrets", "rotate"])
+    assert result.exit_code == 0 and "re-encrypted 1 secret" in result.output
+
+    # The old key can go: the secret opens with the new one alone.
+    monkeypatch.setenv("CARELOOP_ENCRYPTION_KEYS", new_key)
+    from app.config import Settings
+    from app.factory import create_app
+
+    rotated = create_app(Settings.from_env()).test_client()
+    assert post_aftership(rotated, url, "tracking_in_transit").status_code == 200
+    # A process still running with only the old key cannot read the secret: it
+    # answers 503 (the provider retries) rather than accept or refuse for good.
+    stale = post_aftership(client, url, "tracking_delivered")
+    assert stale.status_code == 503
+    assert stale.json["error"]["code"] == "secret_unreadable"
+
+
+def test_rotation_without_the_old_key_fails_clearly(connect_provider, runner, monkeypatch):
+    from cryptography.fernet import Fernet
+
+    from app.cli import main
+
+    connect_provider("aftership", AFTERSHIP_SECRET)
+    monkeypatch.setenv("CARELOOP_ENCRYPTION_KEYS", Fernet.generate_key().decode())
+    result = runner.invoke(main, ["secrets", "rotate"])
+    assert result.exit_code != 0
+    assert "keep the old key" in result.output
