@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from app import inbox, metrics
 from app.clock import parse_timestamp
+from app.crypto import InvalidToken
 from app.events import PayloadError, UnsupportedTopic
 from app.factory import runtime
 from app.fulfillment import PROVIDERS, connection_for_key
@@ -136,9 +137,14 @@ def _receive_fulfillment(provider: str):
         connection = connection_for_key(session, provider, request.args.get("key", ""))
     if connection is None:
         raise Refused(401, "unknown_connection", "the key in the URL is not a connection of ours")
-    secret = (
-        rt.secrets.decrypt(connection.secret_encrypted) if connection.secret_encrypted else None
-    )
+    try:
+        secret = (
+            rt.secrets.decrypt(connection.secret_encrypted) if connection.secret_encrypted else None
+        )
+    except InvalidToken:
+        log.error("the %s secret of shop %s opens with none of the configured keys",
+                  provider, connection.shop_id)  # fmt: skip
+        raise Refused(503, "secret_unreadable", "cannot check the signature now; retry") from None
     if not module.authenticate(secret, request.headers, body):
         raise Refused(401, "invalid_signature", "the signature is missing, stale or wrong")
     text, payload = _json_object(body)
