@@ -36,6 +36,7 @@ from app.fulfillment import (
 from app.logs import configure_logging
 from app.models import FulfillmentConnection, InboxMessage, Shop
 from app.shops import ShopError, add_shop, issue_token
+from notifications.transports import from_settings
 
 
 def load_runtime(*, generate_secrets: bool = False) -> tuple[Runtime, Flask]:
@@ -137,7 +138,9 @@ def worker_command(once: bool) -> None:
     """Process the webhook inbox."""
     rt, _ = load_runtime()
     if once:
-        click.echo(f"processed {worker.drain(rt)} message(s)")
+        processed = worker.drain(rt)
+        sent = worker.send_due(rt, from_settings(rt.settings))
+        click.echo(f"processed {processed} message(s); handled {sent} notification(s)")
         return
     worker.run(rt, _stop_on_signals())
 

@@ -52,6 +52,25 @@ class Settings:
     inbox_retention_days: int = 30
     worker_poll_seconds: float = 1.0
     log_level: str = "INFO"
+    # Notifications. With no SMTP host, Postmark token or Twilio account, the
+    # messages are written to <instance>/outbox/ instead (development).
+    email_from: str = "notifications@careloop.invalid"
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    postmark_server_token: str | None = field(default=None, repr=False)
+    postmark_api_url: str = "https://api.postmarkapp.com"
+    postmark_webhook_password: str | None = field(default=None, repr=False)
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    twilio_api_url: str = "https://api.twilio.com"
+    twilio_from: str | None = None
+    outbox_max_attempts: int = 6
+    outbox_batch_size: int = 50
+    outbox_lease_seconds: int = 120
+    provider_timeout_seconds: float = 10.0
 
     @property
     def is_production(self) -> bool:
@@ -108,6 +127,10 @@ class Settings:
                     "(32 url-safe base64-encoded bytes each)"
                 ) from None
 
+        if bool(values.get("TWILIO_ACCOUNT_SID")) != bool(values.get("TWILIO_AUTH_TOKEN")):
+            raise ConfigError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN go together")
+        if bool(values.get("SMTP_USERNAME")) != bool(values.get("SMTP_PASSWORD")):
+            raise ConfigError("SMTP_USERNAME and SMTP_PASSWORD go together")
         return cls(
             env=env,
             database_url=database_url,
@@ -122,6 +145,23 @@ class Settings:
             inbox_retention_days=_positive_int(values, "CARELOOP_INBOX_RETENTION_DAYS", 30),
             worker_poll_seconds=_positive_float(values, "CARELOOP_WORKER_POLL_SECONDS", 1.0),
             log_level=_log_level(values.get("CARELOOP_LOG_LEVEL", "INFO")),
+            email_from=values.get("CARELOOP_EMAIL_FROM") or cls.email_from,
+            smtp_host=_optional(values, "SMTP_HOST"),
+            smtp_port=_positive_int(values, "SMTP_PORT", 587),
+            smtp_security=_choice(values, "SMTP_SECURITY", ("starttls", "tls", "none"), "starttls"),
+            smtp_username=_optional(values, "SMTP_USERNAME"),
+            smtp_password=_optional(values, "SMTP_PASSWORD"),
+            postmark_server_token=_optional(values, "POSTMARK_SERVER_TOKEN"),
+            postmark_api_url=(values.get("POSTMARK_API_URL") or cls.postmark_api_url).rstrip("/"),
+            postmark_webhook_password=_optional(values, "POSTMARK_WEBHOOK_PASSWORD"),
+            twilio_account_sid=_optional(values, "TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=_optional(values, "TWILIO_AUTH_TOKEN"),
+            twilio_api_url=(values.get("TWILIO_API_URL") or cls.twilio_api_url).rstrip("/"),
+            twilio_from=_optional(values, "TWILIO_FROM"),
+            outbox_max_attempts=_positive_int(values, "CARELOOP_OUTBOX_MAX_ATTEMPTS", 6),
+            outbox_batch_size=_positive_int(values, "CARELOOP_OUTBOX_BATCH_SIZE", 50),
+            outbox_lease_seconds=_positive_int(values, "CARELOOP_OUTBOX_LEASE_SECONDS", 120),
+            provider_timeout_seconds=_positive_float(values, "CARELOOP_PROVIDER_TIMEOUT", 10.0),
         )
 
 
@@ -189,6 +229,17 @@ def _positive_float(values: Mapping[str, str], name: str, default: float) -> flo
     if not math.isfinite(parsed) or parsed <= 0:
         raise ConfigError(f"{name} must be a finite number greater than 0, not {raw!r}")
     return parsed
+
+
+def _optional(values: Mapping[str, str], name: str) -> str | None:
+    return (values.get(name) or "").strip() or None
+
+
+def _choice(values: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    raw = (values.get(name) or default).strip().lower()
+    if raw not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
+    return raw
 
 
 def _log_level(raw: str) -> str:

@@ -47,13 +47,14 @@ def create_app(
         secrets=SecretBox(settings.encryption_keys),
     )
 
-    from app.web import api, errors, health, pages, webhooks
+    from app.web import api, errors, health, messaging, pages, webhooks
 
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(messaging.bp)
     app.add_url_rule("/", "index", lambda: redirect(url_for("pages.orders")))
     return app
 

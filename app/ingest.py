@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import delete, or_, update
 from sqlmodel import Session, select
 
+from app import rules
 from app.db import insert_ignoring_conflicts
 from app.events import (
     ConsentChange,
@@ -33,15 +34,19 @@ from app.events import (
     order_number,
 )
 from app.models import (
+    ChannelOptOut,
     Customer,
     DataRequest,
     FulfillmentConnection,
     InboxMessage,
+    Notification,
+    NotificationEvent,
     Order,
     OrderEvent,
     ParkedReference,
     Shipment,
     Shop,
+    TemplateOverride,
 )
 from app.order_state import (
     OrderFacts,
@@ -204,6 +209,7 @@ def _apply_shipment(session: Session, order: Order, snap: ShipmentSnapshot, caus
         session.add(shipment)
         session.flush()
         _timeline(session, order, "shipment", None, snap.status, cause, snap.updated_at, shipment)
+        rules.shipment_changed(session, order, shipment, None, snap.updated_at, cause.now)
         if snap.tracking_number:
             wake_parked(session, order.shop_id, (f"tracking:{snap.tracking_number}",), cause.now)
         return
@@ -215,6 +221,9 @@ def _apply_shipment(session: Session, order: Order, snap: ShipmentSnapshot, caus
     shipment.source_updated_at = snap.updated_at
     _copy_facts(shipment, snap)
     if previous_status != snap.status:
+        rules.shipment_changed(
+            session, order, shipment, previous_status, snap.updated_at, cause.now
+        )
         _timeline(
             session, order, "shipment", previous_status, snap.status, cause, snap.updated_at,
             shipment,
@@ -356,8 +365,10 @@ def redact_customer(
     data back.
     """
     customer_ids: list[int] = []
+    addresses: list[str] = []
     if customer_shopify_id is not None:
         customer = _lock_customer(session, shop_id, customer_shopify_id)
+        addresses = [a for a in (customer.email, customer.phone) if a]
         for name in _PII_CUSTOMER_FIELDS:
             setattr(customer, name, None)
         customer.redacted_at = now
@@ -381,6 +392,24 @@ def redact_customer(
         .where(InboxMessage.shop_id == shop_id, inbox_filter)
         .values(body=REDACTED_BODY)
     )
+    # Messages to them: the address and the words rendered for them.
+    notification_filter = Notification.order_id.in_(
+        select(Order.id).where(Order.shop_id == shop_id, order_filter)
+    )
+    if customer_ids:
+        notification_filter = or_(notification_filter, Notification.customer_id.in_(customer_ids))
+    session.exec(
+        update(Notification)
+        .where(Notification.shop_id == shop_id, notification_filter)
+        .values(recipient="", context="{}")
+        .execution_options(synchronize_session=False)
+    )
+    if addresses:
+        session.exec(
+            delete(ChannelOptOut).where(
+                ChannelOptOut.shop_id == shop_id, ChannelOptOut.address.in_(addresses)
+            )
+        )
     if customer_shopify_id is not None:
         # An export made for an earlier data request is a copy of the same data.
         session.exec(
@@ -435,6 +464,10 @@ def _record_data_request(
 def erase_shop(session: Session, shop_id: int) -> None:
     """Delete everything we hold for a shop (shop/redact), the shop included."""
     for model in (
+        NotificationEvent,
+        Notification,
+        ChannelOptOut,
+        TemplateOverride,
         OrderEvent,
         Shipment,
         Order,

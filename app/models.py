@@ -32,6 +32,18 @@ class Shop(SQLModel, table=True):
     currency: str = Field(default="USD", max_length=3)
     installed_at: datetime
     uninstalled_at: datetime | None = None
+    # Notifications: who they come from, and when and how often they may go.
+    email_from: str | None = Field(default=None, max_length=320)
+    sms_from: str | None = Field(default=None, max_length=34)  # E.164 or a messaging service
+    quiet_hours_start: str = Field(  # in the customer's local time
+        default="21:00", max_length=5, sa_column_kwargs={"server_default": "21:00"}
+    )
+    quiet_hours_end: str = Field(
+        default="08:00", max_length=5, sa_column_kwargs={"server_default": "08:00"}
+    )
+    daily_message_cap: int = Field(  # per customer, every channel, rolling 24 hours
+        default=4, sa_column_kwargs={"server_default": "4"}
+    )
 
 
 class Customer(SQLModel, table=True):
@@ -219,4 +231,92 @@ class FulfillmentConnection(SQLModel, table=True):
     secret_encrypted: str | None = Field(default=None, sa_column=Column(Text))
     secret_hint: str | None = Field(default=None, max_length=8)
     created_at: datetime
+    updated_at: datetime
+
+
+class Notification(SQLModel, table=True):
+    """One message to one customer: the outbox row.
+
+    Written in the same transaction as the change that caused it; `key` (the
+    recipient, the kind and what it is about) is unique per shop, so the same
+    alert is never queued twice whatever retries happen upstream.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "key", name="uq_notifications_key"),
+        Index("ix_notifications_due", "status", "next_attempt_at"),
+        Index("ix_notifications_shop_order", "shop_id", "order_id"),
+        Index("ix_notifications_customer_sent", "shop_id", "customer_id", "sent_at"),
+        Index("ix_notifications_provider_id", "provider_message_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    key: str = Field(max_length=255)  # e.g. "customer:7001001:shipping:order:5001001"
+    kind: str = Field(max_length=32)  # shipping, delay, birthday, survey
+    category: str = Field(max_length=16)  # transactional or marketing
+    customer_id: int | None = Field(default=None, foreign_key="customers.id")
+    order_id: int | None = Field(default=None, foreign_key="orders.id")
+    channel: str = Field(max_length=8)  # email or sms
+    recipient: str = Field(max_length=320)  # email address or E.164 number
+    locale: str = Field(max_length=16)
+    context: str = Field(sa_column=Column(Text, nullable=False))  # JSON facts to render
+    status: str = Field(max_length=16)
+    status_detail: str | None = Field(default=None, sa_column=Column(Text))
+    attempts: int = 0
+    next_attempt_at: datetime
+    lease_until: datetime | None = None  # while `sending`: reclaimed after this
+    provider: str | None = Field(default=None, max_length=32)
+    provider_message_id: str | None = Field(default=None, max_length=128)
+    segments: int | None = None  # SMS parts billed
+    created_at: datetime
+    sent_at: datetime | None = None
+    updated_at: datetime
+
+
+class NotificationEvent(SQLModel, table=True):
+    """Every status change of a notification, for the record."""
+
+    __tablename__ = "notification_events"
+    __table_args__ = (Index("ix_notification_events_notification", "shop_id", "notification_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    notification_id: int = Field(foreign_key="notifications.id")
+    status: str = Field(max_length=16)
+    detail: str | None = Field(default=None, sa_column=Column(Text))
+    at: datetime
+
+
+class ChannelOptOut(SQLModel, table=True):
+    """An address that said no on a channel (STOP, an unsubscribe link, a
+    hard bounce, a complaint): never messaged on that channel again."""
+
+    __tablename__ = "channel_opt_outs"
+    __table_args__ = (UniqueConstraint("shop_id", "channel", "address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    channel: str = Field(max_length=8)
+    address: str = Field(max_length=320)
+    reason: str = Field(max_length=64)
+    created_at: datetime
+
+
+class TemplateOverride(SQLModel, table=True):
+    """A shop's own words for a kind of message, validated when saved and
+    rendered in Jinja2's sandbox."""
+
+    __tablename__ = "template_overrides"
+    __table_args__ = (UniqueConstraint("shop_id", "kind", "channel", "locale"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id", index=True)
+    kind: str = Field(max_length=32)
+    channel: str = Field(max_length=8)
+    locale: str = Field(max_length=16)
+    subject: str | None = Field(default=None, max_length=255)
+    html: str | None = Field(default=None, sa_column=Column(Text))
+    text: str = Field(sa_column=Column(Text, nullable=False))
     updated_at: datetime

@@ -1,4 +1,5 @@
-"""The inbox worker: a thin loop around `app.inbox.process_next`."""
+"""The worker: a thin loop that processes the webhook inbox (`app.inbox`)
+and then sends what the outbox holds (`notifications.dispatch`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import inbox, metrics
 from app.factory import Runtime
+from notifications.dispatch import dispatch_batch
+from notifications.transports import Transports, from_settings
 
 log = logging.getLogger(__name__)
 DATABASE_RETRY_SECONDS = 5
@@ -26,14 +29,34 @@ def drain(rt: Runtime, stop: threading.Event | None = None) -> int:
     return count
 
 
+def send_due(rt: Runtime, transports: Transports, stop: threading.Event | None = None) -> int:
+    """Send due notifications batch by batch until none is due; returns how many."""
+    count = 0
+    while stop is None or not stop.is_set():
+        claimed = dispatch_batch(rt, transports)
+        if not claimed:
+            return count
+        count += claimed
+    return count
+
+
+def work_once(rt: Runtime, transports: Transports, stop: threading.Event | None = None) -> int:
+    """One round: the inbox (which may queue notifications), then the outbox."""
+    return drain(rt, stop) + send_due(rt, transports, stop)
+
+
 def run(rt: Runtime, stop: threading.Event) -> None:
     """Poll until `stop` is set. A stored webhook sets `rt.inbox_wakeup`, so an
     in-process worker reacts at once; a separate process relies on the poll."""
-    log.info("worker started (poll every %.1fs)", rt.settings.worker_poll_seconds)
+    transports = from_settings(rt.settings)
+    log.info(
+        "worker started (poll every %.1fs; email via %s, SMS via %s)",
+        rt.settings.worker_poll_seconds, transports.email.name, transports.sms.name,
+    )  # fmt: skip
     while not stop.is_set():
         rt.inbox_wakeup.clear()
         try:
-            drain(rt, stop)
+            work_once(rt, transports, stop)
         except SQLAlchemyError as exc:
             # The database is away (restart, failover): nothing is lost, since
             # unfinished messages stay pending; wait and try again.

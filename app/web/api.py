@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Blueprint, g, jsonify, request
 from sqlalchemy import delete
@@ -18,15 +20,27 @@ from app.fulfillment import (
     describe_connection,
     webhook_url,
 )
-from app.models import DataRequest, FulfillmentConnection, InboxMessage
+from app.models import (
+    DataRequest,
+    FulfillmentConnection,
+    InboxMessage,
+    Notification,
+    NotificationEvent,
+    Order,
+    Shop,
+    TemplateOverride,
+)
 from app.order_state import OrderState
 from app.orders import list_orders, order_document, order_summary
 from app.shops import shop_for_token
 from app.web.errors import error_response
+from notifications import policy, rendering
+from notifications.phone import to_e164
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_PAGE = 200
+LOCALE = re.compile(r"[a-z]{2,3}(-[A-Z]{2})?")
 INBOX_STATUSES = ("pending", "done", "dead", "parked")
 
 
@@ -214,3 +228,256 @@ def delete_provider(provider: str):
     if not deleted:
         return error_response(404, "not_found", f"no {provider[:40]!r} connection")
     return "", 204
+
+
+# --- notifications ------------------------------------------------------------
+
+
+@bp.get("/notifications")
+@require_shop
+def get_notifications():
+    """What was sent to whom, when, how, and with what result."""
+    order_id = _int_arg("order_id", None, 1, 2**62)
+    limit = _int_arg("limit", 50, 1, MAX_PAGE)
+    with Session(runtime().engine) as session:
+        query = select(Notification).where(Notification.shop_id == g.shop_id)
+        if order_id is not None:
+            order = session.exec(
+                select(Order.id).where(Order.shop_id == g.shop_id, Order.shopify_id == order_id)
+            ).first()
+            query = query.where(Notification.order_id == (order or -1))
+        notifications = session.exec(query.order_by(Notification.id.desc()).limit(limit)).all()
+        events = session.exec(
+            select(NotificationEvent)
+            .where(
+                NotificationEvent.shop_id == g.shop_id,
+                NotificationEvent.notification_id.in_([n.id for n in notifications]),
+            )
+            .order_by(NotificationEvent.id)
+        ).all()
+    history: dict[int, list] = {}
+    for event in events:
+        history.setdefault(event.notification_id, []).append(
+            {"status": event.status, "detail": event.detail, "at": event.at.isoformat()}
+        )
+    return jsonify(
+        {"notifications": [_notification(n, history.get(n.id, [])) for n in notifications]}
+    )
+
+
+def _notification(n: Notification, history: list) -> dict:
+    return {
+        "id": n.id,
+        "kind": n.kind,
+        "category": n.category,
+        "channel": n.channel,
+        "recipient": n.recipient,
+        "locale": n.locale,
+        "status": n.status,
+        "status_detail": n.status_detail,
+        "attempts": n.attempts,
+        "provider": n.provider,
+        "provider_message_id": n.provider_message_id,
+        "segments": n.segments,
+        "created_at": n.created_at.isoformat(),
+        "sent_at": n.sent_at.isoformat() if n.sent_at else None,
+        "history": history,
+    }
+
+
+def _template_body() -> rendering.TemplateSource:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+        raise _BadArgument('send a JSON object {"subject": ..., "html": ..., "text": "..."}')
+    for name in ("subject", "html"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise _BadArgument(f"{name} must be a string")
+    return rendering.TemplateSource(body.get("subject"), body.get("html"), body["text"])
+
+
+def _template_address(kind: str, channel: str, locale: str) -> None:
+    if kind not in rendering.KINDS:
+        raise _BadArgument(f"kind must be one of {', '.join(rendering.KINDS)}")
+    if channel not in ("email", "sms"):
+        raise _BadArgument("channel must be email or sms")
+    if not LOCALE.fullmatch(locale):
+        raise _BadArgument("locale must look like en, es or es-MX")
+
+
+def _problems(problems) -> tuple:
+    return jsonify({"error": {
+        "code": "invalid_template",
+        "message": "the template was not saved",
+        "problems": [{"field": p.field, "line": p.line, "message": p.message} for p in problems],
+    }}), 422  # fmt: skip
+
+
+@bp.put("/templates/<kind>/<channel>/<locale>")
+@require_shop
+def put_template(kind: str, channel: str, locale: str):
+    """Save the shop's own template; a broken one is refused with the line
+    and the reason."""
+    _template_address(kind, channel, locale)
+    source = _template_body()
+    problems = rendering.validate_override(kind, channel, source)
+    if problems:
+        return _problems(problems)
+    rt = runtime()
+    with Session(rt.engine) as session:
+        row = session.exec(
+            select(TemplateOverride).where(
+                TemplateOverride.shop_id == g.shop_id,
+                TemplateOverride.kind == kind,
+                TemplateOverride.channel == channel,
+                TemplateOverride.locale == locale,
+            )
+        ).first() or TemplateOverride(
+            shop_id=g.shop_id, kind=kind, channel=channel, locale=locale, text="",
+            updated_at=rt.clock.now(),
+        )  # fmt: skip
+        row.subject, row.html, row.text = source.subject, source.html, source.text
+        row.updated_at = rt.clock.now()
+        session.add(row)
+        session.commit()
+    return jsonify({"status": "saved", "kind": kind, "channel": channel, "locale": locale})
+
+
+@bp.delete("/templates/<kind>/<channel>/<locale>")
+@require_shop
+def delete_template(kind: str, channel: str, locale: str):
+    with Session(runtime().engine) as session:
+        deleted = session.exec(
+            delete(TemplateOverride).where(
+                TemplateOverride.shop_id == g.shop_id,
+                TemplateOverride.kind == kind,
+                TemplateOverride.channel == channel,
+                TemplateOverride.locale == locale,
+            )
+        ).rowcount
+        session.commit()
+    if not deleted:
+        return error_response(404, "not_found", "no such template of this shop")
+    return "", 204
+
+
+@bp.post("/templates/preview")
+@require_shop
+def preview_template():
+    """Render a template with sample data: the shop's draft if the body has
+    `text`, else what would be used now (its saved one, or ours)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return error_response(400, "bad_request", "send a JSON object")
+    kind, channel = body.get("kind", "shipping"), body.get("channel", "email")
+    locale = body.get("locale", "en")
+    if not all(isinstance(v, str) for v in (kind, channel, locale)):
+        return error_response(400, "bad_request", "kind, channel and locale are strings")
+    _template_address(kind, channel, locale)
+    source = _template_body() if "text" in body else None
+    if source is not None:
+        problems = rendering.validate_override(kind, channel, source)
+        if problems:
+            return _problems(problems)
+    with Session(runtime().engine) as session:
+        shop = session.get(Shop, g.shop_id)
+        if source is None:
+            saved = session.exec(
+                select(TemplateOverride).where(
+                    TemplateOverride.shop_id == g.shop_id, TemplateOverride.kind == kind,
+                    TemplateOverride.channel == channel, TemplateOverride.locale == locale,
+                )
+            ).first()  # fmt: skip
+            if saved:
+                source = rendering.TemplateSource(saved.subject, saved.html, saved.text)
+    context = rendering.sample_context(kind) | {"shop_name": shop.name}
+    rendered = rendering.render(
+        kind, channel, locale, context, shop_locale=shop.locale, override=source
+    )
+    return jsonify({"subject": rendered.subject, "html": rendered.html, "text": rendered.text})
+
+
+@bp.get("/settings/notifications")
+@require_shop
+def get_notification_settings():
+    with Session(runtime().engine) as session:
+        shop = session.get(Shop, g.shop_id)
+    return jsonify(_notification_settings(shop))
+
+
+@bp.patch("/settings/notifications")
+@require_shop
+def patch_notification_settings():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return error_response(400, "bad_request", "send a JSON object")
+    unknown = set(body) - set(_SETTINGS)
+    if unknown:
+        return error_response(
+            400, "bad_request", f"unknown setting(s): {', '.join(sorted(unknown))}"
+        )
+    for name, value in body.items():
+        problem = _SETTINGS[name](value)
+        if problem:
+            return error_response(400, "bad_request", f"{name}: {problem}")
+    with Session(runtime().engine) as session:
+        shop = session.get(Shop, g.shop_id)
+        for name, value in body.items():
+            setattr(shop, name, value)
+        session.add(shop)
+        session.commit()
+        return jsonify(_notification_settings(shop))
+
+
+def _clock_problem(value) -> str | None:
+    try:
+        policy.parse_clock(value)
+    except (TypeError, ValueError, AttributeError):
+        return "a time as HH:MM"
+    return None
+
+
+def _timezone_problem(value) -> str | None:
+    if not isinstance(value, str):
+        return "an IANA time zone such as Europe/Madrid"
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {value!r}"
+    return None
+
+
+def _email_problem(value) -> str | None:
+    ok = value is None or (isinstance(value, str) and "@" in value and len(value) <= 320)
+    return None if ok else "an email address"
+
+
+def _sms_sender_problem(value) -> str | None:
+    ok = value is None or (
+        isinstance(value, str) and (value.startswith("MG") or to_e164(value, None) == value)
+    )
+    return None if ok else "an E.164 number or a messaging service SID"
+
+
+def _cap_problem(value) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 50
+    return None if ok else "a whole number from 1 to 50"
+
+
+def _locale_problem(value) -> str | None:
+    ok = isinstance(value, str) and LOCALE.fullmatch(value)
+    return None if ok else "a locale such as en or es-MX"
+
+
+_SETTINGS = {
+    "email_from": _email_problem,
+    "sms_from": _sms_sender_problem,
+    "quiet_hours_start": _clock_problem,
+    "quiet_hours_end": _clock_problem,
+    "daily_message_cap": _cap_problem,
+    "timezone": _timezone_problem,
+    "locale": _locale_problem,
+}
+
+
+def _notification_settings(shop: Shop) -> dict:
+    return {name: getattr(shop, name) for name in _SETTINGS}

@@ -1,0 +1,585 @@
+"""Customer notifications, rendered from templates per kind, channel and locale.
+
+Our templates live on disk: `templates/notifications/<kind>/<locale>/` holds
+`subject.txt`, `email.html` and `email.txt` (email) and `sms.txt` (SMS); the
+HTML ones extend `templates/notifications/layout.html`. A locale is looked up
+as given ("es-MX"), then its language ("es"), then the shop's default locale
+the same way, then "en". Dates and amounts are formatted with Babel for the
+locale asked for when the template found is in its language, otherwise for
+the template's own locale (a French customer of an English shop reads
+"Nov 27, 2026", not "27 nov. 2026" in an English sentence).
+
+A shop may save its own template for a kind, channel and locale
+(`TemplateSource`). Those are untrusted: they are rendered in Jinja's
+immutable sandbox, with no loader and no globals, only the context names of
+their kind and our two filters, and only constructs that cannot multiply
+their own output (no `{% set %}`, macros, calls, arithmetic, includes or
+nested loops), so that the output bound (100 KB) also bounds memory and
+time. `validate_override` says what is wrong with one, with lines, before it
+is saved; `render` refuses a bad one with `OverrideRefused`, a
+`jinja2.TemplateError`.
+
+Rendering does no I/O besides reading our own templates: CSS is inlined with
+remote and local stylesheets switched off.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+from babel.numbers import format_currency
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    meta,
+    nodes,
+    pass_context,
+)
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from app.config import ROOT
+from notifications.email import inline_css
+
+TEMPLATE_DIR = ROOT / "templates" / "notifications"
+CHANNELS = ("email", "sms")
+DEFAULT_LOCALE = "en"
+MAX_OUTPUT_BYTES = 100_000  # per rendered part; Gmail clips messages over ~102 KB
+MAX_SOURCE_CHARS = 100_000  # per field of a shop's template
+MAX_SMS_CHARS = 1600  # the most an SMS provider (Twilio) accepts in one message
+
+# The context names each kind's templates may use. A kind is data: add its
+# names here, its sample to _SAMPLES and its templates on disk.
+KINDS: dict[str, frozenset[str]] = {
+    "shipping": frozenset(
+        {
+            "shop_name",
+            "customer_first_name",  # None when unknown: a neutral greeting
+            "order_name",
+            "carrier",
+            "tracking_number",
+            "tracking_url",  # linked only when it is https
+            "estimated_delivery",  # datetime or None
+            "total",  # Decimal
+            "currency",  # ISO 4217
+            "unsubscribe_url",  # None for transactional messages
+        }
+    ),
+}
+
+_SAMPLES: dict[str, dict[str, Any]] = {
+    "shipping": {
+        "shop_name": "Northwind Outfitters",
+        "customer_first_name": "Ana",
+        "order_name": "#1042",
+        "carrier": "UPS",
+        "tracking_number": "1Z999AA10123456784",
+        "tracking_url": "https://www.ups.com/track?tracknum=1Z999AA10123456784",
+        "estimated_delivery": datetime(2026, 11, 27, 18, 0, tzinfo=UTC),
+        "total": Decimal("84.50"),
+        "currency": "USD",
+        "unsubscribe_url": None,
+    },
+}
+
+_CHANNEL_FILES: dict[str, dict[str, str]] = {
+    "email": {"subject": "subject.txt", "html": "email.html", "text": "email.txt"},
+    "sms": {"text": "sms.txt"},
+}
+
+Field = Literal["subject", "html", "text"]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str | None  # email only: one line
+    html: str | None  # email only: CSS inlined
+    text: str  # the email's text part, or the SMS body
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    """A shop's own template for one kind, channel and locale."""
+
+    subject: str | None
+    html: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class TemplateProblem:
+    field: Field
+    line: int | None
+    message: str
+
+
+class OverrideRefused(TemplateError):
+    """A shop's template cannot be rendered; `problems` says why."""
+
+    def __init__(self, problems: list[TemplateProblem]):
+        self.problems = problems
+        super().__init__("; ".join(_describe(p) for p in problems))
+
+
+def sample_context(kind: str) -> dict[str, Any]:
+    """Realistic values for previews and for checking a shop's template."""
+    _names(kind)
+    return dict(_SAMPLES[kind])
+
+
+def render(
+    kind: str,
+    channel: str,
+    locale: str,
+    context: Mapping[str, Any],
+    *,
+    shop_locale: str = DEFAULT_LOCALE,
+    override: TemplateSource | None = None,
+) -> Rendered:
+    """Render a notification: ours from disk, or the shop's `override`.
+
+    `context` holds the kind's names (see `KINDS`); a name left out is None,
+    a name not in the list is a ValueError. A bad override raises
+    `OverrideRefused` (a `jinja2.TemplateError`).
+    """
+    values = _context_values(kind, context)
+    _check_channel(channel)
+    if override is None:
+        template_locale = _template_locale(kind, channel, locale, shop_locale)
+        same_language = _language(_normalize(locale)) == _language(template_locale)
+        babel_locale = _babel_locale(*([locale] if same_language else []), template_locale)
+        with _formatting(babel_locale):
+            parts = {
+                field: _FILE_ENV.get_template(f"{kind}/{template_locale}/{name}").render(values)
+                for field, name in _CHANNEL_FILES[channel].items()
+            }
+    else:
+        templates = _compile_override(kind, channel, override)
+        babel_locale = _babel_locale(locale, shop_locale, DEFAULT_LOCALE)
+        with _formatting(babel_locale):
+            parts = {field: _render_bounded(field, t, values) for field, t in templates.items()}
+        _check_sms_length(channel, parts)
+    if channel == "sms":
+        return Rendered(subject=None, html=None, text=parts["text"].strip())
+    html = inline_css(parts["html"])
+    if override is not None and len(html.encode()) > MAX_OUTPUT_BYTES:
+        raise OverrideRefused([_too_large("html")])
+    return Rendered(subject=_one_line(parts["subject"]), html=html, text=parts["text"].strip())
+
+
+def validate_override(kind: str, channel: str, source: TemplateSource) -> list[TemplateProblem]:
+    """What is wrong with a shop's template, with the line where there is one.
+
+    Checks syntax, constructs and filters, names outside the kind's context,
+    a subject on more than one line, then renders it with sample data (once
+    as `sample_context`, once with every value None) for what only shows
+    when it runs: the sandbox refusing something, an SMS over 1600
+    characters, output over 100 KB.
+    """
+    _names(kind)
+    _check_channel(channel)
+    problems: list[TemplateProblem] = []
+    templates: dict[str, Template] = {}
+    for field, text in _override_fields(channel, source, problems):
+        template, field_problems = _compile_field(kind, field, text)
+        problems += field_problems
+        if template is not None:
+            templates[field] = template
+    found: dict[tuple[str, int | None], TemplateProblem] = {}
+    sample = sample_context(kind)
+    for values in (sample, dict.fromkeys(sample)):
+        parts, refusals = {}, []
+        with _formatting(_babel_locale(DEFAULT_LOCALE)):
+            for field, template in templates.items():
+                try:
+                    parts[field] = _render_bounded(field, template, values)
+                except OverrideRefused as exc:
+                    refusals += exc.problems
+        try:
+            _check_sms_length(channel, parts)
+        except OverrideRefused as exc:
+            refusals += exc.problems
+        for problem in refusals:  # the same place failing in both renders is one problem
+            found.setdefault((problem.field, problem.line), problem)
+    return problems + list(found.values())
+
+
+# -- formatting ------------------------------------------------------------
+
+_LOCALE: contextvars.ContextVar[Locale | None] = contextvars.ContextVar(
+    "notification_locale", default=None
+)
+
+
+@contextmanager
+def _formatting(locale: Locale) -> Iterator[None]:
+    """The locale the `date` and `money` filters use while rendering."""
+    token = _LOCALE.set(locale)
+    try:
+        yield
+    finally:
+        _LOCALE.reset(token)
+
+
+def _current_locale() -> Locale:
+    return _LOCALE.get() or Locale.parse(DEFAULT_LOCALE)
+
+
+# pass_context only so that Jinja never evaluates a filter on constants while
+# compiling, outside the render and its locale.
+@pass_context
+def _date_filter(_context: Any, value: Any) -> str:
+    """`{{ estimated_delivery|date }}`: the locale's medium date, "" for None."""
+    if value is None:
+        return ""
+    if not isinstance(value, date):
+        raise TypeError(f"the date filter needs a date, not {type(value).__name__}")
+    return format_date(value, format="medium", locale=_current_locale())
+
+
+@pass_context
+def _money_filter(_context: Any, value: Any, currency: Any) -> str:
+    """`{{ total|money(currency) }}`: the amount in the locale's format, "" for None."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | float):
+        raise TypeError(f"the money filter needs an amount, not {type(value).__name__}")
+    if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency):
+        raise TypeError("the money filter needs a three-letter currency code")
+    return format_currency(value, currency.upper(), locale=_current_locale())
+
+
+def _is_https_url(value: Any) -> bool:
+    """`{% if tracking_url is https_url %}`: only these become links."""
+    if not isinstance(value, str) or any(c.isspace() or ord(c) < 32 for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        return parts.scheme.lower() == "https" and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+FILTERS = {"date": _date_filter, "money": _money_filter}
+
+
+def _restrict(env: Environment) -> Environment:
+    """Our filters only, no globals (range, cycler, lipsum, ...), one extra test."""
+    env.filters.clear()
+    env.filters.update(FILTERS)
+    env.globals.clear()
+    env.tests["https_url"] = _is_https_url
+    return env
+
+
+_FILE_ENV = _restrict(
+    Environment(
+        loader=FileSystemLoader(TEMPLATE_DIR),
+        autoescape=lambda name: name is not None and name.endswith(".html"),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+)
+
+
+def _sandbox(autoescape: bool) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        autoescape=autoescape, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
+    )
+    _restrict(env)
+    # Never fold arithmetic at compile time (it is refused anyway, see _ALLOWED_NODES).
+    env.intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
+    env.intercepted_unops = frozenset({"+", "-"})
+    return env
+
+
+_SANDBOXES = {"subject": _sandbox(False), "html": _sandbox(True), "text": _sandbox(False)}
+
+
+# -- locales ---------------------------------------------------------------
+
+_LOCALE_SHAPE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
+
+
+def _normalize(locale: Any) -> str | None:
+    """ "es_mx" -> "es-MX", "zh-hant-tw" -> "zh-Hant-TW"; None if not a locale."""
+    if not isinstance(locale, str) or not _LOCALE_SHAPE.fullmatch(locale):
+        return None
+    language, *rest = re.split(r"[-_]", locale)
+    subtags = [language.lower()]
+    for tag in rest:
+        if len(tag) == 2 and tag.isalpha():
+            subtags.append(tag.upper())
+        elif len(tag) == 4 and tag.isalpha():
+            subtags.append(tag.title())
+        else:
+            subtags.append(tag.lower())
+    return "-".join(subtags)
+
+
+def _language(locale: str | None) -> str | None:
+    return locale.split("-")[0] if locale else None
+
+
+def _candidates(*locales: str) -> Iterator[str]:
+    """Each locale, then its shorter forms: es-MX, es, <shop's>, ..., en."""
+    for locale in (*locales, DEFAULT_LOCALE):
+        normalized = _normalize(locale)
+        if normalized:
+            subtags = normalized.split("-")
+            for end in range(len(subtags), 0, -1):
+                yield "-".join(subtags[:end])
+
+
+def _template_locale(kind: str, channel: str, locale: str, shop_locale: str) -> str:
+    for candidate in _candidates(locale, shop_locale):
+        folder = TEMPLATE_DIR / kind / candidate
+        if all((folder / name).is_file() for name in _CHANNEL_FILES[channel].values()):
+            return candidate
+    raise LookupError(f"no {channel} template for {kind!r} in {locale!r}, {shop_locale!r} or en")
+
+
+def _babel_locale(*locales: str) -> Locale:
+    for locale in locales:
+        normalized = _normalize(locale)
+        if normalized:
+            try:
+                return Locale.parse(normalized, sep="-")
+            except (ValueError, UnknownLocaleError):
+                continue
+    return Locale.parse(DEFAULT_LOCALE)
+
+
+# -- context ---------------------------------------------------------------
+
+
+def _names(kind: str) -> frozenset[str]:
+    if kind not in KINDS:
+        raise ValueError(f"unknown notification kind {kind!r}; known: {', '.join(KINDS)}")
+    return KINDS[kind]
+
+
+def _check_channel(channel: str) -> None:
+    if channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, not {channel!r}")
+
+
+def _context_values(kind: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    names = _names(kind)
+    unknown = sorted(set(context) - names)
+    if unknown:
+        raise ValueError(f"not in the {kind!r} context: {', '.join(unknown)}")
+    return {name: context.get(name) for name in names}
+
+
+def _one_line(subject: str) -> str:
+    """A header value: no line breaks, whatever the values held."""
+    return " ".join(subject.split())
+
+
+# -- shop templates ----------------------------------------------------------
+
+# Everything a shop's template may contain: output, conditions, one level of
+# loop, reading values and our filters. Each of these produces at most what
+# its source and the context hold, so the output bound is also a memory bound.
+_ALLOWED_NODES = frozenset(
+    {
+        nodes.Template,
+        nodes.Scope,
+        nodes.Output,
+        nodes.TemplateData,
+        nodes.Const,
+        nodes.Name,
+        nodes.If,
+        nodes.For,
+        nodes.CondExpr,
+        nodes.And,
+        nodes.Or,
+        nodes.Not,
+        nodes.Compare,
+        nodes.Operand,
+        nodes.Test,
+        nodes.Filter,
+        nodes.Keyword,
+        nodes.Getattr,
+        nodes.Getitem,
+        nodes.Slice,
+        nodes.Concat,
+        nodes.List,
+        nodes.Tuple,
+        nodes.Dict,
+        nodes.Pair,
+    }
+)
+_REFUSED_NAMES = {
+    nodes.Include: "{% include %}",
+    nodes.Extends: "{% extends %}",
+    nodes.Import: "{% import %}",
+    nodes.FromImport: "{% from ... import %}",
+    nodes.Macro: "{% macro %}",
+    nodes.CallBlock: "{% call %}",
+    nodes.Assign: "{% set %}",
+    nodes.AssignBlock: "{% set %}",
+    nodes.With: "{% with %}",
+    nodes.FilterBlock: "{% filter %}",
+    nodes.Block: "{% block %}",
+    nodes.ScopedEvalContextModifier: "{% autoescape %}",
+    nodes.EvalContextModifier: "{% autoescape %}",
+    nodes.Call: "calling functions or methods",
+    nodes.BinExpr: "arithmetic",
+    nodes.UnaryExpr: "arithmetic",
+}
+
+
+def _override_fields(
+    channel: str, source: TemplateSource, problems: list[TemplateProblem]
+) -> list[tuple[Field, str]]:
+    """The fields the channel uses; what is missing or extra is a problem."""
+    fields: list[tuple[Field, str]] = []
+    wanted: tuple[Field, ...] = ("subject", "html", "text") if channel == "email" else ("text",)
+    for field in ("subject", "html", "text"):
+        text = getattr(source, field)
+        if field not in wanted:
+            if text is not None:
+                problems.append(TemplateProblem(field, None, f"an SMS has no {field} part"))
+        elif not isinstance(text, str) or not text.strip():
+            problems.append(TemplateProblem(field, None, f"the {field} part is empty"))
+        else:
+            fields.append((field, text))
+    return fields
+
+
+def _compile_field(kind: str, field: Field, source: str) -> tuple[Template | None, list]:
+    env = _SANDBOXES[field]
+    if len(source) > MAX_SOURCE_CHARS:
+        message = f"the template is longer than {MAX_SOURCE_CHARS:,} characters"
+        return None, [TemplateProblem(field, None, message)]
+    try:
+        tree = env.parse(source)
+    except TemplateSyntaxError as exc:
+        return None, [TemplateProblem(field, exc.lineno, f"syntax error: {exc.message}")]
+    # Nothing is compiled before the constructs are checked: compiling folds
+    # constants, and `{{ 'x' * 10**9 }}` would be folded into memory.
+    problems = list(_refused_constructs(field, tree, in_loop=False))
+    if problems:
+        return None, problems
+    try:
+        undeclared = meta.find_undeclared_variables(tree)
+    except TemplateSyntaxError as exc:  # unknown filters and tests are found here
+        return None, [_compile_problem(field, exc)]
+    allowed = _names(kind)
+    for name in sorted(undeclared - allowed):
+        line = next((n.lineno for n in tree.find_all(nodes.Name) if n.name == name), None)
+        known = ", ".join(sorted(allowed))
+        problems.append(TemplateProblem(field, line, f"unknown variable {name!r} (known: {known})"))
+    # One trailing line break is what an editor adds; any other starts line 2.
+    if field == "subject" and re.search(r"[\r\n]", re.sub(r"\r?\n\Z|\r\Z", "", source)):
+        problems.append(TemplateProblem(field, 2, "the subject must be one line"))
+    if problems:
+        return None, problems
+    try:
+        return env.from_string(tree), []
+    except TemplateSyntaxError as exc:
+        return None, [_compile_problem(field, exc)]
+
+
+def _compile_problem(field: Field, exc: TemplateSyntaxError) -> TemplateProblem:
+    message = exc.message or str(exc)
+    if "filter" in message:
+        message += f" (filters: {', '.join(FILTERS)})"
+    return TemplateProblem(field, exc.lineno, message)
+
+
+def _refused_constructs(field: Field, node: nodes.Node, in_loop: bool) -> Iterator:
+    if type(node) not in _ALLOWED_NODES:
+        what = next(
+            (name for kind, name in _REFUSED_NAMES.items() if isinstance(node, kind)),
+            type(node).__name__,
+        )
+        yield TemplateProblem(
+            field, node.lineno, f"{what} is not allowed in notification templates"
+        )
+        return
+    if isinstance(node, nodes.For):
+        if in_loop:
+            yield TemplateProblem(field, node.lineno, "a loop inside another loop is not allowed")
+            return
+        if node.recursive:
+            yield TemplateProblem(field, node.lineno, "recursive loops are not allowed")
+            return
+    for child in node.iter_child_nodes():
+        yield from _refused_constructs(field, child, in_loop or isinstance(node, nodes.For))
+
+
+def _compile_override(kind: str, channel: str, source: TemplateSource) -> dict[str, Template]:
+    problems: list[TemplateProblem] = []
+    templates = {}
+    for field, text in _override_fields(channel, source, problems):
+        template, field_problems = _compile_field(kind, field, text)
+        problems += field_problems
+        if template is not None:
+            templates[field] = template
+    if problems:
+        raise OverrideRefused(problems)
+    return templates
+
+
+def _render_bounded(field: Field, template: Template, values: dict[str, Any]) -> str:
+    """Render a shop's template, stopping as soon as it passes the size bound."""
+    chunks, size = [], 0
+    try:
+        for chunk in template.generate(values):
+            size += len(chunk.encode())
+            if size > MAX_OUTPUT_BYTES:
+                raise OverrideRefused([_too_large(field)])
+            chunks.append(chunk)
+    except OverrideRefused:
+        raise
+    except SecurityError as exc:
+        problem = TemplateProblem(field, _template_line(exc), f"not allowed: {exc}")
+        raise OverrideRefused([problem]) from exc
+    except Exception as exc:  # anything an untrusted template can cause
+        problem = TemplateProblem(field, _template_line(exc), f"{type(exc).__name__}: {exc}")
+        raise OverrideRefused([problem]) from exc
+    return "".join(chunks)
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an error happened on (Jinja rewrites tracebacks so
+    that template frames carry template lines)."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _check_sms_length(channel: str, parts: dict[str, str]) -> None:
+    if channel == "sms" and "text" in parts and len(parts["text"].strip()) > MAX_SMS_CHARS:
+        length = len(parts["text"].strip())
+        message = f"the SMS is {length} characters long; the limit is {MAX_SMS_CHARS}"
+        raise OverrideRefused([TemplateProblem("text", None, message)])
+
+
+def _too_large(field: Field) -> TemplateProblem:
+    return TemplateProblem(field, None, f"the {field} is larger than {MAX_OUTPUT_BYTES:,} bytes")
+
+
+def _describe(problem: TemplateProblem) -> str:
+    where = f"{problem.field}, line {problem.line}" if problem.line else problem.field
+    return f"{where}: {problem.message}"
