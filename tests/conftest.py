@@ -37,8 +37,11 @@ from app.shops import add_shop
 from support import (
     OTHER_SHOP_DOMAIN,
     PG_ADMIN_URL,
+    POSTMARK_HOOK_PASSWORD,
     SHOP_DOMAIN,
     TEST_SECRET,
+    TWILIO_SID,
+    TWILIO_TOKEN,
     FrozenClock,
     load_fixture,
     shopify_headers,
@@ -119,6 +122,10 @@ def settings(db, tmp_path) -> Settings:
         shopify_api_secret=TEST_SECRET,
         instance_dir=tmp_path / "instance",
         webhook_max_bytes=256 * 1024,
+        twilio_account_sid=TWILIO_SID,
+        twilio_auth_token=TWILIO_TOKEN,
+        twilio_from="+15005550006",
+        postmark_webhook_password=POSTMARK_HOOK_PASSWORD,
     )
 
 

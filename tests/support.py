@@ -17,6 +17,9 @@ PG_ADMIN_URL = os.environ.get("CARELOOP_TEST_PG", "postgresql://postgres@127.0.0
 TEST_SECRET = "shpss_test_client_secret"
 SHOP_DOMAIN = "demo-store.myshopify.com"
 OTHER_SHOP_DOMAIN = "other-store.myshopify.com"
+TWILIO_SID = "AC00000000000000000000000000000001"
+TWILIO_TOKEN = "twilio-test-auth-token"
+POSTMARK_HOOK_PASSWORD = "postmark-hook-password"
 
 
 class FrozenClock(Clock):

@@ -1,0 +1,495 @@
+"""Notifications end to end: a shipment change queues "your order has shipped"
+in the same transaction, the worker sends it through a real SMTP server on
+loopback or a Twilio stand-in, and delivery reports, STOP, unsubscribe links,
+consent, quiet hours, the cap and the templates API all act on it."""
+
+from __future__ import annotations
+
+import base64
+import email
+import json
+import socket
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.policy import default as default_policy
+
+import pytest
+from aiosmtpd.controller import Controller
+from flask import Flask, request
+from sqlmodel import Session, select
+from werkzeug.serving import make_server
+
+from app import worker
+from app.models import ChannelOptOut, Customer, Notification, Shop
+from notifications import outbox
+from notifications.smtp import SmtpProvider
+from notifications.transports import Transports
+from notifications.twilio import TwilioProvider, signature
+from notifications.unsubscribe import unsubscribe_url
+from support import POSTMARK_HOOK_PASSWORD, TWILIO_SID, TWILIO_TOKEN, load_fixture
+
+ORDER_ID = 5001001
+
+
+# --- the outside world on loopback -------------------------------------------------
+
+
+class Mailbox:
+    def __init__(self):
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd hook
+        self.messages.append(email.message_from_bytes(envelope.content, policy=default_policy))
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def mailbox():
+    box = Mailbox()
+    box.port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller.start()
+    yield box
+    controller.stop()
+
+
+@dataclass
+class TwilioStandIn:
+    """Twilio's Messages endpoint (2010-04-01) as documented: 201 with a sid,
+    or an error body with a code for numbers told to fail."""
+
+    failures: dict[str, int] = field(default_factory=dict)  # number -> Twilio error code
+    received: list[dict] = field(default_factory=list)
+
+    def app(self) -> Flask:
+        stand_in = Flask("twilio-stand-in")
+
+        @stand_in.post("/2010-04-01/Accounts/<sid>/Messages.json")
+        def create(sid):
+            expected = base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
+            if sid != TWILIO_SID or request.headers.get("Authorization") != f"Basic {expected}":
+                return {"code": 20003, "message": "Authenticate", "status": 401}, 401
+            form = request.form.to_dict()
+            self.received.append(form)
+            code = self.failures.get(form["To"])
+            if code:
+                return {"code": code, "message": "refused", "status": 400}, 400
+            return {"sid": f"SM{len(self.received):032d}", "status": "queued"}, 201
+
+        return stand_in
+
+
+@pytest.fixture
+def twilio():
+    stand_in = TwilioStandIn()
+    server = make_server("127.0.0.1", 0, stand_in.app())
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    stand_in.url = f"http://127.0.0.1:{server.server_port}"
+    yield stand_in
+    server.shutdown()
+
+
+@pytest.fixture
+def transports(mailbox, twilio) -> Transports:
+    return Transports(
+        email=SmtpProvider("127.0.0.1", mailbox.port, "none", None, None, 5),
+        sms=TwilioProvider(TWILIO_SID, TWILIO_TOKEN, twilio.url, 5),
+    )
+
+
+@pytest.fixture
+def send(rt, transports):
+    """Run the outbox step of the worker until nothing is due."""
+    return lambda: worker.send_due(rt, transports)
+
+
+def notifications(db) -> list[Notification]:
+    with Session(db) as session:
+        return list(session.exec(select(Notification).order_by(Notification.id)).all())
+
+
+def set_customer(db, **values) -> None:
+    with Session(db) as session:
+        customer = session.exec(select(Customer)).one()
+        for name, value in values.items():
+            setattr(customer, name, value)
+        session.add(customer)
+        session.commit()
+
+
+def set_shop(db, shop_id, **values) -> None:
+    with Session(db) as session:
+        row = session.get(Shop, shop_id)
+        for name, value in values.items():
+            setattr(row, name, value)
+        session.add(row)
+        session.commit()
+
+
+def ship(deliver, work) -> None:
+    deliver("orders/paid", "orders_paid")
+    deliver("fulfillments/create", "fulfillments_create")
+    work()
+
+
+# --- queueing ---------------------------------------------------------------------
+
+
+def test_first_shipment_queues_one_shipping_message_with_the_state_change(shop, deliver, work, db):
+    ship(deliver, work)
+    [message] = notifications(db)
+    assert (message.kind, message.category, message.channel) == (
+        "shipping",
+        "transactional",
+        "email",
+    )
+    assert (message.recipient, message.locale, message.status) == (
+        "ana@example.com",
+        "es",
+        "queued",
+    )
+    context = json.loads(message.context)
+    assert context["tracking_number"] == "1Z999AA10123456784" and context["carrier"] == "UPS"
+
+    # Retries, updates and a second parcel do not queue it again.
+    deliver("fulfillments/create", "fulfillments_create")
+    deliver("fulfillments/update", "fulfillments_update")
+    second = load_fixture("shopify", "fulfillments_create") | {"id": 6001002}
+    deliver("fulfillments/create", second)
+    work()
+    assert len(notifications(db)) == 1
+
+
+def test_customer_without_email_is_told_by_sms(shop, deliver, work, db):
+    deliver("customers/create", load_fixture("shopify", "customers_create") | {"email": None})
+    work()
+    order = load_fixture("shopify", "orders_paid")
+    order = order | {"email": None, "contact_email": None,
+                     "customer": order["customer"] | {"email": None}}  # fmt: skip
+    deliver("orders/paid", order)
+    deliver("fulfillments/create", "fulfillments_create")
+    work()
+    [message] = notifications(db)
+    assert (message.channel, message.recipient) == ("sms", "+34612345678")
+
+
+def test_nobody_reachable_is_recorded_as_suppressed_with_the_reason(
+    shop, deliver, work, db, client
+):
+    order = load_fixture("shopify", "orders_paid")
+    order = order | {"email": None, "contact_email": None, "phone": None,
+                     "customer": order["customer"] | {"email": None, "phone": None}}  # fmt: skip
+    deliver("orders/paid", order)
+    deliver("fulfillments/create", "fulfillments_create")
+    work()
+    listing = client.get(f"/api/v1/notifications?order_id={ORDER_ID}", headers=shop.auth).json
+    [message] = listing["notifications"]
+    assert message["status"] == "suppressed"
+    assert message["status_detail"] == "email: no address; sms: no address"
+
+
+# --- sending ---------------------------------------------------------------------------
+
+
+def test_email_goes_through_smtp_in_the_customers_language(shop, deliver, work, db, send, mailbox):
+    ship(deliver, work)
+    assert send() == 1
+
+    [mail] = mailbox.messages
+    assert mail["To"] == "ana@example.com"
+    assert "1001" in mail["Subject"]
+    html = mail.get_body(("html",)).get_content()
+    text = mail.get_body(("plain",)).get_content()
+    assert "https://www.ups.com" in html and "1Z999AA10123456784" in text
+    assert "<style" not in html  # inlined for mail clients
+    assert "List-Unsubscribe" not in mail  # transactional
+    [message] = notifications(db)
+    assert (message.status, message.provider) == ("sent", "smtp")
+    assert message.provider_message_id == mail["Message-ID"]
+
+
+def test_sms_goes_through_twilio_with_a_status_callback(shop, deliver, work, db, send, twilio):
+    set_shop(db, shop.id, sms_from="+34900000000")
+    deliver("customers/create", load_fixture("shopify", "customers_create") | {"email": None})
+    order = load_fixture("shopify", "orders_paid")
+    order = order | {"email": None, "contact_email": None,
+                     "customer": order["customer"] | {"email": None}}  # fmt: skip
+    deliver("orders/paid", order)
+    deliver("fulfillments/create", "fulfillments_create")
+    work()
+    send()
+
+    [form] = twilio.received
+    assert (form["To"], form["From"]) == ("+34612345678", "+34900000000")
+    assert form["StatusCallback"] == "http://127.0.0.1:8000/webhooks/twilio/status"
+    [message] = notifications(db)
+    assert (message.status, message.provider_message_id) == ("sent", "SM" + "1".zfill(32))
+    assert message.segments >= 1
+
+
+def twilio_post(client, path: str, form: dict[str, str]):
+    url = f"http://127.0.0.1:8000{path}"
+    headers = {"X-Twilio-Signature": signature(TWILIO_TOKEN, url, form)}
+    return client.post(path, data=form, headers=headers)
+
+
+@pytest.fixture
+def sms_sent(shop, deliver, work, db, send, twilio):
+    deliver("customers/create", load_fixture("shopify", "customers_create") | {"email": None})
+    order = load_fixture("shopify", "orders_paid")
+    order = order | {"email": None, "contact_email": None,
+                     "customer": order["customer"] | {"email": None}}  # fmt: skip
+    deliver("orders/paid", order)
+    deliver("fulfillments/create", "fulfillments_create")
+    work()
+    send()
+    [message] = notifications(db)
+    return message
+
+
+def test_twilio_delivery_report_marks_the_message_delivered(client, db, sms_sent):
+    form = {"MessageSid": sms_sent.provider_message_id, "MessageStatus": "delivered",
+            "To": "+34612345678", "AccountSid": TWILIO_SID}  # fmt: skip
+    assert twilio_post(client, "/webhooks/twilio/status", form).status_code == 200
+    assert notifications(db)[0].status == "delivered"
+
+
+def test_twilio_report_with_a_bad_signature_changes_nothing(client, db, sms_sent):
+    form = {"MessageSid": sms_sent.provider_message_id, "MessageStatus": "delivered"}
+    response = client.post(
+        "/webhooks/twilio/status", data=form, headers={"X-Twilio-Signature": "AAAA"}
+    )
+    assert response.status_code == 401
+    assert notifications(db)[0].status == "sent"
+
+
+def test_inbound_stop_unsubscribes_the_number_and_start_resubscribes(client, db, shop, sms_sent):
+    stop = {"From": "+34612345678", "To": "+15005550006", "Body": " Stop ",
+            "MessageSid": "SMin1", "AccountSid": TWILIO_SID}  # fmt: skip
+    assert twilio_post(client, "/webhooks/twilio/inbound", stop).status_code == 200
+    with Session(db) as session:
+        [opt_out] = session.exec(select(ChannelOptOut)).all()
+    assert (opt_out.channel, opt_out.address, opt_out.shop_id) == ("sms", "+34612345678", shop.id)
+
+    twilio_post(client, "/webhooks/twilio/inbound", stop | {"Body": "START", "MessageSid": "SMin2"})
+    with Session(db) as session:
+        assert session.exec(select(ChannelOptOut)).all() == []
+
+
+def test_twilio_21610_is_permanent_and_records_the_opt_out(shop, deliver, work, db, send, twilio):
+    twilio.failures["+34612345678"] = 21610
+    deliver("customers/create", load_fixture("shopify", "customers_create") | {"email": None})
+    order = load_fixture("shopify", "orders_paid")
+    order = order | {"email": None, "contact_email": None,
+                     "customer": order["customer"] | {"email": None}}  # fmt: skip
+    deliver("orders/paid", order)
+    deliver("fulfillments/create", "fulfillments_create")
+    work()
+    send()
+    [message] = notifications(db)
+    assert message.status == "failed" and "21610" in message.status_detail
+    with Session(db) as session:
+        assert outbox.opted_out(session, shop.id, "sms", "+34612345678")
+
+
+def test_opt_out_after_queueing_suppresses_at_send_time(shop, deliver, work, db, send, mailbox, rt):
+    ship(deliver, work)
+    with Session(db) as session:
+        outbox.opt_out(session, shop.id, "email", "ana@example.com", "test", rt.clock.now())
+        session.commit()
+    send()
+    assert mailbox.messages == []
+    assert notifications(db)[0].status == "suppressed"
+
+
+def test_sms_in_quiet_hours_is_deferred_to_the_morning_not_dropped(
+    shop, deliver, work, db, send, twilio, clock
+):
+    set_shop(db, shop.id, timezone="Europe/Madrid")
+    clock.current = clock.current.replace(hour=22, minute=30)  # 23:30 in Madrid
+    deliver("customers/create", load_fixture("shopify", "customers_create") | {"email": None})
+    order = load_fixture("shopify", "orders_paid")
+    order = order | {"email": None, "contact_email": None,
+                     "customer": order["customer"] | {"email": None}}  # fmt: skip
+    deliver("orders/paid", order)
+    deliver("fulfillments/create", "fulfillments_create")
+    work()
+    send()
+    [message] = notifications(db)
+    assert message.status == "queued" and twilio.received == []
+    assert message.next_attempt_at == clock.current.replace(hour=7, minute=0) + timedelta(days=1)
+    assert message.attempts == 0
+
+    clock.current = message.next_attempt_at
+    send()
+    assert notifications(db)[0].status == "sent" and len(twilio.received) == 1
+
+
+def test_frequency_cap_defers_a_second_message_within_the_day(
+    shop, deliver, work, db, send, mailbox, clock
+):
+    set_shop(db, shop.id, daily_message_cap=1)
+    ship(deliver, work)
+    send()
+    second = load_fixture("shopify", "orders_paid") | {"id": 5001999, "name": "#1999"}
+    deliver("orders/paid", second)
+    deliver("fulfillments/create", load_fixture("shopify", "fulfillments_create") | {
+        "id": 6001999, "order_id": 5001999})  # fmt: skip
+    work()
+    send()
+    later = notifications(db)[1]
+    assert later.status == "queued" and later.status_detail == "frequency cap reached"
+    assert len(mailbox.messages) == 1
+
+
+def test_transient_failure_backs_off_then_dead_letters_after_the_bound(
+    shop, deliver, work, db, rt, clock, twilio
+):
+    ship(deliver, work)
+    down = Transports(email=SmtpProvider("127.0.0.1", 1, "none", None, None, 2), sms=None)
+    worker.send_due(rt, down)
+    [message] = notifications(db)
+    assert message.status == "queued" and message.attempts == 1
+    assert message.next_attempt_at > clock.now()
+    for _ in range(rt.settings.outbox_max_attempts):
+        clock.advance(hours=3)
+        worker.send_due(rt, down)
+    [message] = notifications(db)
+    assert message.status == "dead" and message.attempts == rt.settings.outbox_max_attempts
+
+
+def test_a_claimed_message_whose_worker_died_is_sent_after_the_lease(
+    shop, deliver, work, db, rt, clock, send, mailbox
+):
+    ship(deliver, work)
+    lease = timedelta(seconds=rt.settings.outbox_lease_seconds)
+    outbox.claim(rt.engine, clock.now(), 10, lease)  # the worker dies right here
+    assert send() == 0  # still leased
+    clock.advance(seconds=rt.settings.outbox_lease_seconds + 1)
+    assert send() == 1
+    assert len(mailbox.messages) == 1
+    [message] = notifications(db)
+    assert message.status == "sent" and message.attempts == 2
+
+
+def test_history_of_each_message_is_listed_by_order(shop, deliver, work, send, client, mailbox):
+    ship(deliver, work)
+    send()
+    response = client.get(f"/api/v1/notifications?order_id={ORDER_ID}", headers=shop.auth)
+    [message] = response.json["notifications"]
+    assert [h["status"] for h in message["history"]] == ["queued", "sending", "sent"]
+    other = client.get("/api/v1/notifications?order_id=999", headers=shop.auth).json
+    assert other["notifications"] == []
+
+
+# --- unsubscribe and email reports ------------------------------------------------------
+
+
+def test_one_click_unsubscribe_records_the_opt_out(client, shop, settings, db):
+    url = unsubscribe_url(settings, shop.id, "email", "ana@example.com")
+    path = url.removeprefix(settings.public_url)
+    page = client.get(path)
+    assert page.status_code == 200 and b"ana@example.com" in page.data
+    with Session(db) as session:
+        assert session.exec(select(ChannelOptOut)).all() == []  # a GET changes nothing
+
+    response = client.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    with Session(db) as session:
+        [opt_out] = session.exec(select(ChannelOptOut)).all()
+    assert (opt_out.channel, opt_out.address) == ("email", "ana@example.com")
+
+
+def test_a_tampered_unsubscribe_link_is_refused(client, shop, settings, db):
+    url = unsubscribe_url(settings, shop.id, "email", "ana@example.com")
+    path = url.removeprefix(settings.public_url)
+    assert client.post(path[:-3] + "abc").status_code == 404
+    with Session(db) as session:
+        assert session.exec(select(ChannelOptOut)).all() == []
+
+
+def test_postmark_hard_bounce_marks_the_message_and_stops_the_address(
+    client, shop, deliver, work, db, send, mailbox
+):
+    ship(deliver, work)
+    send()
+    [message] = notifications(db)
+    bounce = load_fixture("postmark", "webhook_bounce_hard") | {
+        "MessageID": message.provider_message_id, "Email": "ana@example.com"}  # fmt: skip
+    credentials = base64.b64encode(f"postmark:{POSTMARK_HOOK_PASSWORD}".encode()).decode()
+    unauthorised = client.post("/webhooks/email/postmark", json=bounce)
+    assert unauthorised.status_code == 401
+    response = client.post(
+        "/webhooks/email/postmark", json=bounce, headers={"Authorization": f"Basic {credentials}"}
+    )
+    assert response.status_code == 200
+    assert notifications(db)[0].status == "bounced"
+    with Session(db) as session:
+        assert session.exec(select(ChannelOptOut.reason)).all() == ["hard bounce"]
+
+
+# --- templates and settings -------------------------------------------------------------
+
+
+def test_a_shops_own_template_is_used_for_its_messages(client, shop, deliver, work, send, mailbox):
+    template = {"subject": "Pedido {{ order_name }} enviado", "html": "<p>{{ carrier }}</p>",
+                "text": "Va con {{ carrier }}."}  # fmt: skip
+    saved = client.put("/api/v1/templates/shipping/email/es", json=template, headers=shop.auth)
+    assert saved.status_code == 200
+    ship(deliver, work)
+    send()
+    [mail] = mailbox.messages
+    assert mail["Subject"] == "Pedido #1001 enviado"
+    assert mail.get_body(("plain",)).get_content().strip() == "Va con UPS."
+
+
+@pytest.mark.parametrize(
+    ("template", "line", "words"),
+    [
+        ({"text": "Hola\n{{ order_name "}, 2, "expected"),
+        ({"text": "{{ ''.__class__.__mro__ }}"}, None, ""),
+        ({"text": "{{ secret_key }}"}, None, "secret_key"),
+    ],
+)
+def test_a_broken_or_hostile_template_is_refused_with_the_reason(
+    client, shop, db, template, line, words
+):
+    response = client.put("/api/v1/templates/shipping/sms/es", json=template, headers=shop.auth)
+    assert response.status_code == 422
+    problems = response.json["error"]["problems"]
+    assert problems and (line is None or problems[0]["line"] == line)
+    assert words in " ".join(p["message"] for p in problems)
+
+
+def test_preview_renders_sample_data_in_the_chosen_language(client, shop):
+    response = client.post(
+        "/api/v1/templates/preview",
+        json={"kind": "shipping", "channel": "email", "locale": "ru"},
+        headers=shop.auth,
+    )
+    assert response.status_code == 200
+    assert "Трек-номер" in response.json["html"] and response.json["subject"]
+
+
+def test_notification_settings_are_validated_and_saved(client, shop):
+    bad = client.patch(
+        "/api/v1/settings/notifications", json={"quiet_hours_start": "9pm"}, headers=shop.auth
+    )
+    assert bad.status_code == 400 and "HH:MM" in bad.json["error"]["message"]
+    good = client.patch(
+        "/api/v1/settings/notifications",
+        json={"quiet_hours_start": "22:00", "timezone": "Europe/Moscow", "daily_message_cap": 2},
+        headers=shop.auth,
+    )
+    assert good.status_code == 200
+    assert good.json["quiet_hours_start"] == "22:00" and good.json["timezone"] == "Europe/Moscow"
