@@ -375,11 +375,19 @@ def play(
         mark = "ok" if states.get(order_id) == expected else f"expected {expected}"
         echo(f"  order {order_id}: {states.get(order_id)}  ({mark})")
     echo("")
+    echo("Messages to customers:")
+    for message in _notifications(session, base_url, auth, deadline):
+        echo(f"  {message['kind']:<9} {message['channel']:<6} {message['locale']:<3} "
+             f"{message['recipient']:<22} {message['status']}")  # fmt: skip
+    echo("")
     echo("Look at the result:")
     echo(f"  open {base_url}/app/ and sign in with the API token {api_token}")
     echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/orders/5001001")
     echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/orders")
+    echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/notifications")
     echo(f"  curl {base_url}/metrics")
+    echo("  the messages themselves: instance/outbox/ (email as .eml, SMS in sms.log),")
+    echo("  unless SMTP_HOST / POSTMARK_SERVER_TOKEN / TWILIO_ACCOUNT_SID are configured")
     return states == EXPECTED_STATES
 
 
@@ -399,6 +407,19 @@ def _provider_headers(delivery: Delivery, body: bytes, secret: str | None) -> di
     if delivery.channel == "aftership":
         return {"aftership-hmac-sha256": aftership.sign(secret or "", body)}
     return {"shipbob-topic": delivery.topic}  # ShipBob's legacy style: the URL key authenticates
+
+
+def _notifications(session: requests.Session, base_url: str, auth: dict, deadline: float):
+    """The shop's notifications once the worker has sent what it could."""
+    while True:
+        response = session.get(f"{base_url}/api/v1/notifications", headers=auth,
+                               timeout=REQUEST_TIMEOUT)  # fmt: skip
+        messages = response.json()["notifications"] if response.ok else []
+        if time.monotonic() > deadline or all(
+            m["status"] not in ("queued", "sending") for m in messages
+        ):
+            return list(reversed(messages))
+        time.sleep(0.3)
 
 
 def _state(session: requests.Session, base_url: str, order_id: int, auth: dict) -> str | None:

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from app.clock import to_utc
-from app.models import InboxMessage
+from app.models import InboxMessage, Notification
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # The *_created series double the output and no dashboard of ours uses them.
@@ -50,7 +50,8 @@ INBOX_PROCESSED = Counter(
 
 
 class InboxCollector:
-    """Inbox depth by status and the age of the oldest pending message."""
+    """Inbox depth by status, the age of the oldest due message, and the
+    outbox by status."""
 
     def __init__(self, engine: Engine, now: datetime):
         self.engine = engine
@@ -58,7 +59,7 @@ class InboxCollector:
 
     def collect(self):
         with self.engine.connect() as conn:
-            rows = conn.execute(
+            inbox = conn.execute(
                 select(InboxMessage.status, func.count()).group_by(InboxMessage.status)
             ).all()
             # Lag is how far behind the workers are: the oldest message that is
@@ -68,11 +69,15 @@ class InboxCollector:
                     InboxMessage.status == "pending", InboxMessage.next_attempt_at <= self.now
                 )
             ).scalar()
+            notifications = conn.execute(
+                select(Notification.status, func.count()).group_by(Notification.status)
+            ).all()
         depth = GaugeMetricFamily(
             "careloop_inbox_messages", "Inbox messages by status.", labels=["status"]
         )
-        counts = {"pending": 0, "done": 0, "dead": 0, "parked": 0} | dict(rows)
-        for status, count in counts.items():
+        for status, count in (
+            {"pending": 0, "done": 0, "dead": 0, "parked": 0} | dict(inbox)
+        ).items():
             depth.add_metric([status], count)
         yield depth
         lag = (self.now - to_utc(oldest_due)).total_seconds() if oldest_due else 0.0
@@ -81,6 +86,12 @@ class InboxCollector:
             "How long the oldest due inbox message has been waiting for a worker.",
             value=max(lag, 0.0),
         )
+        outbox = GaugeMetricFamily(
+            "careloop_notifications", "Notifications by status.", labels=["status"]
+        )
+        for status, count in sorted(dict(notifications).items()):
+            outbox.add_metric([status], count)
+        yield outbox
 
 
 def exposition(engine: Engine, now: datetime) -> bytes:

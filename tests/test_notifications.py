@@ -493,3 +493,48 @@ def test_notification_settings_are_validated_and_saved(client, shop):
     )
     assert good.status_code == 200
     assert good.json["quiet_hours_start"] == "22:00" and good.json["timezone"] == "Europe/Moscow"
+
+
+def test_marketing_email_carries_a_one_click_unsubscribe_that_works(
+    shop, deliver, work, db, rt, send, mailbox, client, settings
+):
+    deliver("orders/paid", "orders_paid")
+    deliver("customers_email_marketing_consent/update", "customers_email_marketing_consent_update")
+    work()
+    with Session(db) as session:
+        customer = session.exec(select(Customer)).one()
+        outbox.enqueue(
+            session, shop_id=shop.id, key="customer:7001001:news:2026-11", kind="shipping",
+            category="marketing", channel="email", recipient="ana@example.com", locale="en",
+            context={"order_name": "#1001", "carrier": "UPS"}, now=rt.clock.now(),
+            customer_id=customer.id,
+        )  # fmt: skip
+        session.commit()
+    send()
+
+    [mail] = mailbox.messages
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = mail["List-Unsubscribe"].strip("<>")
+    assert link.startswith(f"{settings.public_url}/u/")
+    assert link in mail.get_body(("html",)).get_content()
+    # What a mail client does on "unsubscribe" (RFC 8058): a POST, no page.
+    client.post(link.removeprefix(settings.public_url), data="List-Unsubscribe=One-Click",
+                content_type="application/x-www-form-urlencoded")  # fmt: skip
+    with Session(db) as session:
+        assert outbox.opted_out(session, shop.id, "email", "ana@example.com")
+
+
+def test_marketing_without_consent_is_suppressed_at_send_time(shop, deliver, work, db, rt, send):
+    deliver("orders/paid", "orders_paid")
+    work()
+    with Session(db) as session:
+        customer = session.exec(select(Customer)).one()
+        outbox.enqueue(
+            session, shop_id=shop.id, key="customer:7001001:news:2026-12", kind="shipping",
+            category="marketing", channel="email", recipient="ana@example.com", locale="en",
+            context={"order_name": "#1001"}, now=rt.clock.now(), customer_id=customer.id,
+        )  # fmt: skip
+        session.commit()
+    send()
+    [message] = notifications(db)
+    assert (message.status, message.status_detail) == ("suppressed", "email: no marketing consent")
