@@ -26,6 +26,7 @@ from app.events import (
     PayloadError,
     ShipmentSnapshot,
     UnsupportedTopic,
+    clip,
 )
 from app.order_state import ShipmentStatus
 
@@ -98,11 +99,11 @@ def _tracking(msg: dict, triggered_at) -> ShipmentSnapshot:
         raise PayloadError(f"unknown tag {tag!r}")
     if tag == "Exception" and msg.get("return_to_sender"):
         status = ShipmentStatus.RETURNED
-    tracking_id = _text(msg["id"], 64)
+    tracking_id = clip(msg["id"], 64)
     if tracking_id is None:
         raise PayloadError("msg.id is empty")
     order_id = str(msg.get("order_id") or "")
-    tracking_number = _text(msg.get("tracking_number"), 128)
+    tracking_number = clip(msg.get("tracking_number"), 128)
     scans = [parse_timestamp(c.get("checkpoint_time")) for c in msg.get("checkpoints") or ()]
     return ShipmentSnapshot(
         source=SOURCE,
@@ -111,13 +112,13 @@ def _tracking(msg: dict, triggered_at) -> ShipmentSnapshot:
         updated_at=stamp,
         match=OrderMatch(
             shopify_id=int(order_id) if order_id.isdigit() else None,
-            name=_text(msg.get("order_number"), 64),
+            name=clip(msg.get("order_number"), 64),
             tracking_number=tracking_number,
         ),
-        status_detail=_text(msg.get("subtag_message"), 1000),
-        carrier=_text(msg.get("slug"), 128),
+        status_detail=clip(msg.get("subtag_message"), 1000),
+        carrier=clip(msg.get("slug"), 128),
         tracking_number=tracking_number,
-        tracking_url=_text(msg.get("courier_tracking_link"), 2000),
+        tracking_url=clip(msg.get("courier_tracking_link"), 2000),
         shipped_at=parse_timestamp(msg.get("shipment_pickup_date")),
         estimated_delivery_at=_estimated_delivery(msg),
         delivered_at=parse_timestamp(msg.get("shipment_delivery_date")),
@@ -138,9 +139,3 @@ def _estimated_delivery(msg: dict) -> datetime | None:
         if value:
             return parse_timestamp(value if "T" in value else f"{value}T00:00:00+00:00")
     return None
-
-
-def _text(value, limit: int) -> str | None:
-    if value is None:
-        return None
-    return str(value).strip()[:limit] or None

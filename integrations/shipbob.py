@@ -29,6 +29,7 @@ from app.events import (
     PayloadError,
     ShipmentSnapshot,
     UnsupportedTopic,
+    clip,
 )
 from app.order_state import ShipmentStatus
 from integrations import standard_webhooks
@@ -120,7 +121,7 @@ def _match(body: dict, tracking_number: str | None) -> OrderMatch:
     reference = str(body.get("reference_id") or "")
     return OrderMatch(
         shopify_id=int(reference) if reference.isdigit() else None,
-        name=_text(body.get("order_number"), 64),
+        name=clip(body.get("order_number"), 64),
         tracking_number=tracking_number,
     )
 
@@ -146,7 +147,7 @@ def _shipment(
     if stamp is None:
         raise PayloadError("shipment without last_update_at or created_date")
     tracking = shipment.get("tracking") or {}
-    tracking_number = _text(tracking.get("tracking_number"), 128)
+    tracking_number = clip(tracking.get("tracking_number"), 128)
     details = shipment.get("status_details") or []
     detail = "; ".join(
         f"{d.get('name')}: {d.get('description')}" for d in details if isinstance(d, dict)
@@ -158,9 +159,9 @@ def _shipment(
         updated_at=stamp,
         match=_match(shipment if shipment.get("reference_id") else order, tracking_number),
         status_detail=detail[:1000] or None,
-        carrier=_text(tracking.get("carrier"), 128),
+        carrier=clip(tracking.get("carrier"), 128),
         tracking_number=tracking_number,
-        tracking_url=_text(tracking.get("tracking_url"), 2000),
+        tracking_url=clip(tracking.get("tracking_url"), 2000),
         promised_ship_at=parse_timestamp(shipment.get("estimated_fulfillment_date")),
         shipped_at=parse_timestamp(shipment.get("actual_fulfillment_date"))
         or parse_timestamp(tracking.get("shipping_date")),
@@ -173,7 +174,7 @@ def _tracking(payload: dict) -> ShipmentSnapshot:
     if stamp is None:
         raise PayloadError("tracking update without last_updated")
     history = [parse_timestamp(h.get("timestamp")) for h in payload.get("history") or ()]
-    tracking_number = _text(
+    tracking_number = clip(
         payload.get("carrier_tracking_number") or payload.get("tracking_id"), 128
     )
     status = _TRACKING_STATUS.get(payload.get("status"), ShipmentStatus.IN_TRANSIT)
@@ -183,17 +184,11 @@ def _tracking(payload: dict) -> ShipmentSnapshot:
         status=status,
         updated_at=stamp,
         match=_match(payload, tracking_number),
-        status_detail=_text(payload.get("carrier_message") or payload.get("message"), 1000),
-        carrier=_text(payload.get("carrier"), 128),
+        status_detail=clip(payload.get("carrier_message") or payload.get("message"), 1000),
+        carrier=clip(payload.get("carrier"), 128),
         tracking_number=tracking_number,
-        tracking_url=_text(payload.get("public_tracking_url"), 2000),
+        tracking_url=clip(payload.get("public_tracking_url"), 2000),
         estimated_delivery_at=parse_timestamp(payload.get("eta")),
         last_scan_at=max((h for h in history if h), default=None),
         delivered_at=stamp if status == ShipmentStatus.DELIVERED else None,
     )
-
-
-def _text(value, limit: int) -> str | None:
-    if value is None:
-        return None
-    return str(value).strip()[:limit] or None

@@ -142,6 +142,17 @@ def ship(deliver, work) -> None:
     work()
 
 
+def ship_to_a_phone_only_customer(deliver, work) -> None:
+    """The same story for a customer Shopify knows only by phone."""
+    deliver("customers/create", load_fixture("shopify", "customers_create") | {"email": None})
+    order = load_fixture("shopify", "orders_paid")
+    order = order | {"email": None, "contact_email": None,
+                     "customer": order["customer"] | {"email": None}}  # fmt: skip
+    deliver("orders/paid", order)
+    deliver("fulfillments/create", "fulfillments_create")
+    work()
+
+
 # --- queueing ---------------------------------------------------------------------
 
 
@@ -171,14 +182,7 @@ def test_first_shipment_queues_one_shipping_message_with_the_state_change(shop, 
 
 
 def test_customer_without_email_is_told_by_sms(shop, deliver, work, db):
-    deliver("customers/create", load_fixture("shopify", "customers_create") | {"email": None})
-    work()
-    order = load_fixture("shopify", "orders_paid")
-    order = order | {"email": None, "contact_email": None,
-                     "customer": order["customer"] | {"email": None}}  # fmt: skip
-    deliver("orders/paid", order)
-    deliver("fulfillments/create", "fulfillments_create")
-    work()
+    ship_to_a_phone_only_customer(deliver, work)
     [message] = notifications(db)
     assert (message.channel, message.recipient) == ("sms", "+34612345678")
 
@@ -220,13 +224,7 @@ def test_email_goes_through_smtp_in_the_customers_language(shop, deliver, work, 
 
 def test_sms_goes_through_twilio_with_a_status_callback(shop, deliver, work, db, send, twilio):
     set_shop(db, shop.id, sms_from="+34900000000")
-    deliver("customers/create", load_fixture("shopify", "customers_create") | {"email": None})
-    order = load_fixture("shopify", "orders_paid")
-    order = order | {"email": None, "contact_email": None,
-                     "customer": order["customer"] | {"email": None}}  # fmt: skip
-    deliver("orders/paid", order)
-    deliver("fulfillments/create", "fulfillments_create")
-    work()
+    ship_to_a_phone_only_customer(deliver, work)
     send()
 
     [form] = twilio.received
@@ -245,13 +243,7 @@ def twilio_post(client, path: str, form: dict[str, str]):
 
 @pytest.fixture
 def sms_sent(shop, deliver, work, db, send, twilio):
-    deliver("customers/create", load_fixture("shopify", "customers_create") | {"email": None})
-    order = load_fixture("shopify", "orders_paid")
-    order = order | {"email": None, "contact_email": None,
-                     "customer": order["customer"] | {"email": None}}  # fmt: skip
-    deliver("orders/paid", order)
-    deliver("fulfillments/create", "fulfillments_create")
-    work()
+    ship_to_a_phone_only_customer(deliver, work)
     send()
     [message] = notifications(db)
     return message
@@ -288,13 +280,7 @@ def test_inbound_stop_unsubscribes_the_number_and_start_resubscribes(client, db,
 
 def test_twilio_21610_is_permanent_and_records_the_opt_out(shop, deliver, work, db, send, twilio):
     twilio.failures["+34612345678"] = 21610
-    deliver("customers/create", load_fixture("shopify", "customers_create") | {"email": None})
-    order = load_fixture("shopify", "orders_paid")
-    order = order | {"email": None, "contact_email": None,
-                     "customer": order["customer"] | {"email": None}}  # fmt: skip
-    deliver("orders/paid", order)
-    deliver("fulfillments/create", "fulfillments_create")
-    work()
+    ship_to_a_phone_only_customer(deliver, work)
     send()
     [message] = notifications(db)
     assert message.status == "failed" and "21610" in message.status_detail
@@ -317,13 +303,7 @@ def test_sms_in_quiet_hours_is_deferred_to_the_morning_not_dropped(
 ):
     set_shop(db, shop.id, timezone="Europe/Madrid")
     clock.current = clock.current.replace(hour=22, minute=30)  # 23:30 in Madrid
-    deliver("customers/create", load_fixture("shopify", "customers_create") | {"email": None})
-    order = load_fixture("shopify", "orders_paid")
-    order = order | {"email": None, "contact_email": None,
-                     "customer": order["customer"] | {"email": None}}  # fmt: skip
-    deliver("orders/paid", order)
-    deliver("fulfillments/create", "fulfillments_create")
-    work()
+    ship_to_a_phone_only_customer(deliver, work)
     send()
     [message] = notifications(db)
     assert message.status == "queued" and twilio.received == []
