@@ -21,6 +21,8 @@ from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from notifications.email import sender_problem
+
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "test", "production")
 
@@ -127,6 +129,9 @@ class Settings:
                     "(32 url-safe base64-encoded bytes each)"
                 ) from None
 
+        email_from = values.get("CARELOOP_EMAIL_FROM") or cls.email_from
+        if sender_problem(email_from):
+            raise ConfigError(f"CARELOOP_EMAIL_FROM is not a sender address: {email_from!r}")
         if bool(values.get("TWILIO_ACCOUNT_SID")) != bool(values.get("TWILIO_AUTH_TOKEN")):
             raise ConfigError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN go together")
         if bool(values.get("SMTP_USERNAME")) != bool(values.get("SMTP_PASSWORD")):
@@ -145,7 +150,7 @@ class Settings:
             inbox_retention_days=_positive_int(values, "CARELOOP_INBOX_RETENTION_DAYS", 30),
             worker_poll_seconds=_positive_float(values, "CARELOOP_WORKER_POLL_SECONDS", 1.0),
             log_level=_log_level(values.get("CARELOOP_LOG_LEVEL", "INFO")),
-            email_from=values.get("CARELOOP_EMAIL_FROM") or cls.email_from,
+            email_from=email_from,
             smtp_host=_optional(values, "SMTP_HOST"),
             smtp_port=_positive_int(values, "SMTP_PORT", 587),
             smtp_security=_choice(values, "SMTP_SECURITY", ("starttls", "tls", "none"), "starttls"),

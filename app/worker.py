@@ -63,5 +63,9 @@ def run(rt: Runtime, stop: threading.Event) -> None:
             log.error("worker: database unavailable (%s); retrying", type(exc).__name__)
             stop.wait(DATABASE_RETRY_SECONDS)
             continue
+        except Exception:  # a bug: logged with its traceback; claimed rows come back by lease
+            log.exception("worker: unexpected error; carrying on")
+            stop.wait(DATABASE_RETRY_SECONDS)
+            continue
         rt.inbox_wakeup.wait(rt.settings.worker_poll_seconds)
     log.info("worker stopped")

@@ -1,21 +1,26 @@
 """One worker step for the outbox: claim a batch, check each message once
 more against consent, quiet hours and the frequency cap, render it, send it
-through the channel's provider, and record what happened."""
+through the channel's provider, and record what happened.
+
+Everything a batch needs from the database is read in a handful of queries
+for the whole batch, and the results are written back in bulk: per message,
+the cost is the rendering and the provider's round trip.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from jinja2 import TemplateError
-from sqlalchemy import func
 from sqlmodel import Session, select
 
 from app.factory import Runtime
-from app.models import Customer, Notification, Shop, TemplateOverride
+from app.models import ChannelOptOut, Customer, Notification, Shop, TemplateOverride
 from notifications import outbox, policy, rendering
 from notifications.email import new_message_id
 from notifications.messages import EmailMessage, Outcome, SendResult, SmsMessage
@@ -33,101 +38,171 @@ class Prepared:
     segments: int | None = None
 
 
+@dataclass
+class BatchFacts:
+    """What the checks and the rendering need, read once for the batch."""
+
+    shops: dict[int, Shop]
+    customers: dict[int, Customer]
+    opted_out: set[tuple[int, str, str]]
+    # Sends that count against each customer's cap: those already made in
+    # the window, plus the ones this batch is about to make.
+    sends: dict[tuple[int, int], list[datetime]]
+    overrides: dict[tuple[int, str, str, str], TemplateOverride]
+    changes: list[dict] = field(default_factory=list)
+
+
 def dispatch_batch(rt: Runtime, transports: Transports) -> int:
     """Claim, send and record one batch; returns how many were claimed."""
     settings = rt.settings
+    now = rt.clock.now()
     batch = outbox.claim(
-        rt.engine, rt.clock.now(), settings.outbox_batch_size,
-        timedelta(seconds=settings.outbox_lease_seconds),
-    )  # fmt: skip
+        rt.engine, now, settings.outbox_batch_size, timedelta(seconds=settings.outbox_lease_seconds)
+    )
     if not batch:
         return 0
-    with Session(rt.engine) as session:
-        prepared = [p for n in batch if (p := _prepare(session, rt, n)) is not None]
+    with Session(rt.engine, expire_on_commit=False) as session:
+        facts = _load(session, batch, now)
+        prepared = []
+        for notification in batch:
+            try:
+                item = _prepare(rt, facts, notification, now)
+            except (ValueError, TemplateError) as exc:
+                # This message cannot be made (a bad sender address, a template
+                # bug): it fails alone, visibly, and the batch goes on.
+                log.error("notification %s cannot be prepared: %s", notification.id, exc)
+                facts.changes.append(outbox.change(
+                    notification, outbox.FAILED, now, f"cannot prepare: {exc}"[:500],
+                    lease_until=None,
+                ))  # fmt: skip
+                continue
+            if item is not None:
+                prepared.append(item)
+        outbox.record_events(session, facts.changes)
         session.commit()
 
-    emails = [p for p in prepared if p.notification.channel == "email"]
-    results: list[tuple[Prepared, SendResult]] = []
-    if emails:
-        sent = transports.email.send_batch([p.message for p in emails])
-        results += list(zip(emails, sent, strict=True))
-    results += [
-        (p, transports.sms.send(p.message)) for p in prepared if p.notification.channel == "sms"
-    ]
+    results = _send(transports, prepared)
 
     with Session(rt.engine) as session:
         now = rt.clock.now()
-        for item, result in results:
-            provider = (
-                transports.email.name
-                if item.notification.channel == "email"
-                else transports.sms.name
+        ours = outbox.still_ours(session, [item.notification for item, _, _ in results])
+        changes = []
+        for item, result, provider in results:
+            if item.notification.id not in ours:
+                log.warning("notification %s: lease lost while sending; its new holder records it",
+                            item.notification.id)  # fmt: skip
+                continue
+            changes.append(
+                _outcome(session, item, result, provider, now, settings.outbox_max_attempts)
             )
-            _record(session, item, result, provider, now, settings.outbox_max_attempts)
+        outbox.record_events(session, changes)
         session.commit()
     return len(batch)
 
 
-def _prepare(session: Session, rt: Runtime, notification: Notification) -> Prepared | None:
-    """The message to send, or None after suppressing or deferring it."""
-    now = rt.clock.now()
-    shop = session.get(Shop, notification.shop_id)
-    customer = session.get(Customer, notification.customer_id) if notification.customer_id else None
+def _send(
+    transports: Transports, prepared: list[Prepared]
+) -> list[tuple[Prepared, SendResult, str]]:
+    """Emails in one batch (one connection), texts one by one."""
+    emails = [p for p in prepared if p.notification.channel == "email"]
+    results: list[tuple[Prepared, SendResult, str]] = []
+    if emails:
+        sent = transports.email.send_batch([p.message for p in emails])
+        results += [(p, r, transports.email.name) for p, r in zip(emails, sent, strict=True)]
+    for item in prepared:
+        if item.notification.channel == "sms":
+            results.append((item, transports.sms.send(item.message), transports.sms.name))
+    return results
+
+
+def _load(session: Session, batch: list[Notification], now: datetime) -> BatchFacts:
+    shop_ids = {n.shop_id for n in batch}
+    customer_ids = {n.customer_id for n in batch if n.customer_id}
+    addresses = {n.recipient for n in batch}
+    shops = {s.id: s for s in session.exec(select(Shop).where(Shop.id.in_(shop_ids))).all()}
+    customers = {
+        c.id: c for c in session.exec(select(Customer).where(Customer.id.in_(customer_ids))).all()
+    }
+    opted_out = {
+        (o.shop_id, o.channel, o.address)
+        for o in session.exec(
+            select(ChannelOptOut).where(
+                ChannelOptOut.shop_id.in_(shop_ids), ChannelOptOut.address.in_(addresses)
+            )
+        ).all()
+    }
+    sends: dict[tuple[int, int], list[datetime]] = defaultdict(list)
+    recent = session.exec(
+        select(Notification.shop_id, Notification.customer_id, Notification.sent_at).where(
+            Notification.shop_id.in_(shop_ids),
+            Notification.customer_id.in_(customer_ids),
+            Notification.sent_at > now - policy.CAP_WINDOW,
+        )
+    ).all()
+    for shop_id, customer_id, sent_at in recent:
+        sends[(shop_id, customer_id)].append(sent_at)
+    overrides = {
+        (o.shop_id, o.kind, o.channel, o.locale): o
+        for o in session.exec(
+            select(TemplateOverride).where(TemplateOverride.shop_id.in_(shop_ids))
+        ).all()
+    }
+    return BatchFacts(shops, customers, opted_out, sends, overrides)
+
+
+def _prepare(
+    rt: Runtime, facts: BatchFacts, notification: Notification, now: datetime
+) -> Prepared | None:
+    """The message to send, or None after suppressing or deferring it (the
+    change is added to `facts.changes`)."""
+    changes = facts.changes
+    shop = facts.shops.get(notification.shop_id)
     if shop is None or shop.uninstalled_at is not None:
-        outbox.transition(session, notification, outbox.SUPPRESSED, now, "the shop uninstalled")
+        changes.append(outbox.change(notification, outbox.SUPPRESSED, now, "the shop uninstalled",
+                                     lease_until=None))  # fmt: skip
         return None
     if notification.attempts > rt.settings.outbox_max_attempts:
         # Claimed again and again without a result: its sending kills workers.
-        outbox.transition(session, notification, outbox.DEAD, now, "never finished sending")
+        changes.append(outbox.change(notification, outbox.DEAD, now, "never finished sending",
+                                     lease_until=None))  # fmt: skip
         return None
+    customer = facts.customers.get(notification.customer_id)
     consent = getattr(customer, f"{notification.channel}_consent", None) if customer else None
+    opted_out = (shop.id, notification.channel, notification.recipient) in facts.opted_out
     refusal = policy.may_send(
-        policy.Reachability(
-            notification.channel, notification.recipient, consent,
-            outbox.opted_out(session, shop.id, notification.channel, notification.recipient),
-        ),
+        policy.Reachability(notification.channel, notification.recipient, consent, opted_out),
         notification.category,
-    )  # fmt: skip
+    )
     if refusal:
-        outbox.transition(session, notification, outbox.SUPPRESSED, now, refusal)
+        changes.append(outbox.change(notification, outbox.SUPPRESSED, now, refusal,
+                                     lease_until=None))  # fmt: skip
         return None
-
-    tz = policy.zone(customer.timezone if customer else None, shop.timezone)
     if notification.channel in policy.QUIET_CHANNELS:
-        until = policy.quiet_until(
-            now,
-            tz,
+        tz = policy.zone(customer.timezone if customer else None, shop.timezone)
+        start, end = (
             policy.parse_clock(shop.quiet_hours_start),
             policy.parse_clock(shop.quiet_hours_end),
         )
+        until = policy.quiet_until(now, tz, start, end)
         if until:
-            outbox.defer(
-                session, notification, until, f"quiet hours until {until.isoformat()}", now
+            changes.append(
+                outbox.deferred(notification, until, f"quiet hours until {until.isoformat()}", now)
             )
             return None
     if notification.customer_id:
-        recent = session.exec(
-            select(Notification.sent_at).where(
-                Notification.shop_id == shop.id,
-                Notification.customer_id == notification.customer_id,
-                Notification.sent_at > now - policy.CAP_WINDOW,
-            )
-        ).all()
-        until = policy.cap_until(list(recent), shop.daily_message_cap, now)
+        sends = facts.sends[(shop.id, notification.customer_id)]
+        until = policy.cap_until(sends, shop.daily_message_cap, now)
         if until:
-            outbox.defer(session, notification, until, "frequency cap reached", now)
+            changes.append(outbox.deferred(notification, until, "frequency cap reached", now))
             return None
+        sends.append(now)
 
     context = _revive(json.loads(notification.context)) | {"shop_name": shop.name}
     if notification.category == policy.MARKETING:
         context["unsubscribe_url"] = unsubscribe_url(
             rt.settings, shop.id, notification.channel, notification.recipient
         )
-    try:
-        rendered = _render(session, shop, notification, context)
-    except TemplateError as exc:
-        outbox.transition(session, notification, outbox.FAILED, now, f"template error: {exc}")
-        return None
+    rendered = _render(facts, shop, notification, context)
     if notification.channel == "email":
         sender = shop.email_from or rt.settings.email_from
         headers = {}
@@ -137,17 +212,15 @@ def _prepare(session: Session, rt: Runtime, notification: Notification) -> Prepa
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             }
         message = EmailMessage(
-            message_id=new_message_id(sender.rpartition("@")[2] or "careloop.invalid"),
+            message_id=new_message_id(sender.rpartition("@")[2]),
             sender=sender, sender_name=shop.name, to=notification.recipient,
             subject=rendered.subject or shop.name, html=rendered.html or "", text=rendered.text,
             headers=headers,
         )  # fmt: skip
         return Prepared(notification, message)
-    callback = (
-        f"{rt.settings.public_url}/webhooks/twilio/status"
-        if rt.settings.twilio_account_sid
-        else None
-    )
+    callback = None
+    if rt.settings.twilio_account_sid:
+        callback = f"{rt.settings.public_url}/webhooks/twilio/status"
     body = rendered.text.strip()
     message = SmsMessage(
         to=notification.recipient,
@@ -158,39 +231,33 @@ def _prepare(session: Session, rt: Runtime, notification: Notification) -> Prepa
     return Prepared(notification, message, segments(body)[1])
 
 
-def _render(session: Session, shop: Shop, notification: Notification, context: dict):
+def _render(facts: BatchFacts, shop: Shop, notification: Notification, context: dict):
     """The shop's own template when it has one for this message; ours if it
     has none, or if its own cannot render (saved templates are validated, so
     that is a bug worth a log line, not a lost message)."""
-    override = session.exec(
-        select(TemplateOverride)
-        .where(
-            TemplateOverride.shop_id == shop.id,
-            TemplateOverride.kind == notification.kind,
-            TemplateOverride.channel == notification.channel,
-            TemplateOverride.locale.in_(_locale_chain(notification.locale)),
-        )
-        .order_by(func.length(TemplateOverride.locale).desc())
-    ).first()
+    override = next(
+        (
+            facts.overrides[key]
+            for locale in _locale_chain(notification.locale)
+            if (key := (shop.id, notification.kind, notification.channel, locale))
+            in facts.overrides
+        ),
+        None,
+    )
     source = (
         rendering.TemplateSource(override.subject, override.html, override.text)
         if override
         else None
     )
+    arguments = (notification.kind, notification.channel, notification.locale, context)
     try:
-        return rendering.render(
-            notification.kind, notification.channel, notification.locale, context,
-            shop_locale=shop.locale, override=source,
-        )  # fmt: skip
+        return rendering.render(*arguments, shop_locale=shop.locale, override=source)
     except TemplateError as exc:
         if source is None:
             raise
         log.error("shop %s: its %s template failed (%s); using ours", shop.id, notification.kind,
                   type(exc).__name__)  # fmt: skip
-        return rendering.render(
-            notification.kind, notification.channel, notification.locale, context,
-            shop_locale=shop.locale,
-        )  # fmt: skip
+        return rendering.render(*arguments, shop_locale=shop.locale)
 
 
 def _revive(context: dict) -> dict:
@@ -207,27 +274,24 @@ def _locale_chain(locale: str) -> list[str]:
     return [locale, base] if base != locale else [locale]
 
 
-def _record(
+def _outcome(
     session: Session, item: Prepared, result: SendResult, provider: str, now: datetime,
     max_attempts: int,
-) -> None:  # fmt: skip
+) -> dict:  # fmt: skip
     notification = item.notification
     if result.outcome == Outcome.SENT:
-        outbox.transition(
-            session, notification, outbox.SENT, now, None,
+        return outbox.change(
+            notification, outbox.SENT, now, None,
             provider=provider, provider_message_id=result.provider_id, sent_at=now,
             segments=item.segments, lease_until=None,
         )  # fmt: skip
-    elif result.outcome == Outcome.PERMANENT:
-        detail = " ".join(filter(None, [result.error_code, result.reason])) or "refused"
-        outbox.transition(
-            session, notification, outbox.FAILED, now, detail, provider=provider, lease_until=None
-        )
+    if result.outcome == Outcome.PERMANENT:
         if result.unsubscribed:
             outbox.opt_out(
                 session, notification.shop_id, notification.channel, notification.recipient,
                 f"{provider}: {result.error_code or 'unsubscribed'}", now,
             )  # fmt: skip
-    else:
-        outbox.retry_later(session, notification, result.reason or "temporary failure", now,
-                           max_attempts)  # fmt: skip
+        detail = " ".join(filter(None, [result.error_code, result.reason])) or "refused"
+        return outbox.change(notification, outbox.FAILED, now, detail, provider=provider,
+                             lease_until=None)  # fmt: skip
+    return outbox.retry(notification, result.reason or "temporary failure", now, max_attempts)

@@ -101,6 +101,17 @@ def _address(addr_spec: str, display_name: str = "") -> Address:
     return address
 
 
+def sender_problem(addr_spec: str) -> str | None:
+    """Why `addr_spec` cannot be a sender address (None if it can): a bare
+    address whose domain can also name our Message-IDs."""
+    try:
+        address = _address(addr_spec)
+        new_message_id(address.domain)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def inline_css(html: str) -> str:
     """`html` with its `<style>` rules moved into `style` attributes (at-rules
     such as `@media` stay in a `<style>` element). Remote stylesheets are not

@@ -20,7 +20,7 @@ import json
 import random
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, case, insert, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -92,70 +92,137 @@ def _event(session, shop_id, notification_id, status, detail, now) -> None:
     )
 
 
+def change(notification: Notification, status: str, now: datetime, detail: str | None = None,
+           **values) -> dict:  # fmt: skip
+    """A status change for `record_events`."""
+    return {"id": notification.id, "shop_id": notification.shop_id, "at": now,
+            "status": status, "status_detail": detail, **values}  # fmt: skip
+
+
 def transition(
     session: Session, notification: Notification, status: str, now: datetime,
     detail: str | None = None, **values,
 ) -> None:  # fmt: skip
-    """Move a notification to `status`, recording the change."""
-    session.exec(
-        update(Notification)
-        .where(Notification.id == notification.id)
-        .values(status=status, status_detail=detail, updated_at=now, **values)
-        .execution_options(synchronize_session=False)
-    )
-    _event(session, notification.shop_id, notification.id, status, detail, now)
+    """Move one notification to `status`, recording the change."""
+    record_events(session, [change(notification, status, now, detail, **values)])
 
 
 def claim(engine: Engine, now: datetime, limit: int, lease: timedelta) -> list[Notification]:
-    """Take up to `limit` due notifications for this worker."""
+    """Take up to `limit` due notifications for this worker, in one UPDATE:
+    queued ones whose time has come, and `sending` ones whose worker's lease
+    ran out (it died). Each returned row carries the lease it was given,
+    which `still_ours` checks before any result is recorded."""
+    due = (
+        select(Notification.id)
+        .where(
+            or_(
+                (Notification.status == QUEUED) & (Notification.next_attempt_at <= now),
+                (Notification.status == SENDING) & (Notification.lease_until < now),
+            )
+        )
+        .order_by(Notification.next_attempt_at, Notification.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    reclaimed = case(
+        (Notification.status == SENDING, "lease expired: the worker sending it stopped"),
+        else_=None,
+    )
     with Session(engine, expire_on_commit=False) as session:
         batch = list(
             session.exec(
-                select(Notification)
-                .where(
-                    or_(
-                        (Notification.status == QUEUED) & (Notification.next_attempt_at <= now),
-                        (Notification.status == SENDING) & (Notification.lease_until < now),
-                    )
+                update(Notification)
+                .where(Notification.id.in_(due.scalar_subquery()))
+                .values(
+                    status=SENDING,
+                    status_detail=reclaimed,
+                    lease_until=now + lease,
+                    attempts=Notification.attempts + 1,
+                    updated_at=now,
                 )
-                .order_by(Notification.next_attempt_at, Notification.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
+                .returning(Notification)
+                .execution_options(synchronize_session=False)
+            ).scalars()
         )
-        for notification in batch:
-            reclaimed = notification.status == SENDING
-            transition(
-                session, notification, SENDING, now,
-                "lease expired: the worker sending it stopped" if reclaimed else None,
-                attempts=notification.attempts + 1, lease_until=now + lease,
+        if batch:
+            session.exec(
+                insert(NotificationEvent),
+                params=[
+                    {"shop_id": n.shop_id, "notification_id": n.id, "status": SENDING,
+                     "detail": n.status_detail, "at": now}
+                    for n in batch
+                ],
             )  # fmt: skip
-            notification.attempts += 1
         session.commit()
-        return batch
+    return sorted(batch, key=lambda n: n.id)
 
 
-def defer(session: Session, notification: Notification, until: datetime, why: str, now) -> None:
+def still_ours(session: Session, batch: list[Notification]) -> set[int]:
+    """Which of a claimed batch this worker still holds (locked until the
+    caller commits): a row whose lease ran out mid-send may have been claimed
+    by another worker, and its result is then that worker's to record."""
+    if not batch:
+        return set()
+    leases = {n.id: n.lease_until for n in batch}
+    rows = session.exec(
+        select(Notification.id, Notification.lease_until)
+        .where(Notification.id.in_(leases), Notification.status == SENDING)
+        .with_for_update()
+    ).all()
+    return {nid for nid, lease in rows if lease == leases[nid]}
+
+
+def record_events(session: Session, rows: list[dict]) -> None:
+    """Many status changes at once: each dict has the notification's `id` and
+    `shop_id`, the time `at`, the new `status`, and any other column to set.
+    Rows that set the same columns go in one executemany."""
+    table = Notification.__table__
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for row in rows:
+        columns = tuple(sorted(k for k in row if k not in ("id", "shop_id", "at")))
+        groups.setdefault(columns, []).append(row)
+    for columns, group in groups.items():
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values({name: bindparam(f"new_{name}") for name in columns}
+                    | {"updated_at": bindparam("new_at")})
+        )  # fmt: skip
+        session.exec(
+            statement,
+            params=[
+                {"row_id": r["id"], "new_at": r["at"]} | {f"new_{c}": r[c] for c in columns}
+                for r in group
+            ],
+        )
+    if rows:
+        session.exec(
+            insert(NotificationEvent),
+            params=[
+                {"shop_id": r["shop_id"], "notification_id": r["id"], "status": r["status"],
+                 "detail": r.get("status_detail"), "at": r["at"]}
+                for r in rows
+            ],
+        )  # fmt: skip
+
+
+def deferred(notification: Notification, until: datetime, why: str, now: datetime) -> dict:
     """Not now (quiet hours, the frequency cap): back in the queue, and the
     attempt does not count."""
-    transition(
-        session, notification, QUEUED, now, why,
+    return change(
+        notification, QUEUED, now, why,
         next_attempt_at=until, lease_until=None, attempts=notification.attempts - 1,
     )  # fmt: skip
 
 
-def retry_later(
-    session: Session, notification: Notification, reason: str, now: datetime, max_attempts: int
-) -> None:
+def retry(notification: Notification, reason: str, now: datetime, max_attempts: int) -> dict:
+    """Again later, with exponential backoff and jitter; dead after the bound."""
     if notification.attempts >= max_attempts:
-        transition(session, notification, DEAD, now, f"gave up after {max_attempts} attempts: "
-                   f"{reason}", lease_until=None)  # fmt: skip
-        return
+        return change(notification, DEAD, now, f"gave up after {max_attempts} attempts: {reason}",
+                      lease_until=None)  # fmt: skip
     delay = min(BACKOFF_BASE * 2 ** (notification.attempts - 1), BACKOFF_MAX)
     delay *= 1 + random.random() * 0.2
-    transition(
-        session, notification, QUEUED, now, reason, next_attempt_at=now + delay, lease_until=None
-    )
+    return change(notification, QUEUED, now, reason, next_attempt_at=now + delay, lease_until=None)
 
 
 def opt_out(session: Session, shop_id: int, channel: str, address: str, reason: str, now) -> None:

@@ -518,3 +518,61 @@ def test_marketing_without_consent_is_suppressed_at_send_time(shop, deliver, wor
     send()
     [message] = notifications(db)
     assert (message.status, message.status_detail) == ("suppressed", "email: no marketing consent")
+
+
+def test_a_sender_with_a_display_name_is_refused_when_saved(client, shop):
+    response = client.patch(
+        "/api/v1/settings/notifications",
+        json={"email_from": "Support <help@shop.com>"},
+        headers=shop.auth,
+    )
+    assert response.status_code == 400
+    assert "email_from" in response.json["error"]["message"]
+
+
+def test_a_message_that_cannot_be_prepared_fails_alone_and_the_batch_goes_on(
+    shop, other_shop, deliver, work, db, send, mailbox
+):
+    set_shop(db, shop.id, email_from="help@shop.com>")  # bad data that predates validation
+    ship(deliver, work)
+    deliver("orders/paid", "orders_paid", domain=other_shop.domain)
+    deliver("fulfillments/create", "fulfillments_create", domain=other_shop.domain)
+    work()
+    send()
+    statuses = {n.shop_id: (n.status, n.status_detail or "") for n in notifications(db)}
+    assert statuses[shop.id][0] == "failed" and "cannot prepare" in statuses[shop.id][1]
+    assert statuses[other_shop.id][0] == "sent"
+    assert len(mailbox.messages) == 1
+
+
+def test_the_cap_holds_within_one_batch(shop, deliver, work, db, send, mailbox, rt):
+    set_shop(db, shop.id, daily_message_cap=2)
+    deliver("orders/paid", "orders_paid")
+    work()
+    with Session(db) as session:
+        customer = session.exec(select(Customer)).one()
+        for n in range(4):
+            outbox.enqueue(
+                session, shop_id=shop.id, key=f"customer:7001001:test:{n}", kind="shipping",
+                category="transactional", channel="email", recipient="ana@example.com",
+                locale="en", context={"order_name": "#1001"}, now=rt.clock.now(),
+                customer_id=customer.id,
+            )  # fmt: skip
+        session.commit()
+    send()
+    assert len(mailbox.messages) == 2
+    assert sorted(n.status for n in notifications(db)) == ["queued", "queued", "sent", "sent"]
+
+
+def test_a_worker_whose_lease_ran_out_does_not_record_over_the_new_holder(
+    shop, deliver, work, db, rt, clock
+):
+    ship(deliver, work)
+    lease = timedelta(seconds=rt.settings.outbox_lease_seconds)
+    slow = outbox.claim(rt.engine, clock.now(), 10, lease)
+    clock.advance(seconds=rt.settings.outbox_lease_seconds + 1)
+    fresh = outbox.claim(rt.engine, clock.now(), 10, lease)
+    assert [n.id for n in fresh] == [n.id for n in slow]
+    with Session(db) as session:
+        assert outbox.still_ours(session, slow) == set()
+        assert outbox.still_ours(session, fresh) == {n.id for n in fresh}

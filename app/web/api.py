@@ -35,6 +35,7 @@ from app.orders import list_orders, order_document, order_summary
 from app.shops import shop_for_token
 from app.web.errors import error_response
 from notifications import policy, rendering
+from notifications.email import sender_problem
 from notifications.phone import to_e164
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -447,8 +448,12 @@ def _timezone_problem(value) -> str | None:
 
 
 def _email_problem(value) -> str | None:
-    ok = value is None or (isinstance(value, str) and "@" in value and len(value) <= 320)
-    return None if ok else "an email address"
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 320:
+        return "an email address such as help@shop.com"
+    problem = sender_problem(value)
+    return f"an email address such as help@shop.com ({problem})" if problem else None
 
 
 def _sms_sender_problem(value) -> str | None:
