@@ -23,7 +23,10 @@ def make_engine(database_url: str, **kwargs) -> Engine:
         # writer takes the write lock up front instead of failing on upgrade.
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    return create_engine(database_url, pool_pre_ping=True, **kwargs)
+    # No pre-ping: it would cost a round trip on every webhook. A connection
+    # that died is detected on use, the pool is invalidated, and the request
+    # answers 5xx (the sender retries) or the worker tries again.
+    return create_engine(database_url, pool_recycle=1800, **kwargs)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

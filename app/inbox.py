@@ -19,13 +19,15 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from types import ModuleType
 
 from sqlalchemy import bindparam, text, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -94,12 +96,26 @@ _STORE_BY_DOMAIN = _store_sql("domain")
 _STORE_BY_ID = _store_sql("id")
 
 
+@contextmanager
+def _single_statements(engine: Engine) -> Iterator[Connection]:
+    """A connection for statements that each stand alone. On PostgreSQL they
+    run in autocommit (the insert is atomic by itself; BEGIN and COMMIT would
+    be two more round trips on the hot path); SQLite keeps its transaction,
+    whose BEGIN IMMEDIATE serialises writers."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
+    else:
+        with engine.begin() as conn:
+            yield conn
+
+
 def store(
     engine: Engine, delivery: Delivery, now: datetime, *, allow_uninstalled: bool
 ) -> StoreResult:
     """Store a verified delivery; raises if the database cannot take it."""
     by_domain = isinstance(delivery.shop, str)
-    with engine.begin() as conn:
+    with _single_statements(engine) as conn:
         inserted = conn.execute(
             _STORE_BY_DOMAIN if by_domain else _STORE_BY_ID,
             {

@@ -185,3 +185,12 @@ def test_shop_domain_header_is_matched_case_insensitively(shop, deliver, db):
     response = deliver("orders/create", "orders_create", domain=SHOP_DOMAIN.upper())
     assert response.status_code == 200
     assert len(inbox_rows(db)) == 1
+
+
+def test_overlong_api_version_header_is_refused_400_not_a_storage_failure(shop, client, db):
+    body = json.dumps(load_fixture("shopify", "orders_create")).encode()
+    headers = shopify_headers("orders/create", body) | {"X-Shopify-API-Version": "2026-07" * 6}
+    response = client.post("/webhooks/shopify", data=body, headers=headers)
+    assert response.status_code == 400
+    assert "X-Shopify-API-Version" in response.json["error"]["message"]
+    assert inbox_rows(db) == []

@@ -5,9 +5,9 @@ sender retries."""
 
 from __future__ import annotations
 
-import json
 import logging
 
+import orjson
 from flask import Blueprint, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
@@ -38,10 +38,12 @@ def _raw_body() -> bytes:
 
 
 def _json_object(body: bytes) -> tuple[str, dict]:
+    # orjson: the same strict RFC 8259 parsing, several times faster than the
+    # standard library on the hot path (bodies of 10 KB and more).
     try:
         text = body.decode("utf-8")
-        payload = json.loads(text)
-    except ValueError as exc:
+        payload = orjson.loads(body)
+    except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
         raise Refused(400, "malformed_json", f"body is not a JSON object: {exc}") from None
     if not isinstance(payload, dict):
         raise Refused(400, "malformed_json", "body is not a JSON object")
@@ -75,6 +77,15 @@ def _answer(source: str, receive):
         return error_response(refused.status, refused.reason, refused.message)
 
 
+# The columns they are stored in.
+_HEADER_LIMITS = {
+    "X-Shopify-Topic": 128,
+    "X-Shopify-Webhook-Id": 128,
+    "X-Shopify-Event-Id": 128,
+    "X-Shopify-API-Version": 32,
+}
+
+
 @bp.post("/shopify")
 def shopify_webhook():
     return _answer(shopify.SOURCE, _receive_shopify)
@@ -92,8 +103,9 @@ def _receive_shopify():
     missing = [name for name in required if not headers.get(name)]
     if missing:
         raise Refused(400, "missing_header", f"missing header(s): {', '.join(missing)}")
-    bounded = ("X-Shopify-Topic", "X-Shopify-Webhook-Id", "X-Shopify-Event-Id")
-    too_long = [name for name in bounded if len(headers.get(name, "")) > 128]
+    too_long = [
+        name for name, limit in _HEADER_LIMITS.items() if len(headers.get(name, "")) > limit
+    ]
     if too_long:
         raise Refused(400, "bad_header", f"header(s) too long: {', '.join(too_long)}")
     topic = headers["X-Shopify-Topic"]
