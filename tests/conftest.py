@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
+from processes import Processes
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
@@ -213,3 +214,21 @@ def deliver(client):
 def work(rt):
     """Run the worker until nothing is due; returns how many it processed."""
     return lambda: worker.drain(rt)
+
+
+@pytest.fixture
+def processes(tmp_path) -> Iterator[Processes]:
+    """Starts processes; stops every one of them after the test, whatever happened.
+
+    Request it after `db` so that the processes are gone before the tables are emptied.
+    """
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    started = Processes(directory)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+        for process in started.started:
+            print(f"----- {process.name} (exit {process.popen.returncode}) -----")
+            print(process.output())

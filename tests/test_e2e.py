@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import socket
 import sqlite3
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import requests
 from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
 from dotenv import dotenv_values
+from processes import Process, Processes, child_env, free_port
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -49,26 +46,6 @@ WITHOUT_DOTENV = pytest.mark.skipif(
 
 READY_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
-
-
-def child_env(values: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without CareLoop's settings, plus `values`."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("CARELOOP_", "SHOPIFY_"))
-        and name not in ("DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")
-    }
-    env["PYTHONUNBUFFERED"] = "1"  # output reaches the log files as it happens
-    env.update(values or {})
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def careloop(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -89,80 +66,6 @@ def described(result: subprocess.CompletedProcess[str]) -> str:
         f"`{' '.join(result.args[1:])}` exited {result.returncode}\n"
         f"--- stdout ---\n{result.stdout}--- stderr ---\n{result.stderr}"
     )
-
-
-class Process:
-    """A long-running CLI command; stdout and stderr go to one log file."""
-
-    def __init__(self, name: str, args: tuple[str, ...], env: dict[str, str], log: Path):
-        self.name = name
-        self.log = log
-        with log.open("wb") as handle:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "app", *args],
-                env=env,
-                cwd=ROOT,  # where gunicorn finds gunicorn.conf.py, as in the image
-                stdin=subprocess.DEVNULL,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a signal meant for pytest does not reach it
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def running(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self) -> int:
-        """SIGTERM, then SIGKILL if it does not stop in time; returns the exit code."""
-        if self.running():
-            self.popen.terminate()
-            try:
-                self.popen.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-        return self.popen.wait(STOP_TIMEOUT)
-
-    def kill(self) -> None:
-        self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(STOP_TIMEOUT)
-
-    def fail(self, problem: str) -> None:
-        pytest.fail(f"{problem}\n--- output of {self.name} ---\n{self.output()}")
-
-
-class Processes:
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self.started: list[Process] = []
-
-    def start(self, name: str, *args: str, env: dict[str, str]) -> Process:
-        process = Process(name, args, env, self.directory / f"{name}.log")
-        self.started.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for process in reversed(self.started):
-            process.stop()
-
-
-@pytest.fixture
-def processes(tmp_path) -> Iterator[Processes]:
-    """Starts processes; stops every one of them after the test, whatever happened.
-
-    Request it after `db` so that the processes are gone before the tables are emptied.
-    """
-    directory = tmp_path / "logs"
-    directory.mkdir()
-    started = Processes(directory)
-    try:
-        yield started
-    finally:
-        started.stop_all()
-        for process in started.started:
-            print(f"----- {process.name} (exit {process.popen.returncode}) -----")
-            print(process.output())
 
 
 def wait_until(

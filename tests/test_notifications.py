@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import email
 import json
-import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,6 +16,7 @@ from email.policy import default as default_policy
 import pytest
 from aiosmtpd.controller import Controller
 from flask import Flask, request
+from processes import free_port
 from sqlmodel import Session, select
 from werkzeug.serving import make_server
 
@@ -42,12 +42,6 @@ class Mailbox:
     async def handle_DATA(self, server, session, envelope):  # aiosmtpd hook
         self.messages.append(email.message_from_bytes(envelope.content, policy=default_policy))
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -16,26 +16,20 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from processes import Process, child_env, free_port
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from app.config import ROOT
 from app.models import Customer, Notification, NotificationEvent
 from app.shops import add_shop
 from notifications import outbox, policy
@@ -109,85 +103,14 @@ def sink() -> Iterator[tuple[Sink, int]]:
         controller.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # -- worker processes --------------------------------------------------------------
-
-
-class Worker:
-    """`python -m app worker`; stdout and stderr go to one log file."""
-
-    def __init__(self, name: str, env: dict[str, str], log: Path):
-        self.name = name
-        self.log = log
-        with log.open("wb") as handle:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "app", "worker"],
-                env=env,
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def running(self) -> bool:
-        return self.popen.poll() is None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def kill(self) -> None:
-        self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(STOP_TIMEOUT)
-
-    def stop(self) -> None:
-        if self.running():
-            self.popen.terminate()
-            try:
-                self.popen.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-        self.popen.wait(STOP_TIMEOUT)
-
-
-@pytest.fixture
-def workers(db, tmp_path) -> Iterator[Callable[[str, dict[str, str]], Worker]]:
-    """Starts workers; stops each after the test (before `db` empties the tables)."""
-    started: list[Worker] = []
-
-    def start(name: str, env: dict[str, str]) -> Worker:
-        worker = Worker(name, env, tmp_path / f"{name}.log")
-        started.append(worker)
-        return worker
-
-    try:
-        yield start
-    finally:
-        for worker in reversed(started):
-            worker.stop()
-        for worker in started:
-            print(f"----- {worker.name} (exit {worker.popen.returncode}) -----")
-            print(worker.output())
 
 
 def worker_env(env: dict[str, str], smtp_port: int) -> dict[str, str]:
     """A child environment from scratch: nothing of the developer's shell leaks in."""
-    values = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("CARELOOP_", "SHOPIFY_", "SMTP_", "POSTMARK_", "TWILIO_"))
-        and name not in ("DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")
-    }
-    return (
-        values
-        | env
+    return child_env(
+        env
         | {
-            "PYTHONUNBUFFERED": "1",
             "CARELOOP_ENV": "test",
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(smtp_port),
@@ -200,7 +123,7 @@ def worker_env(env: dict[str, str], smtp_port: int) -> dict[str, str]:
     )
 
 
-def wait_until(condition: Callable[[], bool], worker: Worker, what: str, deadline: float) -> None:
+def wait_until(condition: Callable[[], bool], worker: Process, what: str, deadline: float) -> None:
     while not condition():
         if not worker.running():
             pytest.fail(f"{worker.name} exited before {what}\n{worker.output()}")
@@ -264,7 +187,7 @@ def status_counts(engine) -> dict[str, int]:
 
 
 @ON_POSTGRESQL
-def test_outbox_survives_a_worker_killed_mid_batch(db, env, sink, workers):
+def test_outbox_survives_a_worker_killed_mid_batch(db, env, sink, processes):
     started = time.monotonic()
     deadline = started + DEADLINE_SECONDS
     handler, port = sink
@@ -273,7 +196,7 @@ def test_outbox_survives_a_worker_killed_mid_batch(db, env, sink, workers):
     assert status_counts(db) == {outbox.QUEUED: TOTAL}
     settings = worker_env(env, port)
 
-    first = workers("worker-1", settings)
+    first = processes.start("worker-1", "worker", env=settings)
 
     def mid_batch() -> bool:
         received = handler.snapshot()
@@ -291,7 +214,7 @@ def test_outbox_survives_a_worker_killed_mid_batch(db, env, sink, workers):
     assert in_batch < BATCH_SIZE, "inconclusive: the killed batch had been sent whole"
     assert status_counts(db).get(outbox.SENDING) == BATCH_SIZE  # the batch it had claimed
 
-    second = workers("worker-2", settings)
+    second = processes.start("worker-2", "worker", env=settings)
     wait_until(
         lambda: status_counts(db) == {outbox.SENT: TOTAL},
         second,

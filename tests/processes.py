@@ -1,0 +1,93 @@
+"""Real CareLoop processes for end-to-end tests: started with `python -m app`,
+logged to a file each, and always stopped (the `processes` fixture in
+conftest.py), with their output printed so that pytest shows it on failure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.config import ROOT
+
+STOP_TIMEOUT = 15.0
+
+
+def child_env(values: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without CareLoop's settings, plus `values`."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("CARELOOP_", "SHOPIFY_", "SMTP_", "POSTMARK_", "TWILIO_"))
+        and name not in ("DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")
+    }
+    env["PYTHONUNBUFFERED"] = "1"  # output reaches the log files as it happens
+    env.update(values or {})
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """A long-running CLI command; stdout and stderr go to one log file."""
+
+    def __init__(self, name: str, args: tuple[str, ...], env: dict[str, str], log: Path):
+        self.name = name
+        self.log = log
+        with log.open("wb") as handle:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "app", *args],
+                env=env,
+                cwd=ROOT,  # where gunicorn finds gunicorn.conf.py, as in the image
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a signal meant for pytest does not reach it
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self) -> int:
+        """SIGTERM, then SIGKILL if it does not stop in time; returns the exit code."""
+        if self.running():
+            self.popen.terminate()
+            try:
+                self.popen.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+        return self.popen.wait(STOP_TIMEOUT)
+
+    def kill(self) -> None:
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(STOP_TIMEOUT)
+
+    def fail(self, problem: str) -> None:
+        pytest.fail(f"{problem}\n--- output of {self.name} ---\n{self.output()}")
+
+
+class Processes:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.started: list[Process] = []
+
+    def start(self, name: str, *args: str, env: dict[str, str]) -> Process:
+        process = Process(name, args, env, self.directory / f"{name}.log")
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            process.stop()
