@@ -107,6 +107,9 @@ def _apply_order(session: Session, shop_id: int, snap: OrderSnapshot, cause: Cau
     order = _lock_order(
         session, shop_id, snap.shopify_id, cause, snap.created_at or snap.updated_at
     )
+    # Provider events parked for this order wait for its id or its name: both
+    # become known with the order's first snapshot.
+    first_snapshot = order.snapshot_updated_at is None
     if is_newer(snap.updated_at, order.snapshot_updated_at):
         redacted = order.redacted_at is not None or (customer and customer.redacted_at)
         order.name = snap.name
@@ -124,7 +127,9 @@ def _apply_order(session: Session, shop_id: int, snap: OrderSnapshot, cause: Cau
     for shipment in snap.shipments:
         _apply_shipment(session, order, shipment, cause)
     _recompute_state(session, order, cause, snap.updated_at)
-    wake_parked(session, shop_id, OrderMatch(snap.shopify_id, snap.name).references(), cause.now)
+    if first_snapshot:
+        references = OrderMatch(snap.shopify_id, snap.name).references()
+        wake_parked(session, shop_id, references, cause.now)
 
 
 def _lock_order(
