@@ -73,6 +73,15 @@ class Settings:
     outbox_batch_size: int = 50
     outbox_lease_seconds: int = 120
     provider_timeout_seconds: float = 10.0
+    # Shopify: the Admin API version we speak, the scopes we ask for, and
+    # where a shop's endpoints are ("{shop}" is the domain; tests point it
+    # at a local stand-in).
+    shopify_api_version: str = "2026-07"
+    shopify_scopes: str = (
+        "read_orders,read_all_orders,read_customers,read_fulfillments,"
+        "read_merchant_managed_fulfillment_orders"
+    )
+    shopify_url_template: str = "https://{shop}"
 
     @property
     def is_production(self) -> bool:
@@ -167,6 +176,9 @@ class Settings:
             outbox_batch_size=_positive_int(values, "CARELOOP_OUTBOX_BATCH_SIZE", 50),
             outbox_lease_seconds=_positive_int(values, "CARELOOP_OUTBOX_LEASE_SECONDS", 120),
             provider_timeout_seconds=_positive_float(values, "CARELOOP_PROVIDER_TIMEOUT", 10.0),
+            shopify_api_version=_api_version(values),
+            shopify_scopes=values.get("SHOPIFY_SCOPES") or cls.shopify_scopes,
+            shopify_url_template=_url_template(values),
         )
 
 
@@ -245,6 +257,21 @@ def _choice(values: Mapping[str, str], name: str, allowed: tuple[str, ...], defa
     if raw not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
     return raw
+
+
+def _api_version(values: Mapping[str, str]) -> str:
+    raw = values.get("SHOPIFY_API_VERSION") or Settings.shopify_api_version
+    year, _, month = raw.partition("-")
+    if not (len(year) == 4 and year.isdigit() and month in ("01", "04", "07", "10")):
+        raise ConfigError(f"SHOPIFY_API_VERSION must look like 2026-07, not {raw!r}")
+    return raw
+
+
+def _url_template(values: Mapping[str, str]) -> str:
+    raw = values.get("SHOPIFY_URL_TEMPLATE") or Settings.shopify_url_template
+    if not raw.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise ConfigError("SHOPIFY_URL_TEMPLATE must be https:// (or a loopback stand-in)")
+    return raw.rstrip("/")
 
 
 def _log_level(raw: str) -> str:

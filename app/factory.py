@@ -14,6 +14,7 @@ from app.clock import Clock
 from app.config import ROOT, Settings
 from app.crypto import SecretBox
 from app.db import make_engine
+from integrations.shopify_auth import OAuthClient
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Runtime:
     engine: Engine
     clock: Clock
     secrets: SecretBox
+    oauth: OAuthClient  # Shopify's token endpoint (code grant, token exchange, refresh)
     # Set after a webhook is stored so that an in-process worker (`careloop
     # run`) picks it up at once instead of at its next poll.
     inbox_wakeup: threading.Event = field(default_factory=threading.Event)
@@ -33,6 +35,7 @@ def create_app(
     settings: Settings | None = None, *, engine: Engine | None = None, clock: Clock | None = None
 ) -> Flask:
     settings = settings or Settings.from_env()
+    clock = clock or Clock()
     app = Flask(__name__, template_folder=str(ROOT / "templates"))
     app.config["SECRET_KEY"] = settings.secret_key
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
@@ -43,11 +46,18 @@ def create_app(
     app.extensions["careloop"] = Runtime(
         settings=settings,
         engine=engine or make_engine(settings.database_url),
-        clock=clock or Clock(),
+        clock=clock,
         secrets=SecretBox(settings.encryption_keys),
+        oauth=OAuthClient(
+            settings.shopify_api_key,
+            settings.shopify_api_secret,
+            timeout_seconds=settings.provider_timeout_seconds,
+            base_url_for=lambda shop: settings.shopify_url_template.format(shop=shop),
+            now=clock.now,
+        ),
     )
 
-    from app.web import api, errors, health, messaging, pages, webhooks
+    from app.web import api, auth, errors, health, messaging, pages, webhooks
 
     errors.register(app)
     app.register_blueprint(health.bp)
@@ -55,6 +65,7 @@ def create_app(
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(messaging.bp)
+    app.register_blueprint(auth.bp)
     app.add_url_rule("/", "index", lambda: redirect(url_for("pages.orders")))
     return app
 

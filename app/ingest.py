@@ -89,7 +89,19 @@ def apply(session: Session, shop_id: int, event: Event, cause: Cause) -> None:
         case ConsentChange():
             _apply_consent(session, shop_id, event, cause)
         case ShopUninstalled():
-            session.exec(update(Shop).where(Shop.id == shop_id).values(uninstalled_at=cause.now))
+            # Stops every send at once (senders check uninstalled_at) and
+            # drops the Shopify tokens, which Shopify has revoked anyway.
+            session.exec(
+                update(Shop)
+                .where(Shop.id == shop_id)
+                .values(
+                    uninstalled_at=cause.now,
+                    access_token_encrypted=None,
+                    access_token_expires_at=None,
+                    refresh_token_encrypted=None,
+                    refresh_token_expires_at=None,
+                )
+            )
         case CustomerRedaction():
             redact_customer(
                 session, shop_id, event.customer_shopify_id, event.order_shopify_ids, cause.now

@@ -32,6 +32,13 @@ class Shop(SQLModel, table=True):
     currency: str = Field(default="USD", max_length=3)
     installed_at: datetime
     uninstalled_at: datetime | None = None
+    # Shopify's offline access token for the Admin API, and its refresh token
+    # (Shopify's expiring offline tokens last an hour): Fernet-encrypted.
+    access_token_encrypted: str | None = Field(default=None, sa_column=Column(Text))
+    access_token_expires_at: datetime | None = None
+    refresh_token_encrypted: str | None = Field(default=None, sa_column=Column(Text))
+    refresh_token_expires_at: datetime | None = None
+    scopes: str | None = Field(default=None, max_length=1000)
     # Notifications: who they come from, and when and how often they may go.
     email_from: str | None = Field(default=None, max_length=320)
     sms_from: str | None = Field(default=None, max_length=34)  # E.164 or a messaging service

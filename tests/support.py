@@ -14,7 +14,7 @@ from integrations import shopify
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PG_ADMIN_URL = os.environ.get("CARELOOP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-TEST_SECRET = "shpss_test_client_secret"
+TEST_SECRET = "shpss_test_client_secret_0123456789"  # 32+ bytes, as real ones
 SHOP_DOMAIN = "demo-store.myshopify.com"
 OTHER_SHOP_DOMAIN = "other-store.myshopify.com"
 TWILIO_SID = "AC00000000000000000000000000000001"

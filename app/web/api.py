@@ -20,6 +20,7 @@ from app.fulfillment import (
     describe_connection,
     webhook_url,
 )
+from app.install import shop_for_session_token
 from app.models import (
     DataRequest,
     FulfillmentConnection,
@@ -32,7 +33,7 @@ from app.models import (
 )
 from app.order_state import OrderState
 from app.orders import list_orders, order_document, order_summary
-from app.shops import shop_for_token
+from app.shops import TOKEN_PREFIX, shop_for_token
 from app.web.errors import error_response
 from notifications import policy, rendering
 from notifications.email import sender_problem
@@ -51,8 +52,12 @@ def require_shop(view):
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return error_response(401, "unauthorized", "send Authorization: Bearer <shop token>")
-        with Session(runtime().engine) as session:
-            shop = shop_for_token(session, token.strip())
+        token = token.strip()
+        if token.startswith(TOKEN_PREFIX):
+            with Session(runtime().engine) as session:
+                shop = shop_for_token(session, token)
+        else:  # an embedded admin page's App Bridge session token
+            shop = shop_for_session_token(runtime(), token)
         if shop is None:
             return error_response(401, "unauthorized", "the token is not valid for any shop")
         g.shop_id = shop.id

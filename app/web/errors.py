@@ -18,7 +18,7 @@ def register(app: Flask) -> None:
     def http_error(exc: HTTPException):
         status = exc.code or 500
         message = exc.description or exc.name
-        if request.path.startswith(("/app/", "/u/")):
+        if request.path.startswith(("/app/", "/u/", "/auth/")):
             return render_template("app/error.html", status=status, message=message), status
         code = (exc.name or "error").lower().replace(" ", "_")
         return error_response(status, code, message)
