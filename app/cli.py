@@ -7,13 +7,14 @@ import secrets
 import signal
 import sys
 import threading
+import time
 
 import click
 from flask import Flask
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
-from app import inbox, jobs, migrate, worker
+from app import history_import, inbox, jobs, migrate, worker
 from app.config import (
     ROOT,
     ConfigError,
@@ -34,8 +35,11 @@ from app.fulfillment import (
     webhook_url,
 )
 from app.logs import configure_logging
-from app.models import FulfillmentConnection, InboxMessage, Shop
+from app.models import FulfillmentConnection, HistoryImport, InboxMessage, Shop
+from app.shop_tokens import NoAccessToken
 from app.shops import ShopError, add_shop, issue_token
+from integrations.shopify_admin import AdminError
+from integrations.shopify_auth import OAuthError
 from notifications.transports import from_settings
 
 
@@ -212,6 +216,42 @@ def shops_list() -> None:
         for shop in session.exec(select(Shop).order_by(Shop.domain)).all():
             status = "uninstalled" if shop.uninstalled_at else "installed"
             click.echo(f"{shop.domain}\t{status}\t{shop.name}")
+
+
+@shops.command("import")
+@click.argument("domain")
+@click.option("--timeout", default=3600, show_default=True, type=click.IntRange(10, 86400),
+              help="Seconds to wait for Shopify's bulk operations.")  # fmt: skip
+def shops_import(domain: str, timeout: int) -> None:
+    """Import DOMAIN's customers and orders from before the install (resumable)."""
+    rt, _ = load_runtime()
+    deadline = time.monotonic() + timeout
+    with Session(rt.engine, expire_on_commit=False) as session:
+        shop = _installed_shop(session, domain)
+        try:
+            run = history_import.begin(session, rt, shop)
+        except (AdminError, NoAccessToken, OAuthError) as exc:
+            raise click.ClickException(f"cannot start the import: {exc}") from None
+        session.commit()
+    while run.status in history_import.ACTIVE:
+        step = history_import.describe(run)["step"]
+        if run.status == "running":
+            if time.monotonic() > deadline:
+                raise click.ClickException(
+                    f"Shopify is still preparing the {step}; run again later"
+                )
+            time.sleep(2)
+            with Session(rt.engine, expire_on_commit=False) as session:
+                run = history_import.poll(session, rt, shop, session.get(HistoryImport, run.id))
+                session.commit()
+            continue
+        with click.progressbar(length=run.objects_total or 0, label=f"importing {step}") as bar:
+            run = history_import.apply_ready(
+                rt, run.id, progress=lambda done, total: bar.update(done - bar.pos)
+            )
+    if run.status == "failed":
+        raise click.ClickException(f"the import failed: {run.error}")
+    click.echo(f"imported {shop.domain}'s history")
 
 
 @main.group()

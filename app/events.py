@@ -22,6 +22,10 @@ class CustomerSnapshot:
     # Only the attributes the payload carries: an order's embedded customer
     # has fewer fields than a customers/update, and must not blank the rest.
     attributes: dict[str, object] = field(default_factory=dict)
+    # A complete record (customers/*, the bulk import) versions the customer;
+    # a partial one (embedded in an order) only fills in what it carries, so
+    # it can never make a complete record of the same version look stale.
+    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,15 @@ class ShopRedaction:
 
 
 @dataclass(frozen=True)
+class BulkOperationFinished:
+    """A bulk operation we started (the history import) has its result."""
+
+    operation_id: str  # the gid
+    status: str  # lower case: completed, failed, canceled, expired
+    error_code: str | None
+
+
+@dataclass(frozen=True)
 class CustomerDataRequest:
     request_id: int | None
     customer_shopify_id: int | None
@@ -139,6 +152,7 @@ Event = (
     | CustomerRedaction
     | ShopRedaction
     | CustomerDataRequest
+    | BulkOperationFinished
 )
 
 

@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from app import rules
 from app.db import insert_ignoring_conflicts
 from app.events import (
+    BulkOperationFinished,
     ConsentChange,
     CustomerDataRequest,
     CustomerRedaction,
@@ -38,6 +39,7 @@ from app.models import (
     Customer,
     DataRequest,
     FulfillmentConnection,
+    HistoryImport,
     InboxMessage,
     Notification,
     NotificationEvent,
@@ -58,7 +60,13 @@ from app.order_state import (
     parcel_statuses,
 )
 
-_PII_CUSTOMER_FIELDS = ("email", "phone", "first_name", "last_name")
+_CONSENT_FIELDS = (
+    "email_consent",
+    "email_consent_updated_at",
+    "sms_consent",
+    "sms_consent_updated_at",
+)
+_PII_CUSTOMER_FIELDS = ("email", "phone", "first_name", "last_name", "birth_date")
 REDACTED_BODY = "{}"
 
 
@@ -110,6 +118,22 @@ def apply(session: Session, shop_id: int, event: Event, cause: Cause) -> None:
             _record_data_request(session, shop_id, event, cause)
         case ShopRedaction():
             erase_shop(session, shop_id)
+        case BulkOperationFinished():
+            # The history import's worker step picks it up from here.
+            session.exec(
+                update(HistoryImport)
+                .where(
+                    HistoryImport.shop_id == shop_id,
+                    HistoryImport.bulk_operation_id == event.operation_id,
+                    HistoryImport.status == "running",
+                )
+                .values(
+                    status="ready" if event.status == "completed" else "failed",
+                    error=None if event.status == "completed"
+                    else f"bulk operation {event.status}: {event.error_code}",
+                    updated_at=cause.now,
+                )
+            )  # fmt: skip
         case _:
             raise TypeError(f"no handler for {type(event).__name__}")
 
@@ -344,12 +368,24 @@ def _apply_customer(
     session: Session, shop_id: int, snap: CustomerSnapshot, cause: Cause
 ) -> Customer:
     customer = _lock_customer(session, shop_id, snap.shopify_id)
-    if is_newer(snap.updated_at, customer.snapshot_updated_at):
+    current = customer.snapshot_updated_at
+    if is_newer(snap.updated_at, current) or (not snap.complete and snap.updated_at == current):
         for name, value in snap.attributes.items():
-            if customer.redacted_at is not None and name in _PII_CUSTOMER_FIELDS:
+            if name in _CONSENT_FIELDS or (
+                customer.redacted_at is not None and name in _PII_CUSTOMER_FIELDS
+            ):
                 continue
             setattr(customer, name, value)
-        customer.snapshot_updated_at = snap.updated_at
+        if snap.complete:
+            customer.snapshot_updated_at = snap.updated_at
+    # Consent carries its own stamp: a snapshot newer as a whole may still
+    # hold an older consent than a consent webhook already told us.
+    for channel in ("email", "sms"):
+        if f"{channel}_consent" in snap.attributes:
+            stamp = snap.attributes.get(f"{channel}_consent_updated_at") or snap.updated_at
+            if is_newer(stamp, getattr(customer, f"{channel}_consent_updated_at")):
+                setattr(customer, f"{channel}_consent", snap.attributes[f"{channel}_consent"])
+                setattr(customer, f"{channel}_consent_updated_at", stamp)
     session.flush()
     return customer
 
@@ -493,6 +529,7 @@ def erase_shop(session: Session, shop_id: int) -> None:
         ParkedReference,
         InboxMessage,
         FulfillmentConnection,
+        HistoryImport,
     ):
         session.exec(delete(model).where(model.shop_id == shop_id))
     session.exec(delete(Shop).where(Shop.id == shop_id))

@@ -9,10 +9,11 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
+from app import history_import
 from app.factory import Runtime
 from app.models import Shop
-from app.shop_tokens import access_token, store_tokens
-from integrations.shopify_admin import AdminClient, AdminError, ensure_webhook_subscriptions
+from app.shop_tokens import NoAccessToken, store_tokens, with_admin
+from integrations.shopify_admin import AdminError, ensure_webhook_subscriptions
 from integrations.shopify_auth import OAuthError, SessionTokenError, TokenSet, verify_session_token
 
 log = logging.getLogger(__name__)
@@ -33,27 +34,17 @@ def record_install(session: Session, rt: Runtime, domain: str, tokens: TokenSet)
     return shop
 
 
-def admin_client(rt: Runtime, shop: Shop, token: str) -> AdminClient:
-    return AdminClient(
-        shop.domain,
-        token,
-        rt.settings.shopify_api_version,
-        base_url=rt.settings.shopify_url_template.format(shop=shop.domain),
-        timeout_seconds=rt.settings.provider_timeout_seconds,
-    )
-
-
 def subscribe_webhooks(session: Session, rt: Runtime, shop: Shop, now: datetime) -> bool:
     """Create or repair the shop's webhook subscriptions (idempotent). A shop
     installed through shopify.app.toml has them already; this covers shops
     installed without it. Failure is logged, not fatal: the install stands,
     and the next call repairs what is missing."""
+    callback = f"{rt.settings.public_url}/webhooks/shopify"
     try:
-        token = access_token(session, shop, rt.secrets, rt.oauth, now)
-        report = ensure_webhook_subscriptions(
-            admin_client(rt, shop, token), f"{rt.settings.public_url}/webhooks/shopify"
+        report = with_admin(
+            session, rt, shop, lambda client: ensure_webhook_subscriptions(client, callback)
         )
-    except AdminError as exc:
+    except (AdminError, NoAccessToken, OAuthError) as exc:
         log.error("shop %s: webhook subscriptions not ensured: %s", shop.id, exc)
         return False
     log.info(
@@ -61,6 +52,18 @@ def subscribe_webhooks(session: Session, rt: Runtime, shop: Shop, now: datetime)
         shop.id, len(report.created), len(report.updated), len(report.unchanged),
     )  # fmt: skip
     return True
+
+
+def after_install(session: Session, rt: Runtime, shop: Shop) -> None:
+    """What a fresh install needs from Shopify: webhook subscriptions, and the
+    history import started (its result arrives by webhook). Failures are
+    logged and repaired later; they never undo the install."""
+    subscribe_webhooks(session, rt, shop, rt.clock.now())
+    try:
+        history_import.begin(session, rt, shop)
+    except (AdminError, NoAccessToken, OAuthError) as exc:
+        log.error("shop %s: history import not started: %s", shop.id, exc)
+    session.commit()
 
 
 def shop_for_session_token(rt: Runtime, token: str) -> Shop | None:
@@ -87,6 +90,5 @@ def shop_for_session_token(rt: Runtime, token: str) -> Shop | None:
             return None
         shop = record_install(session, rt, claims.shop, tokens)
         session.commit()
-        subscribe_webhooks(session, rt, shop, now)
-        session.commit()
+        after_install(session, rt, shop)
         return shop

@@ -22,7 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import inbox
+from app import history_import, inbox, reconcile
 from app.factory import Runtime
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,10 @@ def recheck_parked(rt: Runtime) -> None:
     rt.inbox_wakeup.set()
 
 
+def advance_imports(rt: Runtime) -> None:
+    history_import.advance_all(rt, rt.clock.now())
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -57,6 +61,8 @@ class Job:
 JOBS = (
     Job("inbox.purge", purge_inbox, CronTrigger(hour=3, minute=17)),
     Job("inbox.recheck_parked", recheck_parked, IntervalTrigger(minutes=5)),
+    Job("imports.advance", advance_imports, IntervalTrigger(minutes=1)),
+    Job("orders.reconcile", reconcile.reconcile_all, IntervalTrigger(minutes=30)),
 )
 
 

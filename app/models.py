@@ -8,7 +8,7 @@ are BIGINT on PostgreSQL.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import BigInteger, Column, Index, Numeric, Text, UniqueConstraint
@@ -66,14 +66,16 @@ class Customer(SQLModel, table=True):
     last_name: str | None = Field(default=None, max_length=255)
     locale: str | None = Field(default=None, max_length=16)
     timezone: str | None = Field(default=None, max_length=64)
-    # Marketing consent as Shopify reports it (SUBSCRIBED, NOT_SUBSCRIBED,
-    # UNSUBSCRIBED, PENDING, REDACTED, INVALID), each with the time Shopify says
+    # Marketing consent as Shopify reports it, lower case (subscribed,
+    # not_subscribed, unsubscribed, pending, redacted, invalid), each with the time Shopify says
     # it changed, so that an older consent event never overwrites a newer one.
     email_consent: str | None = Field(default=None, max_length=32)
     email_consent_updated_at: datetime | None = None
     sms_consent: str | None = Field(default=None, max_length=32)
     sms_consent_updated_at: datetime | None = None
     shopify_created_at: datetime | None = None
+    # The standard birthday metafield (facts.birth_date), for birthday rules.
+    birth_date: date | None = None
     snapshot_updated_at: datetime | None = None
     redacted_at: datetime | None = None
 
@@ -327,3 +329,26 @@ class TemplateOverride(SQLModel, table=True):
     html: str | None = Field(default=None, sa_column=Column(Text))
     text: str = Field(sa_column=Column(Text, nullable=False))
     updated_at: datetime
+
+
+class HistoryImport(SQLModel, table=True):
+    """Importing a shop's customers and orders from before the install, with
+    Shopify bulk operations (one query per step). Resumable: `lines_applied`
+    of the current step's result file are committed with the rows they made."""
+
+    __tablename__ = "history_imports"
+    __table_args__ = (Index("ix_history_imports_shop", "shop_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    step: int = 0  # index into integrations.shopify_bulk.BULK_QUERIES
+    bulk_operation_id: str | None = Field(default=None, max_length=128)
+    status: str = Field(max_length=16)  # running, ready, done, failed
+    url: str | None = Field(default=None, sa_column=Column(Text))
+    objects_total: int | None = None
+    lines_applied: int = 0
+    lines_skipped: int = 0  # lines we could not read: skipped, logged, counted
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None

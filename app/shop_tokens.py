@@ -8,15 +8,22 @@ Tokens never leave this module in a log line or an error message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlmodel import Session
 
 from app.crypto import SecretBox
 from app.models import Shop
+from integrations.shopify_admin import AdminAuthError, AdminClient
 from integrations.shopify_auth import OAuthClient, TokenSet
 
+if TYPE_CHECKING:
+    from app.factory import Runtime
+
 REFRESH_AHEAD = timedelta(minutes=5)
+T = TypeVar("T")
 
 
 class NoAccessToken(LookupError):
@@ -61,3 +68,24 @@ def access_token(
     session.add(shop)
     session.flush()
     return tokens.access_token
+
+
+def admin_client(rt: Runtime, shop: Shop, token: str) -> AdminClient:
+    return AdminClient(
+        shop.domain,
+        token,
+        rt.settings.shopify_api_version,
+        base_url=rt.settings.shopify_url_template.format(shop=shop.domain),
+        timeout_seconds=rt.settings.provider_timeout_seconds,
+    )
+
+
+def with_admin(session: Session, rt: Runtime, shop: Shop, call: Callable[[AdminClient], T]) -> T:
+    """Run `call` with an Admin API client for the shop; if Shopify answers
+    401 anyway (a token revoked before its time), refresh once and retry."""
+    now = rt.clock.now()
+    try:
+        return call(admin_client(rt, shop, access_token(session, shop, rt.secrets, rt.oauth, now)))
+    except AdminAuthError:
+        token = access_token(session, shop, rt.secrets, rt.oauth, now, force_refresh=True)
+        return call(admin_client(rt, shop, token))

@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 
 from app.clock import parse_timestamp
 from app.events import (
+    BulkOperationFinished,
     ConsentChange,
     CustomerDataRequest,
     CustomerRedaction,
@@ -60,7 +61,7 @@ SUPPORTED_TOPICS = (
     | CUSTOMER_TOPICS
     | CONSENT_TOPICS
     | COMPLIANCE_TOPICS
-    | {"app/uninstalled"}
+    | {"app/uninstalled", "bulk_operations/finish"}
 )
 
 
@@ -122,6 +123,14 @@ def parse(topic: str, payload: dict, triggered_at) -> list[Event]:
             ]
         if topic == "shop/redact":
             return [ShopRedaction()]
+        if topic == "bulk_operations/finish":
+            return [
+                BulkOperationFinished(
+                    operation_id=str(payload["admin_graphql_api_id"]),
+                    status=str(payload["status"]).lower(),
+                    error_code=payload.get("error_code"),
+                )
+            ]
     except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
         raise PayloadError(f"{topic} payload: {type(exc).__name__}: {exc}") from None
     raise PayloadError(f"unsupported topic {topic}")
@@ -237,7 +246,7 @@ def _customer(payload: dict, *, full: bool) -> CustomerSnapshot:
     if updated_at is None:
         raise PayloadError("customer without updated_at or created_at")
     return CustomerSnapshot(
-        shopify_id=_int(payload["id"]), updated_at=updated_at, attributes=attributes
+        shopify_id=_int(payload["id"]), updated_at=updated_at, attributes=attributes, complete=full
     )
 
 

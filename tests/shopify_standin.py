@@ -35,6 +35,21 @@ served on loopback, answering in the shapes Shopify documents.
 - Objects come back with all their fields whatever the selection asked for.
 - `requests` records every request: path, API version, headers, JSON body,
   root field, status.
+- Bulk operations: `bulkOperationRunQuery` and `node(id:)` for a BulkOperation,
+  kept in `bulk_operations` (gid -> node with the BulkOperation fields). A new
+  operation is CREATED; `progress_bulk(count)` makes it RUNNING,
+  `complete_bulk(lines)` COMPLETED with `objectCount`, `fileSize` and a `url`
+  on this server that streams the lines as JSONL, and `fail_bulk(code,
+  partial_lines=...)` FAILED with `errorCode` and `partialDataUrl`. `lines`
+  is a sequence of JSON strings or a callable returning an iterable of them,
+  called afresh for every download: a file of any size is generated while it
+  is sent and never held. Concurrency is the documented one for the request's
+  API version: up to five CREATED/RUNNING bulk queries from 2026-01, one
+  before; past it the userError "A bulk query operation for this app and shop
+  is already in progress: <gid>." (code OPERATION_IN_PROGRESS, Shopify's
+  wording). A query whose top level is not exactly one connection field (the
+  guide: "a single top-level field", "at least one connection", no top-level
+  `node`/`nodes`) is refused with code INVALID, in our words.
 
 Extending it (OAuth, bulk operations, ...): add HTTP endpoints in `routes()`
 (e.g. `/admin/oauth/authorize`, `/admin/oauth/access_token`) and GraphQL root
@@ -49,7 +64,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -204,6 +219,19 @@ class ShopifyStandIn:
             "webhookSubscriptionCreate": Resolver(self._create_subscription, MUTATION_COST),
             "webhookSubscriptionUpdate": Resolver(self._update_subscription, MUTATION_COST),
         }
+        # Bulk operations: gid -> BulkOperation node, and the lines of each
+        # finished one's files by name (see `complete_bulk`).
+        self.bulk_operations: dict[str, dict] = {}
+        self._bulk_files: dict[str, BulkLines] = {}
+        self.resolvers["bulkOperationRunQuery"] = Resolver(self._run_bulk_query, MUTATION_COST)
+        # `orders(first, after, query)`: Order nodes as tests give them (the
+        # shape of integrations.shopify_bulk.ORDER_FIELDS); `query` is recorded,
+        # not evaluated: tests list only the orders a search would find.
+        self.orders: list[dict] = []
+        self.resolvers["orders"] = Resolver(
+            self._list_orders, cost=lambda v: 2 + int(v.get("first") or 0)
+        )
+        self.resolvers["node"] = Resolver(self._node)
 
     # --- knobs ----------------------------------------------------------------------
 
@@ -272,6 +300,20 @@ class ShopifyStandIn:
                     "refresh_token": refresh,
                     "refresh_token_expires_in": 7_776_000,
                 }
+
+        @app.get("/bulk-results/<name>.jsonl")
+        def bulk_result(name):
+            """A bulk operation's JSONL file, streamed as it is generated. The
+            real one is a signed storage URL on another host, so no token."""
+            with self._lock:
+                source = self._bulk_files.get(name)
+                status = 404 if source is None else 200
+                self.requests.append(
+                    Recorded(request.path, None, dict(request.headers), None, status=status)
+                )
+            if source is None:
+                return "NoSuchKey", 404
+            return app.response_class(_jsonl_chunks(source), mimetype="application/jsonl")
 
         @app.post("/admin/api/<version>/graphql.json")
         def graphql(version):
@@ -363,6 +405,15 @@ class ShopifyStandIn:
             },
         }
 
+    def _list_orders(self, variables: dict) -> dict:
+        start = int(variables.get("after") or 0)
+        page = self.orders[start : start + int(variables["first"])]
+        end = start + len(page)
+        return {
+            "nodes": page,
+            "pageInfo": {"hasNextPage": end < len(self.orders), "endCursor": str(end)},
+        }
+
     def _create_subscription(self, variables: dict) -> dict:
         topic = variables.get("topic")
         if topic not in WEBHOOK_TOPICS:
@@ -404,6 +455,111 @@ class ShopifyStandIn:
             )
         return None
 
+    # --- bulk operations ----------------------------------------------------------------
+
+    def progress_bulk(self, object_count: int, operation_id: str | None = None) -> dict:
+        """The operation (default: the newest) is RUNNING, `object_count` done."""
+        node = self._bulk(operation_id)
+        node.update(status="RUNNING", objectCount=str(object_count),
+                    rootObjectCount=str(object_count))  # fmt: skip
+        return node
+
+    def complete_bulk(
+        self, lines: BulkLines, operation_id: str | None = None, *, object_count: int | None = None
+    ) -> dict:
+        """Finish the operation with `lines` as its file. `objectCount` is
+        the number of lines unless `object_count` says otherwise; `fileSize`
+        is measured by generating the lines once, without keeping them."""
+        node = self._bulk(operation_id)
+        count, size = _measure(lines)
+        name = str(_number(node["id"]))
+        self._bulk_files[name] = lines
+        node.update(
+            status="COMPLETED",
+            completedAt=_now(),
+            objectCount=str(count if object_count is None else object_count),
+            rootObjectCount=str(count if object_count is None else object_count),
+            fileSize=str(size),
+            url=f"/bulk-results/{name}.jsonl",
+        )
+        return node
+
+    def fail_bulk(
+        self,
+        error_code: str,
+        operation_id: str | None = None,
+        *,
+        partial_lines: BulkLines | None = None,
+    ) -> dict:
+        """FAILED with `error_code` (ACCESS_DENIED, INTERNAL_SERVER_ERROR,
+        TIMEOUT); `partial_lines` become the `partialDataUrl` file."""
+        node = self._bulk(operation_id)
+        node.update(status="FAILED", errorCode=error_code, completedAt=None, url=None)
+        if partial_lines is not None:
+            name = f"{_number(node['id'])}-partial"
+            self._bulk_files[name] = partial_lines
+            node.update(objectCount=str(_measure(partial_lines)[0]),
+                        partialDataUrl=f"/bulk-results/{name}.jsonl")  # fmt: skip
+        return node
+
+    def _bulk(self, operation_id: str | None) -> dict:
+        if operation_id is None:
+            return list(self.bulk_operations.values())[-1]
+        return self.bulk_operations[operation_id]
+
+    def _run_bulk_query(self, variables: dict) -> dict:
+        query = variables.get("query") or ""
+        roots = _top_level_fields(query)
+        if len(roots) != 1 or roots[0] in ("node", "nodes") or not _CONNECTION.search(query):
+            return _bulk_refused(
+                ["query"],
+                "Bulk queries take exactly one top-level connection field, "
+                f"not: {', '.join(roots) or 'none'}",
+                "INVALID",
+            )
+        version = (request.view_args or {}).get("version") or ""
+        running = [
+            n["id"]
+            for n in self.bulk_operations.values()
+            if n["type"] == "QUERY" and n["status"] in ("CREATED", "RUNNING", "CANCELING")
+        ]
+        if len(running) >= _bulk_query_limit(version):
+            return _bulk_refused(
+                None,
+                "A bulk query operation for this app and shop is already in progress: "
+                f"{', '.join(running)}.",
+                "OPERATION_IN_PROGRESS",
+            )
+        self._next_id += 1
+        node = {
+            "id": f"gid://shopify/BulkOperation/{self._next_id}",
+            "type": "QUERY",
+            "status": "CREATED",
+            "query": query,
+            "createdAt": _now(),
+            "completedAt": None,
+            "errorCode": None,
+            "objectCount": "0",
+            "rootObjectCount": "0",
+            "fileSize": None,
+            "url": None,
+            "partialDataUrl": None,
+        }
+        self.bulk_operations[node["id"]] = node
+        return {"bulkOperation": dict(node), "userErrors": []}
+
+    def _node(self, variables: dict) -> dict | None:
+        """`node(id:)`: only bulk operations are known here; URLs are made
+        absolute for whoever asks, as this server's base URL."""
+        node = self.bulk_operations.get(variables.get("id") or "")
+        if node is None:
+            return None
+        shown = dict(node)
+        for key in ("url", "partialDataUrl"):
+            if shown[key]:
+                shown[key] = request.host_url.rstrip("/") + shown[key]
+        return shown
+
 
 @contextmanager
 def serve(standin: ShopifyStandIn) -> Iterator[str]:
@@ -441,3 +597,77 @@ def _cursor(node: dict) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- bulk operations ------------------------------------------------------------------
+
+# A bulk operation's lines: JSON strings, or a callable returning them afresh.
+BulkLines = Sequence[str] | Callable[[], Iterable[str]]
+_CONNECTION = re.compile(r"\b(edges|nodes)\s*\{")
+_JSONL_CHUNK = 64 * 1024
+
+
+def _bulk_query_limit(api_version: str) -> int:
+    """Bulk queries that may run at once: five from 2026-01, one before
+    (bulk operations guide; changelog "Faster bulk operations")."""
+    return 5 if api_version >= "2026-01" else 1
+
+
+def _bulk_lines(lines: BulkLines) -> Iterable[str]:
+    return lines() if callable(lines) else lines
+
+
+def _measure(lines: BulkLines) -> tuple[int, int]:
+    """(lines, bytes) of a file, generating it once without keeping it."""
+    count = size = 0
+    for line in _bulk_lines(lines):
+        count += 1
+        size += len(line.encode()) + 1
+    return count, size
+
+
+def _jsonl_chunks(lines: BulkLines) -> Iterator[bytes]:
+    """The file in pieces of about 64 KiB, so that a line often spans two."""
+    batch: list[bytes] = []
+    length = 0
+    for line in _bulk_lines(lines):
+        data = line.encode() + b"\n"
+        batch.append(data)
+        length += len(data)
+        if length >= _JSONL_CHUNK:
+            yield b"".join(batch)
+            batch, length = [], 0
+    if batch:
+        yield b"".join(batch)
+
+
+def _top_level_fields(document: str) -> list[str]:
+    """The fields of a document's outermost selection set (aliases resolved,
+    arguments and strings skipped): enough to check a bulk query's shape."""
+    fields: list[str] = []
+    depth = parens = 0
+    alias = False
+    for match in re.finditer(r'"(?:\\.|[^"\\])*"|[{}():]|\w+', document):
+        token = match.group()
+        if token == "{":
+            depth += 1
+        elif token == "}":
+            depth -= 1
+        elif token == "(":
+            parens += 1
+        elif token == ")":
+            parens -= 1
+        elif depth == 1 and not parens:
+            if token == ":":
+                alias = True
+            elif not token.startswith('"'):
+                if alias:
+                    fields[-1], alias = token, False
+                else:
+                    fields.append(token)
+    return fields
+
+
+def _bulk_refused(field: list[str] | None, message: str, code: str) -> dict:
+    return {"bulkOperation": None, "userErrors": [{"field": field, "message": message,
+                                                   "code": code}]}  # fmt: skip

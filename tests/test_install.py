@@ -233,3 +233,20 @@ def test_uninstall_forgets_the_tokens_and_a_reinstall_resumes(
     back = shop_row(db)
     assert back.uninstalled_at is None and back.access_token_encrypted
     assert deliver("orders/create", "orders_create", domain=SHOP).status_code == 200
+
+
+def test_a_token_revoked_early_is_refreshed_once_and_the_call_retried(
+    browser, clock, standin, db, shopify_app
+):
+    from app.shop_tokens import with_admin
+    from integrations.shopify_admin import list_webhook_subscriptions
+
+    install(browser, clock, standin)
+    standin.valid_tokens.clear()  # Shopify revoked it before its hour was up
+    rt = shopify_app.extensions["careloop"]
+    with Session(db) as session:
+        shop = session.exec(select(Shop).where(Shop.domain == SHOP)).one()
+        listed = with_admin(session, rt, shop, list_webhook_subscriptions)
+        session.commit()
+    assert len(listed) == len(REQUIRED_TOPICS)
+    assert len(standin.valid_tokens) == 1  # the refreshed one, now stored

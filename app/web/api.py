@@ -12,7 +12,7 @@ from flask import Blueprint, g, jsonify, request
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
-from app import inbox
+from app import history_import, inbox
 from app.factory import runtime
 from app.fulfillment import (
     ProviderConfigError,
@@ -33,8 +33,11 @@ from app.models import (
 )
 from app.order_state import OrderState
 from app.orders import list_orders, order_document, order_summary
+from app.shop_tokens import NoAccessToken
 from app.shops import TOKEN_PREFIX, shop_for_token
 from app.web.errors import error_response
+from integrations.shopify_admin import AdminError
+from integrations.shopify_auth import OAuthError
 from notifications import policy, rendering
 from notifications.email import sender_problem
 from notifications.phone import to_e164
@@ -491,3 +494,31 @@ _SETTINGS = {
 
 def _notification_settings(shop: Shop) -> dict:
     return {name: getattr(shop, name) for name in _SETTINGS}
+
+
+# --- history import -------------------------------------------------------------
+
+
+@bp.get("/imports")
+@require_shop
+def get_import():
+    """How the import of the shop's history is going."""
+    with Session(runtime().engine) as session:
+        run = history_import.latest(session, g.shop_id)
+    if run is None:
+        return error_response(404, "not_found", "no import has been started for this shop")
+    return jsonify(history_import.describe(run))
+
+
+@bp.post("/imports")
+@require_shop
+def post_import():
+    """Start importing the shop's history (or answer the one under way)."""
+    rt = runtime()
+    with Session(rt.engine, expire_on_commit=False) as session:
+        try:
+            run = history_import.begin(session, rt, session.get(Shop, g.shop_id))
+        except (AdminError, NoAccessToken, OAuthError) as exc:
+            return error_response(502, "shopify_unavailable", f"cannot start the import: {exc}")
+        session.commit()
+    return jsonify(history_import.describe(run)), 202

@@ -20,7 +20,7 @@ from flask import Blueprint, abort, redirect, request, session, url_for
 from sqlmodel import Session
 
 from app.factory import runtime
-from app.install import record_install, subscribe_webhooks
+from app.install import after_install, record_install
 from integrations.shopify import is_shop_domain
 from integrations.shopify_auth import OAuthError, is_fresh, verify_query_hmac
 
@@ -73,8 +73,7 @@ def callback():
     with Session(rt.engine) as db:
         installed = record_install(db, rt, shop, tokens)
         db.commit()
-        subscribe_webhooks(db, rt, installed, rt.clock.now())
-        db.commit()
+        after_install(db, rt, installed)
         session.clear()
         session["shop_id"] = installed.id
     return redirect(url_for("pages.orders"))

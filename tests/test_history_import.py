@@ -1,0 +1,245 @@
+"""The history import: bulk operations at a Shopify stand-in, the finish
+webhook, streaming and applying the results in resumable batches, and
+agreement with live webhooks (the newer `updated_at` wins)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import timedelta
+
+import pytest
+from shopify_standin import ShopifyStandIn, serve
+from sqlmodel import Session, select
+
+from app import history_import
+from app.factory import create_app
+from app.install import record_install
+from app.models import Customer, HistoryImport, Order, Shop
+from integrations.shopify_auth import TokenSet
+from support import SHOP_DOMAIN
+
+TOKEN = "shpat_import_test"
+
+
+@pytest.fixture
+def standin():
+    standin = ShopifyStandIn(valid_tokens={TOKEN})
+    with serve(standin) as base_url:
+        standin.base_url = base_url
+        yield standin
+
+
+@pytest.fixture
+def rt(settings, db, clock, standin):
+    """The runtime, with Shopify at the stand-in and the shop holding a token."""
+    configured = dataclasses.replace(settings, shopify_url_template=standin.base_url)
+    app = create_app(configured, engine=db, clock=clock)
+    runtime = app.extensions["careloop"]
+    tokens = TokenSet(
+        TOKEN, frozenset({"read_orders"}), clock.now() + timedelta(hours=1), None, None
+    )
+    with Session(db) as session:
+        record_install(session, runtime, SHOP_DOMAIN, tokens)
+        session.commit()
+    return runtime
+
+
+@pytest.fixture
+def api(rt, shop):
+    """The JSON API of the same app, with the shop's CareLoop token."""
+    from flask import Flask
+
+    app: Flask = create_app(rt.settings, engine=rt.engine, clock=rt.clock)
+    client = app.test_client()
+    return lambda method, path: client.open(path, method=method, headers=shop.auth)
+
+
+def customer_line(n: int, updated: str, consent: str = "SUBSCRIBED") -> str:
+    return json.dumps({
+        "id": f"gid://shopify/Customer/{n}", "firstName": f"Customer {n}", "lastName": "Old",
+        "locale": "es", "createdAt": "2025-01-01T10:00:00Z", "updatedAt": updated,
+        "defaultEmailAddress": {"emailAddress": f"c{n}@example.com", "marketingState": consent,
+                                "marketingUpdatedAt": "2025-01-01T10:00:00Z"},
+        "defaultPhoneNumber": None,
+        "metafield": {"value": "1990-04-12"},
+    })  # fmt: skip
+
+
+def order_line(n: int, customer: int, updated: str, financial: str = "PAID") -> str:
+    return json.dumps({
+        "id": f"gid://shopify/Order/{n}", "name": f"#{n}", "createdAt": "2025-02-01T10:00:00Z",
+        "updatedAt": updated, "cancelledAt": None, "displayFinancialStatus": financial,
+        "displayFulfillmentStatus": "FULFILLED", "currencyCode": "EUR",
+        "totalPriceSet": {"shopMoney": {"amount": "50.00"}}, "email": f"c{customer}@example.com",
+        "phone": None, "customerLocale": "es",
+        "customer": {"id": f"gid://shopify/Customer/{customer}",
+                     "updatedAt": "2025-01-01T10:00:00Z"},
+        "fulfillments": [{
+            "id": f"gid://shopify/Fulfillment/{n}", "status": "SUCCESS",
+            "displayStatus": "DELIVERED",
+            "createdAt": "2025-02-02T10:00:00Z", "updatedAt": "2025-02-05T10:00:00Z",
+            "deliveredAt": "2025-02-05T10:00:00Z", "estimatedDeliveryAt": None,
+            "trackingInfo": [{"company": "UPS", "number": f"1Z{n}", "url": None}],
+        }],
+    })  # fmt: skip
+
+
+def current(db) -> HistoryImport:
+    with Session(db) as session:
+        return session.exec(select(HistoryImport).order_by(HistoryImport.id.desc())).first()
+
+
+def orders(db) -> dict[int, Order]:
+    with Session(db) as session:
+        return {o.shopify_id: o for o in session.exec(select(Order)).all()}
+
+
+def finish_webhook(deliver, work, operation_id: str) -> None:
+    payload = {"admin_graphql_api_id": operation_id, "status": "completed", "error_code": None,
+               "type": "query", "created_at": "2026-11-22T11:00:00Z"}  # fmt: skip
+    assert deliver("bulk_operations/finish", payload).status_code == 200
+    work()
+
+
+def test_import_brings_in_customers_then_orders_and_reports_progress(
+    rt, shop, standin, db, api, deliver, work
+):
+    started = api("POST", "/api/v1/imports")
+    assert started.status_code == 202 and started.json["step"] == "customers"
+
+    standin.complete_bulk([customer_line(n, "2025-03-01T10:00:00Z") for n in range(1, 4)])
+    finish_webhook(deliver, work, current(db).bulk_operation_id)  # the webhook: ready
+    assert current(db).status == "ready"
+    history_import.advance_all(rt, rt.clock.now())
+    assert api("GET", "/api/v1/imports").json["step"] == "orders"
+
+    standin.complete_bulk([order_line(100 + n, n, "2025-02-06T10:00:00Z") for n in range(1, 4)])
+    history_import.advance_all(rt, rt.clock.now())  # no webhook this time: the poll finds it
+    report = api("GET", "/api/v1/imports").json
+    assert (report["status"], report["lines_applied"], report["lines_skipped"]) == ("done", 3, 0)
+
+    imported = orders(db)
+    assert sorted(imported) == [101, 102, 103]
+    assert {o.state for o in imported.values()} == {"delivered"}
+    with Session(db) as session:
+        customer = session.exec(select(Customer).where(Customer.shopify_id == 1)).one()
+    assert (customer.first_name, customer.email_consent, str(customer.birth_date)) == (
+        "Customer 1",
+        "subscribed",
+        "1990-04-12",
+    )
+
+
+def test_a_live_webhook_newer_than_the_bulk_record_wins(rt, shop, standin, db, deliver, work):
+    deliver("orders/cancelled", "orders_cancelled")  # order 5001001, cancelled 2026-11-22
+    work()
+    with Session(db, expire_on_commit=False) as session:
+        run = history_import.begin(session, rt, session.get(Shop, shop.id))
+        session.commit()
+    standin.complete_bulk([])
+    history_import.advance_all(rt, rt.clock.now())
+    older = order_line(5001001, 7001001, "2026-11-20T09:05:00Z", financial="PENDING")
+    standin.complete_bulk([older])
+    history_import.advance_all(rt, rt.clock.now())
+    assert current(db).id == run.id and current(db).status == "done"
+    assert orders(db)[5001001].state == "cancelled"
+
+
+def test_an_interrupted_import_resumes_without_applying_a_line_twice(rt, shop, standin, db):
+    with Session(db, expire_on_commit=False) as session:
+        run = history_import.begin(session, rt, session.get(Shop, shop.id))
+        session.commit()
+    standin.complete_bulk([])
+    history_import.advance_all(rt, rt.clock.now())  # customers: nothing
+    standin.complete_bulk([order_line(200 + n, 1, "2025-02-06T10:00:00Z") for n in range(10)])
+    with Session(db) as session:
+        history_import.poll(
+            session, rt, session.get(Shop, shop.id), session.get(HistoryImport, run.id)
+        )
+        session.commit()
+
+    def crash_after_first_batch(applied, total):
+        raise KeyboardInterrupt  # the process is stopped mid-import
+
+    with pytest.raises(KeyboardInterrupt):
+        history_import.apply_ready(rt, run.id, progress=crash_after_first_batch, batch_lines=4)
+    assert (current(db).lines_applied, len(orders(db))) == (4, 4)
+
+    history_import.apply_ready(rt, run.id, batch_lines=4)
+    assert current(db).status == "done" and current(db).lines_applied == 10
+    assert sorted(orders(db)) == list(range(200, 210))
+
+
+def test_an_unreadable_line_is_skipped_and_counted_not_fatal(rt, shop, standin, db):
+    with Session(db) as session:
+        history_import.begin(session, rt, session.get(Shop, shop.id))
+        session.commit()
+    standin.complete_bulk([])
+    history_import.advance_all(rt, rt.clock.now())
+    lines = [order_line(301, 1, "2025-02-06T10:00:00Z"), "{not json",
+             order_line(302, 1, "2025-02-06T10:00:00Z")]  # fmt: skip
+    standin.complete_bulk(lines)
+    history_import.advance_all(rt, rt.clock.now())
+    run = current(db)
+    assert (run.status, run.lines_applied, run.lines_skipped) == ("done", 3, 1)
+    assert sorted(orders(db)) == [301, 302]
+
+
+def test_a_failed_bulk_operation_is_reported(rt, shop, standin, db, api):
+    api("POST", "/api/v1/imports")
+    standin.fail_bulk("ACCESS_DENIED")
+    history_import.advance_all(rt, rt.clock.now())
+    report = api("GET", "/api/v1/imports").json
+    assert report["status"] == "failed" and "ACCESS_DENIED" in report["error"]
+
+
+def test_bulk_consent_older_than_a_consent_webhook_does_not_undo_it(
+    rt, shop, standin, db, deliver, work
+):
+    consent = {"state": "unsubscribed", "opt_in_level": None,
+               "consent_updated_at": "2026-11-01T10:00:00Z"}  # fmt: skip
+    unsubscribe = {"customer_id": 7001001, "email_address": "c7001001@example.com",
+                   "email_marketing_consent": consent}  # fmt: skip
+    deliver("customers_email_marketing_consent/update", unsubscribe)
+    work()
+    with Session(db) as session:
+        history_import.begin(session, rt, session.get(Shop, shop.id))
+        session.commit()
+    # A newer customer record whose consent dates from before the unsubscribe.
+    standin.complete_bulk([customer_line(7001001, "2026-11-20T10:00:00Z", consent="SUBSCRIBED")])
+    history_import.advance_all(rt, rt.clock.now())
+    with Session(db) as session:
+        customer = session.exec(select(Customer).where(Customer.shopify_id == 7001001)).one()
+    assert customer.first_name == "Customer 7001001"  # the record itself applied
+    assert customer.email_consent == "unsubscribed"  # its stale consent did not
+
+
+def test_reconciliation_repairs_what_a_missed_webhook_left_stale(
+    rt, shop, standin, db, deliver, work
+):
+    from app import reconcile
+
+    deliver("orders/paid", "orders_paid")  # 5001001 paid; its cancellation webhook is lost
+    work()
+    cancelled = json.loads(order_line(5001001, 7001001, "2026-11-22T08:00:00Z", "REFUNDED"))
+    cancelled["cancelledAt"] = "2026-11-22T08:00:00Z"
+    standin.orders = [cancelled] + [
+        json.loads(order_line(400 + n, 1, "2026-11-22T09:00:00Z")) for n in range(150)
+    ]
+    assert reconcile.reconcile_shop(rt, shop.id, rt.clock.now() - reconcile.WINDOW) == 151
+    assert orders(db)[5001001].state == "cancelled"
+    assert len(orders(db)) == 151  # two pages read
+    queries = [r.body["variables"]["query"] for r in standin.requests if r.field == "orders"]
+    assert queries == ["updated_at:>='2026-11-22T06:00:00Z'"] * 2
+
+
+def test_reconciliation_changes_nothing_that_is_current(rt, shop, standin, db, deliver, work):
+    from app import reconcile
+
+    deliver("orders/cancelled", "orders_cancelled")
+    work()
+    stale = json.loads(order_line(5001001, 7001001, "2026-11-20T09:05:00Z", "PAID"))
+    standin.orders = [stale]
+    reconcile.reconcile_shop(rt, shop.id, rt.clock.now() - reconcile.WINDOW)
+    assert orders(db)[5001001].state == "cancelled"
