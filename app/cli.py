@@ -36,11 +36,13 @@ from app.fulfillment import (
 )
 from app.logs import configure_logging
 from app.models import FulfillmentConnection, HistoryImport, InboxMessage, Shop
-from app.shop_tokens import NoAccessToken
+from app.shop_tokens import NoAccessToken, reencrypt_tokens
 from app.shops import ShopError, add_shop, issue_token
 from integrations.shopify_admin import AdminError
 from integrations.shopify_auth import OAuthError
 from notifications.transports import from_settings
+
+IMPORT_POLL_SECONDS = 2
 
 
 def load_runtime(*, generate_secrets: bool = False) -> tuple[Runtime, Flask]:
@@ -240,7 +242,7 @@ def shops_import(domain: str, timeout: int) -> None:
                 raise click.ClickException(
                     f"Shopify is still preparing the {step}; run again later"
                 )
-            time.sleep(2)
+            time.sleep(IMPORT_POLL_SECONDS)
             with Session(rt.engine, expire_on_commit=False) as session:
                 run = history_import.poll(session, rt, shop, session.get(HistoryImport, run.id))
                 session.commit()
@@ -322,13 +324,17 @@ def secrets_rotate() -> None:
     with Session(rt.engine) as session:
         try:
             count = reencrypt_secrets(session, rt.secrets)
+            shops = reencrypt_tokens(session, rt.secrets)
         except InvalidToken:
             raise click.ClickException(
                 "a stored secret opens with none of CARELOOP_ENCRYPTION_KEYS; "
                 "keep the old key in the list until rotation is done"
             ) from None
         session.commit()
-    click.echo(f"re-encrypted {count} secret(s) under the first key")
+    click.echo(
+        f"re-encrypted {count} secret(s) and the Shopify tokens of {shops} shop(s) "
+        "under the first key"
+    )
 
 
 @main.group("inbox")

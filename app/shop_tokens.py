@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from app.crypto import SecretBox
 from app.models import Shop
@@ -43,6 +43,19 @@ def forget_tokens(shop: Shop) -> None:
     """On uninstall: the tokens are dead at Shopify; keep no copy."""
     shop.access_token_encrypted = shop.refresh_token_encrypted = None
     shop.access_token_expires_at = shop.refresh_token_expires_at = None
+
+
+def reencrypt_tokens(session: Session, box: SecretBox) -> int:
+    """Re-encrypt every stored Shopify token under the first configured key."""
+    count = 0
+    for shop in session.exec(select(Shop).where(Shop.access_token_encrypted.is_not(None))).all():
+        shop.access_token_encrypted = box.rotate(shop.access_token_encrypted)
+        if shop.refresh_token_encrypted:
+            shop.refresh_token_encrypted = box.rotate(shop.refresh_token_encrypted)
+        session.add(shop)
+        count += 1
+    session.flush()
+    return count
 
 
 def access_token(

@@ -228,6 +228,9 @@ class ShopifyStandIn:
         # shape of integrations.shopify_bulk.ORDER_FIELDS); `query` is recorded,
         # not evaluated: tests list only the orders a search would find.
         self.orders: list[dict] = []
+        # Bulk queries whose root field is a key here complete at once with
+        # those lines (for tests that drive a whole import in one call).
+        self.auto_complete: dict[str, BulkLines] = {}
         self.resolvers["orders"] = Resolver(
             self._list_orders, cost=lambda v: 2 + int(v.get("first") or 0)
         )
@@ -546,6 +549,8 @@ class ShopifyStandIn:
             "partialDataUrl": None,
         }
         self.bulk_operations[node["id"]] = node
+        if roots[0] in self.auto_complete:
+            self.complete_bulk(self.auto_complete[roots[0]], node["id"])
         return {"bulkOperation": dict(node), "userErrors": []}
 
     def _node(self, variables: dict) -> dict | None:

@@ -36,9 +36,11 @@ def rt(settings, db, clock, standin):
     configured = dataclasses.replace(settings, shopify_url_template=standin.base_url)
     app = create_app(configured, engine=db, clock=clock)
     runtime = app.extensions["careloop"]
+    standin.refresh_tokens.add("shprt_import_test")
     tokens = TokenSet(
-        TOKEN, frozenset({"read_orders"}), clock.now() + timedelta(hours=1), None, None
-    )
+        TOKEN, frozenset({"read_orders"}), clock.now() + timedelta(hours=1),
+        "shprt_import_test", clock.now() + timedelta(days=90),
+    )  # fmt: skip
     with Session(db) as session:
         record_install(session, runtime, SHOP_DOMAIN, tokens)
         session.commit()
@@ -243,3 +245,27 @@ def test_reconciliation_changes_nothing_that_is_current(rt, shop, standin, db, d
     standin.orders = [stale]
     reconcile.reconcile_shop(rt, shop.id, rt.clock.now() - reconcile.WINDOW)
     assert orders(db)[5001001].state == "cancelled"
+
+
+def test_cli_imports_the_history_with_a_progress_bar(rt, shop, standin, db, runner, monkeypatch):
+    from app import cli
+
+    monkeypatch.setenv("SHOPIFY_URL_TEMPLATE", standin.base_url)
+    monkeypatch.setattr(cli, "IMPORT_POLL_SECONDS", 0.01)
+    standin.auto_complete = {
+        "customers": [customer_line(1, "2025-03-01T10:00:00Z")],
+        "orders": [order_line(500 + n, 1, "2025-02-06T10:00:00Z") for n in range(5)],
+    }
+    result = runner.invoke(cli.main, ["shops", "import", SHOP_DOMAIN])
+    assert result.exit_code == 0, result.output
+    assert "importing orders" in result.output and "imported" in result.output
+    assert sorted(orders(db)) == [500, 501, 502, 503, 504]
+    assert current(db).status == "done"
+
+
+def test_cli_import_of_a_shop_without_a_token_fails_clearly(runner, other_shop):
+    from app import cli
+
+    result = runner.invoke(cli.main, ["shops", "import", other_shop.domain])
+    assert result.exit_code != 0
+    assert "cannot start the import" in result.output

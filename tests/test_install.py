@@ -250,3 +250,13 @@ def test_a_token_revoked_early_is_refreshed_once_and_the_call_retried(
         session.commit()
     assert len(listed) == len(REQUIRED_TOPICS)
     assert len(standin.valid_tokens) == 1  # the refreshed one, now stored
+
+
+def test_a_session_token_signed_with_another_secret_is_refused(
+    browser, clock, standin, db, settings
+):
+    claims = jwt.decode(session_token(settings, clock), options={"verify_signature": False})
+    forged = jwt.encode(claims, "another-app-secret-of-32-bytes-or-more", algorithm="HS256")
+    response = browser.get("/api/v1/orders", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+    assert shop_row(db) is None and standin.requests == []
