@@ -1,6 +1,7 @@
-"""Real CareLoop processes for end-to-end tests: started with `python -m app`,
-logged to a file each, and always stopped (the `processes` fixture in
-conftest.py), with their output printed so that pytest shows it on failure."""
+"""Real processes and servers for tests: CareLoop itself started with
+`python -m app`, logged to a file each and always stopped (the `processes`
+fixture in conftest.py), and stand-ins for outside systems served on
+loopback (`serve_wsgi`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
 
 from app.config import ROOT
 
@@ -91,3 +96,20 @@ class Processes:
     def stop_all(self) -> None:
         for process in reversed(self.started):
             process.stop()
+
+
+@contextmanager
+def serve_wsgi(app: Callable) -> Iterator[str]:
+    """Serve a WSGI app (a stand-in) on a free loopback port, in a thread;
+    yields its base URL and stops it afterwards."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -65,12 +65,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import Flask, request
-from werkzeug.serving import make_server
+from processes import serve_wsgi
 
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 MUTATION_COST = 10
@@ -566,20 +565,9 @@ class ShopifyStandIn:
         return shown
 
 
-@contextmanager
-def serve(standin: ShopifyStandIn) -> Iterator[str]:
+def serve(standin: ShopifyStandIn):
     """Serve the stand-in on a free loopback port; yields its base URL."""
-    server = make_server("127.0.0.1", 0, standin.app())
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    return serve_wsgi(standin.app())
 
 
 def _root_field(query: str) -> str | None:

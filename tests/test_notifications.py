@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import email
 import json
-import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.policy import default as default_policy
@@ -16,9 +15,8 @@ from email.policy import default as default_policy
 import pytest
 from aiosmtpd.controller import Controller
 from flask import Flask, request
-from processes import free_port
+from processes import free_port, serve_wsgi
 from sqlmodel import Session, select
-from werkzeug.serving import make_server
 
 from app import worker
 from app.models import ChannelOptOut, Customer, Notification, Shop
@@ -83,14 +81,9 @@ class TwilioStandIn:
 @pytest.fixture
 def twilio():
     stand_in = TwilioStandIn()
-    server = make_server("127.0.0.1", 0, stand_in.app())
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    stand_in.url = f"http://127.0.0.1:{server.server_port}"
-    yield stand_in
-    server.shutdown()
+    with serve_wsgi(stand_in.app()) as url:
+        stand_in.url = url
+        yield stand_in
 
 
 @pytest.fixture

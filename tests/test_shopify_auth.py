@@ -19,7 +19,6 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -28,8 +27,8 @@ import jwt
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
+from processes import serve_wsgi
 from werkzeug.datastructures import MultiDict
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from integrations.shopify_auth import (
@@ -381,19 +380,6 @@ def test_verification_needs_a_secret_and_client_id():
 # --- The OAuth token endpoint --------------------------------------------------------
 
 
-@contextmanager
-def serve(app: Callable) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @dataclass
 class Received:
     path: str
@@ -523,7 +509,7 @@ class ShopifyStandIn:
 @pytest.fixture(scope="module")
 def standin_server() -> Iterator[tuple[ShopifyStandIn, str]]:
     standin = ShopifyStandIn()
-    with serve(standin) as url:
+    with serve_wsgi(standin) as url:
         yield standin, url
         standin.release.set()
 
@@ -721,7 +707,7 @@ def test_no_answer_within_the_timeout_is_an_error(standin, base_url):
 
 
 def test_an_unreachable_shop_is_an_error():
-    with serve(ShopifyStandIn()) as url:
+    with serve_wsgi(ShopifyStandIn()) as url:
         pass  # the port is closed again
     client = OAuthClient(CLIENT_ID, CLIENT_SECRET, base_url_for=lambda shop: url)
     with pytest.raises(OAuthError) as raised:

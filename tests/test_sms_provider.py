@@ -20,13 +20,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
 import requests
+from processes import serve_wsgi
 from werkzeug.datastructures import MultiDict
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from notifications.messages import Outcome, SmsMessage
@@ -71,19 +70,6 @@ def documented_sign(token: str, url: str, form: list[tuple[str, str]]) -> str:
 
 
 # --- Local servers ---------------------------------------------------------------
-
-
-@contextmanager
-def serve(app: Callable) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass
@@ -239,7 +225,7 @@ class CallbackReceiver:
 @pytest.fixture(scope="module")
 def stand_in_server() -> Iterator[tuple[TwilioStandIn, str]]:
     stand_in = TwilioStandIn(ACCOUNT_SID, AUTH_TOKEN)
-    with serve(stand_in) as url:
+    with serve_wsgi(stand_in) as url:
         yield stand_in, url
     stand_in.release.set()
 
@@ -263,7 +249,7 @@ def provider(stand_in_server) -> TwilioProvider:
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[CallbackReceiver]:
     callbacks = CallbackReceiver()
-    with serve(callbacks) as url:
+    with serve_wsgi(callbacks) as url:
         callbacks.base_url = url
         yield callbacks
 
