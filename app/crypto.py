@@ -7,6 +7,8 @@ decrypt, so a key is rotated by putting the new one first, re-encrypting
 
 from __future__ import annotations
 
+import hashlib
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 
@@ -26,9 +28,16 @@ class SecretBox:
         return self._fernet.rotate(token.encode()).decode()
 
 
+def digest(secret: str) -> str:
+    """SHA-256 of a credential we only ever compare (API tokens, URL keys): a
+    database leak does not leak working credentials, and lookup by digest
+    leaves no secret-dependent comparison to time."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 def mask(secret: str) -> str:
     """What we may show of a secret: enough to recognise it, not to use it."""
     return f"…{secret[-4:]}" if len(secret) >= 12 else "…"
 
 
-__all__ = ["InvalidToken", "SecretBox", "mask"]
+__all__ = ["InvalidToken", "SecretBox", "digest", "mask"]

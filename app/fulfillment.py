@@ -9,7 +9,6 @@ signing secret is kept encrypted (`app.crypto`) and shown only as a hint.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +16,7 @@ from types import ModuleType
 
 from sqlmodel import Session, select
 
-from app.crypto import SecretBox, mask
+from app.crypto import SecretBox, digest, mask
 from app.models import FulfillmentConnection
 from integrations import aftership, shipbob, standard_webhooks
 
@@ -34,10 +33,6 @@ class ProviderConfigError(ValueError):
 class IssuedConnection:
     connection: FulfillmentConnection
     url_key: str  # shown once
-
-
-def key_hash(url_key: str) -> str:
-    return hashlib.sha256(url_key.encode()).hexdigest()
 
 
 def connect(
@@ -68,7 +63,7 @@ def connect(
     ).first() or FulfillmentConnection(
         shop_id=shop_id, provider=provider, url_key_hash="", created_at=now, updated_at=now
     )
-    connection.url_key_hash = key_hash(url_key)
+    connection.url_key_hash = digest(url_key)
     connection.secret_encrypted = box.encrypt(secret) if secret else None
     connection.secret_hint = mask(secret) if secret else None
     connection.updated_at = now
@@ -84,7 +79,7 @@ def connection_for_key(
         return None
     return session.exec(
         select(FulfillmentConnection).where(
-            FulfillmentConnection.url_key_hash == key_hash(url_key),
+            FulfillmentConnection.url_key_hash == digest(url_key),
             FulfillmentConnection.provider == provider,
         )
     ).first()

@@ -69,7 +69,7 @@ def poll(session: Session, rt: Runtime, shop: Shop, run: HistoryImport) -> Histo
     state = with_admin(session, rt, shop, lambda c: shopify_bulk.status(c, run.bulk_operation_id))
     if state.status == "COMPLETED":
         run.status, run.url, run.objects_total = "ready", state.url, state.object_count
-    elif state.status in ("FAILED", "CANCELED", "EXPIRED"):
+    elif state.finished:
         run.status, run.error = "failed", f"bulk operation {state.status}: {state.error_code}"
         run.finished_at = rt.clock.now()
     run.updated_at = rt.clock.now()

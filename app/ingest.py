@@ -59,6 +59,7 @@ from app.order_state import (
     is_newer,
     parcel_statuses,
 )
+from app.shop_tokens import forget_tokens
 
 _CONSENT_FIELDS = (
     "email_consent",
@@ -99,17 +100,10 @@ def apply(session: Session, shop_id: int, event: Event, cause: Cause) -> None:
         case ShopUninstalled():
             # Stops every send at once (senders check uninstalled_at) and
             # drops the Shopify tokens, which Shopify has revoked anyway.
-            session.exec(
-                update(Shop)
-                .where(Shop.id == shop_id)
-                .values(
-                    uninstalled_at=cause.now,
-                    access_token_encrypted=None,
-                    access_token_expires_at=None,
-                    refresh_token_encrypted=None,
-                    refresh_token_expires_at=None,
-                )
-            )
+            shop = session.get(Shop, shop_id)
+            shop.uninstalled_at = cause.now
+            forget_tokens(shop)
+            session.add(shop)
         case CustomerRedaction():
             redact_customer(
                 session, shop_id, event.customer_shopify_id, event.order_shopify_ids, cause.now

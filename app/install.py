@@ -13,6 +13,7 @@ from app import history_import
 from app.factory import Runtime
 from app.models import Shop
 from app.shop_tokens import NoAccessToken, store_tokens, with_admin
+from app.shops import install_shop
 from integrations.shopify_admin import AdminError, ensure_webhook_subscriptions
 from integrations.shopify_auth import OAuthError, SessionTokenError, TokenSet, verify_session_token
 
@@ -22,12 +23,7 @@ log = logging.getLogger(__name__)
 def record_install(session: Session, rt: Runtime, domain: str, tokens: TokenSet) -> Shop:
     """Create the shop, or bring an uninstalled one back, with its new tokens.
     The caller commits."""
-    now = rt.clock.now()
-    shop = session.exec(select(Shop).where(Shop.domain == domain)).first()
-    if shop is None:
-        shop = Shop(domain=domain, name=domain.split(".")[0], installed_at=now)
-    elif shop.uninstalled_at is not None:
-        shop.uninstalled_at, shop.installed_at = None, now
+    shop = install_shop(session, domain, rt.clock.now())
     store_tokens(shop, tokens, rt.secrets)
     session.add(shop)
     session.flush()

@@ -7,12 +7,12 @@ which leaves no secret-dependent comparison to time.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime
 
 from sqlmodel import Session, select
 
+from app.crypto import digest
 from app.models import Shop
 from integrations.shopify import is_shop_domain
 
@@ -23,29 +23,30 @@ class ShopError(ValueError):
     """Bad input for a shop operation; the message says what is wrong."""
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def add_shop(session: Session, domain: str, now: datetime, name: str = "") -> tuple[Shop, str]:
     """Register a shop (or reinstall an uninstalled one) and issue a token."""
     domain = domain.strip().lower()
     if not is_shop_domain(domain):
         raise ShopError(f"{domain!r} is not a shop domain of the form <name>.myshopify.com")
+    shop = install_shop(session, domain, now, name)
+    return shop, issue_token(session, shop)
+
+
+def install_shop(session: Session, domain: str, now: datetime, name: str = "") -> Shop:
+    """The shop, created, or brought back if it had uninstalled."""
     shop = session.exec(select(Shop).where(Shop.domain == domain)).first()
     if shop is None:
         shop = Shop(domain=domain, name=name or domain.split(".")[0], installed_at=now)
-        session.add(shop)
     elif shop.uninstalled_at is not None:
-        shop.uninstalled_at = None
-        shop.installed_at = now
-    return shop, issue_token(session, shop)
+        shop.uninstalled_at, shop.installed_at = None, now
+    session.add(shop)
+    return shop
 
 
 def issue_token(session: Session, shop: Shop) -> str:
     """A new API token for the shop; the previous one stops working."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    shop.api_token_hash = token_hash(token)
+    shop.api_token_hash = digest(token)
     session.add(shop)
     session.flush()
     return token
@@ -56,5 +57,5 @@ def shop_for_token(session: Session, token: str) -> Shop | None:
     if not token.startswith(TOKEN_PREFIX):
         return None
     return session.exec(
-        select(Shop).where(Shop.api_token_hash == token_hash(token), Shop.uninstalled_at.is_(None))
+        select(Shop).where(Shop.api_token_hash == digest(token), Shop.uninstalled_at.is_(None))
     ).first()

@@ -238,7 +238,7 @@ def _render(facts: BatchFacts, shop: Shop, notification: Notification, context: 
     override = next(
         (
             facts.overrides[key]
-            for locale in _locale_chain(notification.locale)
+            for locale in locale_chain(notification.locale)
             if (key := (shop.id, notification.kind, notification.channel, locale))
             in facts.overrides
         ),
@@ -269,7 +269,8 @@ def _revive(context: dict) -> dict:
     return context
 
 
-def _locale_chain(locale: str) -> list[str]:
+def locale_chain(locale: str) -> list[str]:
+    """The locales whose shop template serves `locale`: itself, then its language."""
     base = locale.split("-")[0]
     return [locale, base] if base != locale else [locale]
 

@@ -29,7 +29,6 @@ from app.models import ChannelOptOut, Notification, NotificationEvent
 
 QUEUED, SENDING, SENT, DELIVERED = "queued", "sending", "sent", "delivered"
 BOUNCED, FAILED, SUPPRESSED, DEAD = "bounced", "failed", "suppressed", "dead"
-FINAL = {DELIVERED, BOUNCED, FAILED, SUPPRESSED, DEAD}
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=2)
 

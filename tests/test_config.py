@@ -70,7 +70,7 @@ def test_defaults_to_development_and_an_sqlite_file_in_the_instance_dir(base, tm
     settings = Settings.from_env(base)
 
     assert settings.env == "development"
-    assert settings.is_sqlite
+    assert settings.database_url.startswith("sqlite")
     assert make_url(settings.database_url).database == str(tmp_path / "instance" / "careloop.db")
 
 

@@ -563,3 +563,23 @@ def test_a_worker_whose_lease_ran_out_does_not_record_over_the_new_holder(
     with Session(db) as session:
         assert outbox.still_ours(session, slow) == set()
         assert outbox.still_ours(session, fresh) == {n.id for n in fresh}
+
+
+def test_preview_uses_the_template_a_message_in_that_locale_would_use(client, shop):
+    template = {"subject": "Pedido {{ order_name }}", "html": "<p>{{ carrier }}</p>",
+                "text": "Va con {{ carrier }}."}  # fmt: skip
+    client.put("/api/v1/templates/shipping/email/es", json=template, headers=shop.auth)
+    response = client.post(
+        "/api/v1/templates/preview",
+        json={"kind": "shipping", "channel": "email", "locale": "es-MX"},
+        headers=shop.auth,
+    )
+    assert response.status_code == 200
+    assert response.json["subject"].startswith("Pedido ")
+    assert response.json["text"].startswith("Va con ")
+    assert (
+        client.delete("/api/v1/templates/shipping/email/es", headers=shop.auth).status_code == 204
+    )
+    assert (
+        client.delete("/api/v1/templates/shipping/email/es", headers=shop.auth).status_code == 404
+    )

@@ -9,7 +9,7 @@ import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Blueprint, g, jsonify, request
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlmodel import Session, select
 
 from app import history_import, inbox
@@ -39,6 +39,7 @@ from app.web.errors import error_response
 from integrations.shopify_admin import AdminError
 from integrations.shopify_auth import OAuthError
 from notifications import policy, rendering
+from notifications.dispatch import locale_chain
 from notifications.email import sender_problem
 from notifications.phone import to_e164
 
@@ -321,6 +322,16 @@ def _problems(problems) -> tuple:
     }}), 422  # fmt: skip
 
 
+def _shop_templates(kind: str, channel: str, locales: list[str]):
+    """The signed-in shop's own templates for a kind and channel in `locales`."""
+    return select(TemplateOverride).where(
+        TemplateOverride.shop_id == g.shop_id,
+        TemplateOverride.kind == kind,
+        TemplateOverride.channel == channel,
+        TemplateOverride.locale.in_(locales),
+    )
+
+
 @bp.put("/templates/<kind>/<channel>/<locale>")
 @require_shop
 def put_template(kind: str, channel: str, locale: str):
@@ -333,14 +344,7 @@ def put_template(kind: str, channel: str, locale: str):
         return _problems(problems)
     rt = runtime()
     with Session(rt.engine) as session:
-        row = session.exec(
-            select(TemplateOverride).where(
-                TemplateOverride.shop_id == g.shop_id,
-                TemplateOverride.kind == kind,
-                TemplateOverride.channel == channel,
-                TemplateOverride.locale == locale,
-            )
-        ).first() or TemplateOverride(
+        row = session.exec(_shop_templates(kind, channel, [locale])).first() or TemplateOverride(
             shop_id=g.shop_id, kind=kind, channel=channel, locale=locale, text="",
             updated_at=rt.clock.now(),
         )  # fmt: skip
@@ -355,16 +359,11 @@ def put_template(kind: str, channel: str, locale: str):
 @require_shop
 def delete_template(kind: str, channel: str, locale: str):
     with Session(runtime().engine) as session:
-        deleted = session.exec(
-            delete(TemplateOverride).where(
-                TemplateOverride.shop_id == g.shop_id,
-                TemplateOverride.kind == kind,
-                TemplateOverride.channel == channel,
-                TemplateOverride.locale == locale,
-            )
-        ).rowcount
-        session.commit()
-    if not deleted:
+        row = session.exec(_shop_templates(kind, channel, [locale])).first()
+        if row is not None:
+            session.delete(row)
+            session.commit()
+    if row is None:
         return error_response(404, "not_found", "no such template of this shop")
     return "", 204
 
@@ -390,12 +389,12 @@ def preview_template():
     with Session(runtime().engine) as session:
         shop = session.get(Shop, g.shop_id)
         if source is None:
+            # The one a message in this locale would use (es-MX falls back to es).
             saved = session.exec(
-                select(TemplateOverride).where(
-                    TemplateOverride.shop_id == g.shop_id, TemplateOverride.kind == kind,
-                    TemplateOverride.channel == channel, TemplateOverride.locale == locale,
+                _shop_templates(kind, channel, locale_chain(locale)).order_by(
+                    func.length(TemplateOverride.locale).desc()
                 )
-            ).first()  # fmt: skip
+            ).first()
             if saved:
                 source = rendering.TemplateSource(saved.subject, saved.html, saved.text)
     context = rendering.sample_context(kind) | {"shop_name": shop.name}

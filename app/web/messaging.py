@@ -20,7 +20,12 @@ from app.web.errors import error_response
 from notifications import outbox
 from notifications.phone import keyword_action, to_e164
 from notifications.postmark import parse_webhook, verify_webhook_auth
-from notifications.twilio import parse_inbound, parse_status_callback, verify_signature
+from notifications.twilio import (
+    SIGNATURE_HEADER,
+    parse_inbound,
+    parse_status_callback,
+    verify_signature,
+)
 from notifications.unsubscribe import read_token
 
 bp = Blueprint("messaging", __name__)
@@ -68,7 +73,7 @@ def _twilio_verified() -> bool:
     url = f"{settings.public_url}{request.path}" + (f"?{query}" if query else "")
     return verify_signature(
         settings.twilio_auth_token, url, list(request.form.items(multi=True)),
-        request.headers.get("X-Twilio-Signature", ""),
+        request.headers.get(SIGNATURE_HEADER, ""),
     )  # fmt: skip
 
 
