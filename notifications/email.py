@@ -1,6 +1,6 @@
 """Rendering an `EmailMessage` into MIME, shared by every email provider.
 
-- `build_mime` makes the RFC 5322 message the SMTP provider sends:
+- `build_mime` writes the RFC 5322 message the SMTP provider sends:
   multipart/alternative with text/plain first and text/html last (RFC 2046
   §5.1.4: the last part is the preferred one), both UTF-8 and
   quoted-printable, so the message is 7-bit clean and no line exceeds the
@@ -11,20 +11,21 @@
   are kept. It never fetches remote stylesheets: rendering does no I/O.
 - `new_message_id` makes a globally unique RFC 5322 Message-ID.
 
-Nothing here keeps state between calls.
+Nothing here keeps state between calls but a cache of each shop's From field.
 """
 
 from __future__ import annotations
 
+import binascii
 import email.policy
 import re
 import uuid
 from datetime import UTC, datetime
 from email.errors import HeaderParseError
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage as MimeMessage
-from email.message import MIMEPart
 from email.utils import format_datetime
+from functools import lru_cache
 
 import css_inline
 
@@ -54,59 +55,133 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
 
-def build_mime(message: EmailMessage, *, date: datetime | None = None) -> MimeMessage:
-    """The MIME message for `message`, dated `date` (default: now, in UTC).
+def build_mime(message: EmailMessage, *, date: datetime | None = None) -> bytes:
+    """The RFC 5322 bytes of `message`, dated `date` (default: now, in UTC),
+    with CRLF line ends, ready for SMTP DATA.
+
+    Written directly rather than through `email.message`: building and
+    flattening with the standard library's header registry costs over 1 ms a
+    message, several times the rest of the work of sending one. Plain short
+    ASCII headers (nearly all of them) are written as they are; the rest
+    (non-ASCII, long, or anything that looks like an encoded word) are folded
+    and encoded by the standard library's own policy, and the From field,
+    which is the same for every message of a shop, is made once.
 
     Raises ValueError when the message cannot be written as a valid header
     block: a CR or LF in any header value (header injection), a malformed
     address, a malformed extra header name, or an extra header that would
     replace one set here (From, To, Subject, Date, Message-ID, Reply-To,
     MIME and content headers)."""
-    policy = email.policy.SMTP
-    mime = MimeMessage(policy=policy)
-    mime["From"] = _address(message.sender, message.sender_name)
-    mime["To"] = _address(message.to)
-    mime["Subject"] = message.subject
-    mime["Date"] = format_datetime((date or datetime.now(UTC)).astimezone(UTC), usegmt=True)
-    mime["Message-ID"] = message.message_id
+    values = [message.sender, message.sender_name, message.to, message.subject,
+              message.message_id, message.reply_to or "", *message.headers.values()]  # fmt: skip
+    if any("\r" in value or "\n" in value for value in values):
+        raise ValueError("Header values may not contain linefeed or carriage return characters")
+    # Addresses that are not ASCII need SMTPUTF8 (RFC 6531), and then the
+    # header block is UTF-8 (RFC 6532) instead of RFC 2047 encoded words.
+    international = not (message.sender + message.to + (message.reply_to or "")).isascii()
+    policy = email.policy.SMTPUTF8 if international else email.policy.SMTP
+    fields = [
+        _from_field(message.sender, message.sender_name, policy),
+        _address_field("To", message.to, policy),
+        _field("Subject", message.subject),
+        f"Date: {format_datetime((date or datetime.now(UTC)).astimezone(UTC), usegmt=True)}\r\n",
+        f"Message-ID: {message.message_id}\r\n",
+    ]
     if message.reply_to:
-        mime["Reply-To"] = _address(message.reply_to)
+        fields.append(_address_field("Reply-To", message.reply_to, policy))
     for name, value in message.headers.items():
         if not _FIELD_NAME.fullmatch(name):
             raise ValueError(f"invalid header name {name!r}")
         if name.lower() in _RESERVED_HEADERS:
             raise ValueError(f"header {name!r} is set from the message's own fields")
-        mime[name] = value
-    mime["MIME-Version"] = "1.0"
+        fields.append(_field(name, value))
+    # "=_" cannot occur in quoted-printable text, so the boundary cannot
+    # appear inside a part (RFC 2045 §6.7 suggests exactly this).
+    boundary = f"=_{uuid.uuid4().hex}"
+    head = "".join(fields) + (
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'
+    )
+    # text/plain first and text/html last: the last part is the preferred one.
+    return b"".join([
+        head.encode("utf-8" if international else "ascii"),
+        _part(boundary, "plain", message.text),
+        _part(boundary, "html", message.html),
+        f"--{boundary}--\r\n".encode(),
+    ])  # fmt: skip
 
-    text = MIMEPart(policy=policy)
-    text.set_content(message.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    html = MIMEPart(policy=policy)
-    html.set_content(message.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    mime.make_alternative()
-    mime.attach(text)
-    mime.attach(html)
-    return mime
+
+def _field(name: str, value: str) -> str:
+    """An unstructured header field with its CRLF, folded where it has spaces
+    (RFC 5322 §2.2.3), and RFC 2047-encoded when it is not ASCII or holds
+    text that a reader would take for an encoded word."""
+    plain = value.isascii() and "=?" not in value
+    if plain and len(name) + len(value) < 76:
+        return f"{name}: {value}\r\n"
+    if plain:
+        folded = email.policy.SMTP.header_factory(name, value).fold(policy=email.policy.SMTP)
+    else:
+        encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+        folded = f"{name}: {encoded}\r\n"
+    if any(len(line) > 998 for line in folded.split("\r\n")):
+        raise ValueError(f"header {name} is too long")
+    return folded
 
 
-def _address(addr_spec: str, display_name: str = "") -> Address:
+def _address_field(name: str, addr_spec: str, policy: email.policy.EmailPolicy) -> str:
+    address = _address(addr_spec)
+    if address is addr_spec and len(address) < 76:  # the common dot-atom form
+        return f"{name}: {address}\r\n"
+    return policy.header_factory(name, address).fold(policy=policy)
+
+
+@lru_cache(maxsize=1024)
+def _from_field(addr_spec: str, display_name: str, policy: email.policy.EmailPolicy) -> str:
+    """The From field, which only changes with the shop."""
+    address = Address(display_name=display_name, addr_spec=_address(addr_spec))
+    return policy.header_factory("From", address).fold(policy=policy)
+
+
+def _part(boundary: str, subtype: str, content: str) -> bytes:
+    """One body part: UTF-8, quoted-printable, so it is 7-bit clean and no
+    line is over 76 characters whatever the content (RFC 2045 §6.7)."""
+    text = content.replace("\r\n", "\n").replace("\r", "\n").encode()
+    # With LF alone in its input, every LF in b2a_qp's output is a line end.
+    encoded = binascii.b2a_qp(text, istext=True).replace(b"\n", b"\r\n")
+    return b"".join([
+        f"--{boundary}\r\nContent-Type: text/{subtype}; charset=\"utf-8\"\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode(),
+        encoded,
+        b"\r\n",
+    ])  # fmt: skip
+
+
+# RFC 5322 §3.2.3 dot-atom addresses, the form nearly every address takes; any
+# other form goes through the standard library's full address parser.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*")
+
+
+def _address(addr_spec: str) -> str:
+    """`addr_spec` as it is written in a header; ValueError if it is not one."""
+    if _DOT_ATOM_ADDRESS.fullmatch(addr_spec):
+        return addr_spec
     if any(ch in addr_spec for ch in "\r\n"):
         raise ValueError("Header values may not contain linefeed or carriage return characters")
     try:
-        address = Address(display_name=display_name, addr_spec=addr_spec)
+        address = Address(addr_spec=addr_spec)
     except (ValueError, IndexError, HeaderParseError) as exc:  # the header parser's errors
         raise ValueError(f"invalid address {addr_spec!r}: {exc}") from exc
     if not address.username or not address.domain:
         raise ValueError(f"invalid address {addr_spec!r}")
-    return address
+    return address.addr_spec
 
 
 def sender_problem(addr_spec: str) -> str | None:
     """Why `addr_spec` cannot be a sender address (None if it can): a bare
     address whose domain can also name our Message-IDs."""
     try:
-        address = _address(addr_spec)
-        new_message_id(address.domain)
+        new_message_id(_address(addr_spec).rpartition("@")[2])
     except ValueError as exc:
         return str(exc)
     return None

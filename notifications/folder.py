@@ -23,7 +23,7 @@ class FolderEmailProvider:
         for message in messages:
             file_name = message.message_id.strip("<>").replace("@", "_").replace("/", "_")
             path = self.directory / f"{file_name}.eml"
-            path.write_bytes(bytes(build_mime(message)))
+            path.write_bytes(build_mime(message))
             results.append(SendResult(Outcome.SENT, provider_id=message.message_id))
         return results
 

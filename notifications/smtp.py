@@ -33,7 +33,6 @@ import logging
 import smtplib
 import ssl
 from dataclasses import dataclass
-from email.message import EmailMessage as MimeMessage
 from typing import Literal, cast
 
 from notifications.email import build_mime
@@ -62,7 +61,7 @@ class _Dropped(Exception):
 class _Pending:
     index: int
     message: EmailMessage
-    mime: MimeMessage
+    data: bytes  # the whole message, as SMTP DATA sends it
 
 
 class SmtpProvider:
@@ -236,8 +235,12 @@ class SmtpProvider:
 
     def _send_one(self, conn: smtplib.SMTP, item: _Pending) -> SendResult:
         message = item.message
+        # Addresses that are not ASCII need the server's SMTPUTF8 (RFC 6531);
+        # smtplib raises SMTPNotSupportedError when it is not offered.
+        international = not (message.sender + message.to).isascii()
+        options = ["SMTPUTF8", "BODY=8BITMIME"] if international else []
         try:
-            conn.send_message(item.mime, from_addr=message.sender, to_addrs=[message.to])
+            conn.sendmail(message.sender, [message.to], item.data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = exc.recipients.get(message.to) or next(iter(exc.recipients.values()))
             return self._by_code(code, text, "recipient refused")

@@ -637,10 +637,79 @@ def test_smtp_421_closing_answer_is_transient_and_the_batch_goes_on_reconnected(
 # -- email.py ------------------------------------------------------------------
 
 
-def test_build_mime_dates_the_message_as_told():
-    mime = build_mime(make_message(), date=datetime(2026, 11, 22, 13, 0, tzinfo=UTC))
+def parsed(raw: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(raw, policy=email.policy.default)
 
-    assert str(mime["Date"]) == "Sun, 22 Nov 2026 13:00:00 +0000"
+
+def test_build_mime_dates_the_message_as_told():
+    raw = build_mime(make_message(), date=datetime(2026, 11, 22, 13, 0, tzinfo=UTC))
+
+    assert str(parsed(raw)["Date"]) == "Sun, 22 Nov 2026 13:00:00 +0000"
+
+
+def test_build_mime_writes_crlf_lines_of_at_most_78_characters_in_its_headers():
+    subject = "Your order #1001 from a store with a rather long name has shipped " * 3
+    raw = build_mime(make_message(subject=subject.strip(), sender_name="Demo Store " * 8))
+
+    header_block = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert max(len(line) for line in header_block.split(b"\r\n")) <= 78
+    mime = parsed(raw)
+    assert str(mime["Subject"]) == subject.strip()
+    assert mime["From"].addresses[0].display_name == ("Demo Store " * 8).strip()
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["=?utf-8?q?not_an_encoded_word?=", "Naïve café — ваш заказ", "  padded  "],
+    ids=["encoded-word-lookalike", "mixed-scripts", "spaces"],
+)
+def test_build_mime_subjects_read_back_exactly(subject):
+    mime = parsed(build_mime(make_message(subject=subject)))
+
+    assert str(mime["Subject"]).strip() == subject.strip()
+
+
+def test_build_mime_bodies_keep_every_line_and_trailing_space():
+    text = "line one  \nline two\r\n.\nFrom here\n\n" + "x" * 200
+    html = "<p>a</p>\n<p>" + "ü" * 300 + "</p>"
+    mime = parsed(build_mime(make_message(text=text, html=html)))
+
+    # Text travels with CRLF line ends (RFC 2046 §4.1.1), whatever it had.
+    plain, rich = (part.get_content().replace("\r\n", "\n") for part in mime.iter_parts())
+    assert plain.rstrip("\n") == text.replace("\r\n", "\n")
+    assert rich.rstrip("\n") == html
+
+
+def test_build_mime_quoted_address_forms_are_kept_and_garbage_refused():
+    raw = build_mime(make_message(to='"ana maria"@example.com'))
+
+    assert parsed(raw)["To"].addresses[0].addr_spec == '"ana maria"@example.com'
+    for bad in ["ana", "ana@", "@example.com", "ana@exa mple.com", "<ana@example.com>"]:
+        with pytest.raises(ValueError):
+            build_mime(make_message(to=bad))
+
+
+def test_build_mime_international_domain_writes_utf8_headers_and_a_7bit_body():
+    raw = build_mime(make_message(to="ana@bücher.example"))
+
+    header_block, body = raw.split(b"\r\n\r\n", 1)
+    assert "\r\nTo: ana@bücher.example\r\n".encode() in header_block
+    assert body.isascii()
+
+
+def test_smtp_international_address_goes_with_smtputf8_where_the_server_offers_it(smtp_server):
+    offers, lacks = smtp_server(enable_SMTPUTF8=True), smtp_server(enable_SMTPUTF8=False)
+    message = make_message(to="ana@bücher.example")
+
+    [sent] = smtp_provider(offers).send_batch([message])
+    [refused] = smtp_provider(lacks).send_batch([message])
+
+    assert sent.outcome is Outcome.SENT
+    assert offers.mailbox.received[0].rcpt_tos == ["ana@bücher.example"]
+    assert refused.outcome is Outcome.PERMANENT
+    assert "not supported" in refused.reason
+    assert lacks.mailbox.received == []
 
 
 @pytest.mark.parametrize(
