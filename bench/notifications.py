@@ -473,7 +473,7 @@ def analyze(engine, shop_id: int, total: int, smtp_port: int, batch_size: int) -
         smtp_security="none",
         outbox_batch_size=batch_size,
     )
-    rt = Runtime(settings=settings, engine=engine, clock=Clock(), secrets=None)  # type: ignore[arg-type]
+    rt = Runtime(settings=settings, engine=engine, clock=Clock(), secrets=None, oauth=None)  # type: ignore[arg-type]
     transports = Transports(
         SmtpProvider(HOST, smtp_port, "none", None, None, 10.0),
         FolderSmsProvider(settings.instance_dir / "sms.log"),
@@ -522,27 +522,23 @@ def analyze(engine, shop_id: int, total: int, smtp_port: int, batch_size: int) -
         return wrapper
 
     originals = (
-        dispatch.outbox.claim, dispatch._prepare, dispatch._record, dispatch._render,
-        dispatch.rendering.render, smtp.build_mime,
+        dispatch.outbox.claim, dispatch._prepare, dispatch._render, dispatch.rendering.render,
+        smtp.build_mime,
     )  # fmt: skip
     dispatch.outbox.claim = timed("claim", dispatch.outbox.claim)
-    dispatch._prepare = timed("prepare", dispatch._prepare)
-    dispatch._render = timed("prepare > _render", dispatch._render)
-    dispatch.rendering.render = timed("prepare > _render > templates", dispatch.rendering.render)
-    dispatch._record = timed("record", dispatch._record)
+    dispatch._prepare = timed("_prepare", dispatch._prepare)
+    dispatch._render = timed("_prepare > _render", dispatch._render)
+    dispatch.rendering.render = timed("_prepare > _render > templates", dispatch.rendering.render)
     smtp.build_mime = timed("send > build_mime", smtp.build_mime)
     transports.email.send_batch = timed("send", transports.email.send_batch)
     started = time.perf_counter()
     try:
         sent = 0
-        while True:
-            claimed = timed("dispatch_batch", dispatch.dispatch_batch)(rt, transports)
-            if not claimed:
-                break
+        while claimed := timed("dispatch_batch", dispatch.dispatch_batch)(rt, transports):
             sent += claimed
     finally:
         (
-            dispatch.outbox.claim, dispatch._prepare, dispatch._record, dispatch._render,
+            dispatch.outbox.claim, dispatch._prepare, dispatch._render,
             dispatch.rendering.render, smtp.build_mime,
         ) = originals  # fmt: skip
         event.remove(engine, "before_cursor_execute", before)
@@ -578,8 +574,7 @@ def show_profile(path: Path, total: int) -> None:
         "inline_css": "inline_css",
         "send_batch": "SmtpProvider.send_batch",
         "build_mime": "build_mime",
-        "send_message": "smtplib send_message",
-        "_record": "_record",
+        "sendmail": "smtplib sendmail",
         "commit": "Session.commit",
         "execute": "psycopg execute",
         "new_message_id": "new_message_id",

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from jinja2 import TemplateError
+from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
 from app.factory import Runtime
@@ -132,11 +133,21 @@ def _load(session: Session, batch: list[Notification], now: datetime) -> BatchFa
         ).all()
     }
     sends: dict[tuple[int, int], list[datetime]] = defaultdict(list)
+    # What other workers are sending right now counts too (as of its claim):
+    # two workers may hold messages for the same customer at once.
     recent = session.exec(
-        select(Notification.shop_id, Notification.customer_id, Notification.sent_at).where(
+        select(
+            Notification.shop_id,
+            Notification.customer_id,
+            func.coalesce(Notification.sent_at, Notification.updated_at),
+        ).where(
             Notification.shop_id.in_(shop_ids),
             Notification.customer_id.in_(customer_ids),
-            Notification.sent_at > now - policy.CAP_WINDOW,
+            or_(
+                Notification.sent_at > now - policy.CAP_WINDOW,
+                (Notification.status == outbox.SENDING)
+                & Notification.id.not_in([n.id for n in batch]),
+            ),
         )
     ).all()
     for shop_id, customer_id, sent_at in recent:

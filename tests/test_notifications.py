@@ -551,6 +551,34 @@ def test_the_cap_holds_within_one_batch(shop, deliver, work, db, send, mailbox, 
     assert sorted(n.status for n in notifications(db)) == ["queued", "queued", "sent", "sent"]
 
 
+def test_the_cap_counts_messages_another_worker_is_still_sending(
+    shop, deliver, work, db, send, mailbox, rt
+):
+    set_shop(db, shop.id, daily_message_cap=2)
+    deliver("orders/paid", "orders_paid")
+    work()
+    with Session(db) as session:
+        customer = session.exec(select(Customer)).one()
+        for n in range(3):
+            outbox.enqueue(
+                session, shop_id=shop.id, key=f"customer:7001001:test:{n}", kind="shipping",
+                category="transactional", channel="email", recipient="ana@example.com",
+                locale="en", context={"order_name": "#1001"}, now=rt.clock.now(),
+                customer_id=customer.id,
+            )  # fmt: skip
+        session.commit()
+    lease = timedelta(seconds=rt.settings.outbox_lease_seconds)
+    # Another worker holds two of them: with the provider, not yet recorded.
+    in_flight = outbox.claim(rt.engine, rt.clock.now(), 2, lease)
+
+    send()
+
+    assert len(in_flight) == 2 and mailbox.messages == []
+    assert sorted((n.status, n.status_detail) for n in notifications(db)) == [
+        ("queued", "frequency cap reached"), ("sending", None), ("sending", None),
+    ]  # fmt: skip
+
+
 def test_a_worker_whose_lease_ran_out_does_not_record_over_the_new_holder(
     shop, deliver, work, db, rt, clock
 ):
