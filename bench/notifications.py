@@ -62,21 +62,26 @@ PHASE_TIMEOUT = 600.0
 
 
 class _Accept:
-    """aiosmtpd handler: accepts every message at once, keeps nothing."""
+    """aiosmtpd handler: accepts every message, keeps nothing. `delay` is how
+    long it takes to answer the end of DATA, as a relay that queues the
+    message on disk first (0: at once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float) -> None:
         self.count = 0
+        self.delay = delay
 
     async def handle_DATA(self, server, session, envelope):
         self.count += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return "250 2.0.0 OK"
 
 
-def run_sink(port: int) -> None:
+def run_sink(port: int, delay: float) -> None:
     """`--sink PORT`: serve SMTP on loopback until SIGTERM."""
     from aiosmtpd.controller import Controller
 
-    handler = _Accept()
+    handler = _Accept(delay)
     controller = Controller(handler, hostname=HOST, port=port)
     controller.start()
     stop = asyncio.Event()
@@ -89,11 +94,11 @@ def run_sink(port: int) -> None:
     print(f"sink accepted {handler.count} message(s)", flush=True)
 
 
-def start_sink(log_dir: Path) -> tuple[subprocess.Popen, int]:
+def start_sink(log_dir: Path, delay_ms: float) -> tuple[subprocess.Popen, int]:
     port = free_port()
     log = (log_dir / "sink.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, __file__, "--sink", str(port)],
+        [sys.executable, __file__, "--sink", str(port), "--sink-delay-ms", str(delay_ms)],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -624,10 +629,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=50, help="CARELOOP_OUTBOX_BATCH_SIZE")
     parser.add_argument("--profile", action="store_true", help="cProfile one worker run")
     parser.add_argument("--analyze", action="store_true", help="count statements per message")
+    parser.add_argument(
+        "--sink-delay-ms", type=float, default=0.0,
+        help="the sink answers DATA after this long, as a real relay would (default 0)",
+    )  # fmt: skip
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
-        run_sink(args.sink)
+        run_sink(args.sink, args.sink_delay_ms / 1000)
         return
 
     from app.db import make_engine
@@ -636,13 +645,13 @@ def main() -> None:
     name = f"careloop_bench_notifications_{uuid.uuid4().hex[:8]}"
     log_dir = Path(tempfile.mkdtemp(prefix="careloop-bench-notifications-"))
     print(f"machine: {machine()}")
-    print(f"{total} notifications, batch size {args.batch_size}, {args.rounds} round(s); "
-          f"logs in {log_dir}")  # fmt: skip
+    print(f"{total} notifications, batch size {args.batch_size}, {args.rounds} round(s), "
+          f"sink answers DATA after {args.sink_delay_ms:g} ms; logs in {log_dir}")  # fmt: skip
     print("the SMTP sink (one aiosmtpd process) and PostgreSQL share these cores with "
           "the workers and this process.")  # fmt: skip
     url = create_database(name)
     engine = make_engine(url)
-    sink, smtp_port = start_sink(log_dir)
+    sink, smtp_port = start_sink(log_dir, args.sink_delay_ms)
     results: dict[str, list[float]] = {"floor": [], "one worker": [], "two workers": []}
     try:
         with engine.connect() as conn:
