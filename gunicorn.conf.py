@@ -1,7 +1,7 @@
 """Gunicorn settings for `careloop serve`.
 
-`careloop serve` passes --bind, --workers and --access-logfile on the command
-line (those win over this file). Gunicorn loads ./gunicorn.conf.py from the
+`careloop serve` passes --bind, --workers, --threads and --access-logfile on
+the command line (those win over this file). Gunicorn loads ./gunicorn.conf.py from the
 working directory by default, which is the project root in the Docker image
 (WORKDIR /app); elsewhere, pass it explicitly (`--config <root>/gunicorn.conf.py`).
 """
@@ -10,6 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+# Threaded workers: a webhook request spends most of its time waiting on
+# PostgreSQL, so one process overlaps several, and the requests that wait
+# together share one INSERT and one commit (app.inbox_writer). Threads also
+# keep connections alive, where sync workers pay a TCP connect per request.
+# The database pool (app.db) holds as many connections as a process has threads.
+worker_class = "gthread"
+threads = 8
 
 # Workers' heartbeat files on tmpfs: on an overlay filesystem (a container's
 # /tmp) their writes can stall and get healthy workers killed on timeout.

@@ -23,6 +23,9 @@ def make_engine(database_url: str, **kwargs) -> Engine:
     # No pre-ping: it would cost a round trip on every webhook. A connection
     # that died is detected on use, the pool is invalidated, and the request
     # answers 5xx (the sender retries) or the worker tries again.
+    # As many pooled connections as a web process has threads (gunicorn.conf.py):
+    # busy threads then never open and close overflow connections per request.
+    kwargs.setdefault("pool_size", 8)
     return create_engine(database_url, pool_recycle=1800, **kwargs)
 
 

@@ -2,8 +2,9 @@
 
 Receiving is one statement on the hot path: the INSERT selects the shop by
 domain (and that it is installed) and ignores a conflict on either dedupe key,
-so a new delivery costs one round trip. Only when nothing was inserted do we
-look again to say why (unknown shop, uninstalled, or a duplicate).
+so a new delivery costs one round trip, and on PostgreSQL concurrent requests
+share it (`app.inbox_writer`). Only when nothing was inserted do we look again
+to say why (unknown shop, uninstalled, or a duplicate).
 
 Processing claims one due row at a time (`FOR UPDATE SKIP LOCKED` on
 PostgreSQL, so several workers share the queue), applies it in the same
@@ -19,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from sqlmodel import Session, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from app.events import PayloadError
+from app.inbox_writer import InboxWriter
 from app.ingest import REDACTED_BODY, Cause, OrderNotKnown, apply, concerns_redacted
 from app.models import InboxMessage, ParkedReference, Shop
 from integrations import aftership, shipbob, shopify, standard_webhooks
@@ -97,7 +101,7 @@ _STORE_BY_ID = _store_sql("id")
 
 
 @contextmanager
-def _single_statements(engine: Engine) -> Iterator[Connection]:
+def single_statements(engine: Engine) -> Iterator[Connection]:
     """A connection for statements that each stand alone. On PostgreSQL they
     run in autocommit (the insert is atomic by itself; BEGIN and COMMIT would
     be two more round trips on the hot path); SQLite keeps its transaction,
@@ -113,9 +117,15 @@ def _single_statements(engine: Engine) -> Iterator[Connection]:
 def store(
     engine: Engine, delivery: Delivery, now: datetime, *, allow_uninstalled: bool
 ) -> StoreResult:
-    """Store a verified delivery; raises if the database cannot take it."""
+    """Store a verified delivery; raises if the database cannot take it.
+
+    On PostgreSQL the deliveries of concurrent requests share one statement
+    and one commit (`app.inbox_writer`). SQLite, the single-process default,
+    takes one writer at a time anyway: each delivery is its own statement."""
+    if engine.dialect.name == "postgresql":
+        return _writer(engine).store(delivery, now, allow_uninstalled)
     by_domain = isinstance(delivery.shop, str)
-    with _single_statements(engine) as conn:
+    with single_statements(engine) as conn:
         inserted = conn.execute(
             _STORE_BY_DOMAIN if by_domain else _STORE_BY_ID,
             {
@@ -133,16 +143,33 @@ def store(
         ).first()
         if inserted is not None:
             return StoreResult.STORED
-        shop = conn.execute(
-            select(Shop.uninstalled_at).where(
-                (Shop.domain if by_domain else Shop.id) == delivery.shop
-            )
-        ).first()
+        return why_not_stored(conn, delivery, allow_uninstalled)
+
+
+def why_not_stored(conn: Connection, delivery: Delivery, allow_uninstalled: bool) -> StoreResult:
+    """Why a delivery's INSERT inserted nothing."""
+    by_domain = isinstance(delivery.shop, str)
+    shop = conn.execute(
+        select(Shop.uninstalled_at).where((Shop.domain if by_domain else Shop.id) == delivery.shop)
+    ).first()
     if shop is None:
         return StoreResult.UNKNOWN_SHOP
     if shop.uninstalled_at is not None and not allow_uninstalled:
         return StoreResult.UNINSTALLED
     return StoreResult.DUPLICATE
+
+
+_writers: weakref.WeakKeyDictionary[Engine, InboxWriter] = weakref.WeakKeyDictionary()
+_writers_lock = threading.Lock()
+
+
+def _writer(engine: Engine) -> InboxWriter:
+    """The engine's one writer in this process, made on first use."""
+    with _writers_lock:
+        writer = _writers.get(engine)
+        if writer is None:
+            writer = _writers[engine] = InboxWriter(engine)
+        return writer
 
 
 def process_next(engine: Engine, now: datetime, max_attempts: int) -> InboxMessage | None:

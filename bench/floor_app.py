@@ -23,8 +23,8 @@ from flask import Flask, Response, request
 from sqlalchemy import create_engine, text
 
 SECRET = os.environ["SHOPIFY_API_SECRET"].encode()
-# The same pool sizes as the service (SQLAlchemy's defaults), without pool_pre_ping.
-engine = create_engine(os.environ["FLOOR_DATABASE_URL"])
+# The same pool size as the service (app.db), without pool_pre_ping.
+engine = create_engine(os.environ["FLOOR_DATABASE_URL"], pool_size=8)
 INSERT = text("INSERT INTO floor_inbox (body) VALUES (:body)")
 # The same bytes the service answers with, so that both sides move the same response.
 STORED = b'{"status":"stored"}\n'

@@ -716,7 +716,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=8000, help="measured webhooks per side")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent senders")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class")
     parser.add_argument("--rounds", type=int, default=8, help="alternating rounds per side")
     parser.add_argument("--warmup", type=int, default=500, help="warm-up webhooks per side")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import event, text
 from sqlmodel import Session, select
 
 from app.clock import Clock
@@ -194,3 +197,64 @@ def test_overlong_api_version_header_is_refused_400_not_a_storage_failure(shop, 
     assert response.status_code == 400
     assert "X-Shopify-API-Version" in response.json["error"]["message"]
     assert inbox_rows(db) == []
+
+
+def test_concurrent_deliveries_share_a_statement_and_each_is_stored_once(app, shop, db):
+    """On PostgreSQL the requests that arrive while a delivery is being written
+    go together in the next statement. The shop row is locked so that the
+    first delivery's INSERT waits (on its foreign key) while the others arrive."""
+    postgres = db.dialect.name == "postgresql"
+    rows_per_insert: list[int] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().startswith("INSERT INTO inbox"):
+            rows_per_insert.append(statement.count("(%s") if postgres else 1)
+
+    def post(topic: str, domain: str = SHOP_DOMAIN, webhook_id: str | None = None):
+        body = json.dumps(load_fixture("shopify", "orders_create")).encode()
+        headers = shopify_headers(topic, body, domain=domain, webhook_id=webhook_id,
+                                  event_id=webhook_id)  # fmt: skip
+        return app.test_client().post("/webhooks/shopify", data=body, headers=headers)
+
+    answers: dict[str, tuple[int, str]] = {}
+
+    def send(name: str, *args):
+        response = post(*args)
+        answers[name] = (response.status_code, (response.json.get("status") or
+                                                response.json["error"]["code"]))  # fmt: skip
+
+    followers = [(f"new-{n}", "orders/create", SHOP_DOMAIN, f"wh-{n}") for n in range(10)]
+    followers += [("again-3", "orders/create", SHOP_DOMAIN, "wh-3"),
+                  ("stranger", "orders/create", "stranger.myshopify.com", "wh-x")]  # fmt: skip
+    event.listen(db, "before_cursor_execute", count)
+    try:
+        with db.connect() as holder:
+            if postgres:
+                holder.execute(text("SELECT id FROM shops WHERE id = :id FOR UPDATE"),
+                               {"id": shop.id})  # fmt: skip
+            first_args = ("first", "orders/create", SHOP_DOMAIN, "wh-first")
+            first = threading.Thread(target=send, args=first_args)
+            first.start()
+            deadline = time.monotonic() + 10
+            while postgres and not rows_per_insert and time.monotonic() < deadline:
+                time.sleep(0.01)
+            threads = [threading.Thread(target=send, args=f) for f in followers]
+            for thread in threads:
+                thread.start()
+            time.sleep(1.0)  # every follower is waiting for the first INSERT by now
+            holder.rollback()
+        for thread in [first, *threads]:
+            thread.join(timeout=30)
+    finally:
+        event.remove(db, "before_cursor_execute", count)
+
+    assert answers["first"] == (200, "stored")
+    assert answers["stranger"] == (404, "unknown_shop")
+    assert sorted([answers["new-3"], answers["again-3"]]) == [(200, "duplicate"), (200, "stored")]
+    assert {answers[f"new-{n}"] for n in range(10) if n != 3} == {(200, "stored")}
+    stored = sorted(row.delivery_id for row in inbox_rows(db))
+    assert stored == sorted(["wh-first", *(f"wh-{n}" for n in range(10))])
+    if postgres:
+        # The first alone; the ten and the stranger together; the repeat of
+        # wh-3 in a statement of its own, after the one that held wh-3.
+        assert rows_per_insert == [1, 11, 1]
