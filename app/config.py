@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from notifications.email import sender_problem
+from notifications.smtp import MAX_CONNECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "test", "production")
@@ -62,6 +63,7 @@ class Settings:
     smtp_security: str = "starttls"
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
+    smtp_connections: int = 4
     postmark_server_token: str | None = field(default=None, repr=False)
     postmark_api_url: str = "https://api.postmarkapp.com"
     postmark_webhook_password: str | None = field(default=None, repr=False)
@@ -161,6 +163,7 @@ class Settings:
             smtp_security=_choice(values, "SMTP_SECURITY", ("starttls", "tls", "none"), "starttls"),
             smtp_username=_optional(values, "SMTP_USERNAME"),
             smtp_password=_optional(values, "SMTP_PASSWORD"),
+            smtp_connections=_positive_int(values, "SMTP_CONNECTIONS", 4, MAX_CONNECTIONS),
             postmark_server_token=_optional(values, "POSTMARK_SERVER_TOKEN"),
             postmark_api_url=(values.get("POSTMARK_API_URL") or cls.postmark_api_url).rstrip("/"),
             postmark_webhook_password=_optional(values, "POSTMARK_WEBHOOK_PASSWORD"),
@@ -218,7 +221,9 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
-def _positive_int(values: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(
+    values: Mapping[str, str], name: str, default: int, maximum: int | None = None
+) -> int:
     raw = values.get(name)
     if raw is None or raw == "":
         return default
@@ -228,6 +233,8 @@ def _positive_int(values: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
     if parsed <= 0:
         raise ConfigError(f"{name} must be greater than 0, not {raw!r}")
+    if maximum is not None and parsed > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, not {raw!r}")
     return parsed
 
 

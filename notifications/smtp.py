@@ -1,9 +1,13 @@
 """Email over SMTP (RFC 5321) with the standard library's `smtplib`.
 
-One connection per batch: connect (implicit TLS, RFC 8314, or plain then
-STARTTLS, RFC 3207), EHLO, AUTH when a username is configured, then one
-MAIL/RCPT/DATA transaction per message, and QUIT. Every socket operation has
-the configured timeout.
+A batch is split over `connections` connections (SMTP_CONNECTIONS), each in
+a thread of its own: every message costs four round trips (MAIL, RCPT,
+DATA, the content), and a relay takes milliseconds to answer each, so one
+connection at a time would leave the worker waiting most of the time. Per
+connection: connect (implicit TLS, RFC 8314, or plain then STARTTLS, RFC
+3207), EHLO, AUTH when a username is configured, then one MAIL/RCPT/DATA
+transaction per message, and QUIT. Every socket operation has the
+configured timeout.
 
 Classification, per message (RFC 5321 §4.2.1: 2yz success, 4yz transient
 negative, 5yz permanent negative):
@@ -19,8 +23,9 @@ negative, 5yz permanent negative):
   yet sent TRANSIENT (our configuration or the server's state, never the
   recipient's fault); the reason says "authentication failed" for AUTH;
 - the connection drops mid-batch (or the server closes it with 421) -> one
-  reconnect, and the batch goes on from the message in flight (the outbox
-  delivers at least once); a second drop makes the rest TRANSIENT.
+  reconnect, and that connection's share of the batch goes on from the
+  message in flight (the outbox delivers at least once); a second drop makes
+  the rest of its share TRANSIENT.
 
 The password is never logged and never put in a reason: reasons are built
 from the server's replies, and any echo of the credentials is scrubbed.
@@ -32,6 +37,7 @@ import base64
 import logging
 import smtplib
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -41,6 +47,7 @@ from notifications.messages import EmailMessage, Outcome, SendResult
 log = logging.getLogger(__name__)
 
 Security = Literal["starttls", "tls", "none"]
+MAX_CONNECTIONS = 32
 _SECURITY = ("starttls", "tls", "none")
 
 
@@ -77,6 +84,7 @@ class SmtpProvider:
         timeout_seconds: float,
         local_hostname: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        connections: int = 1,
     ):
         if security not in _SECURITY:
             raise ValueError(f"security must be one of {', '.join(_SECURITY)}, not {security!r}")
@@ -86,6 +94,9 @@ class SmtpProvider:
             raise ValueError("timeout_seconds must be positive")
         if username and not password:
             raise ValueError("a username needs a password")
+        if not 1 <= connections <= MAX_CONNECTIONS:
+            raise ValueError(f"connections must be between 1 and {MAX_CONNECTIONS}")
+        self.connections = connections
         self.host = host
         self.port = port
         self.security = security
@@ -110,8 +121,16 @@ class SmtpProvider:
                 pending.append(_Pending(index, message, build_mime(message)))
             except ValueError as exc:
                 results[index] = SendResult(Outcome.PERMANENT, reason=f"invalid message: {exc}")
-        if pending:
-            self._deliver(pending, results)
+        lanes = [pending[start :: self.connections] for start in range(self.connections)]
+        lanes = [lane for lane in lanes if lane]
+        if len(lanes) == 1:
+            self._deliver(lanes[0], results)
+        elif lanes:
+            # Each lane fills its own slots of `results`; the threads wait on
+            # the server, not on each other.
+            with ThreadPoolExecutor(len(lanes), thread_name_prefix="smtp") as pool:
+                for done in [pool.submit(self._deliver, lane, results) for lane in lanes]:
+                    done.result()
         return cast(list[SendResult], results)  # every slot is filled by now
 
     # -- the session -------------------------------------------------------

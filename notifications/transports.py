@@ -26,6 +26,7 @@ def from_settings(settings: Settings) -> Transports:
         email: EmailProvider = SmtpProvider(
             settings.smtp_host, settings.smtp_port, settings.smtp_security,
             settings.smtp_username, settings.smtp_password, timeout,
+            connections=settings.smtp_connections,
         )  # fmt: skip
     elif settings.postmark_server_token:
         email = PostmarkProvider(settings.postmark_server_token, settings.postmark_api_url, timeout)

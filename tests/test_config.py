@@ -170,6 +170,8 @@ def test_rewriting_the_driver_keeps_a_password_with_special_characters(base):
         ("CARELOOP_WORKER_POLL_SECONDS", "soon"),
         ("CARELOOP_WORKER_POLL_SECONDS", "0"),
         ("CARELOOP_LOG_LEVEL", "LOUD"),
+        ("SMTP_CONNECTIONS", "0"),
+        ("SMTP_CONNECTIONS", "33"),
     ],
 )
 def test_malformed_number_or_level_is_a_config_error_naming_the_setting(base, name, raw):

@@ -405,6 +405,34 @@ def test_smtp_batch_uses_one_connection_and_the_configured_helo_name(smtp_server
     assert {got.helo for got in server.mailbox.received} == {"mailer.careloop.test"}
 
 
+def test_smtp_batch_over_several_connections_sends_each_message_once_in_result_order(
+    smtp_server,
+):
+    server = smtp_server()
+    server.mailbox.rcpt_replies["refused@example.com"] = "550 5.1.1 No such user"
+    server.mailbox.drop_on_rcpt.add("customer4@example.com")  # one lane reconnects
+    messages = [make_message(to=f"customer{i}@example.com") for i in range(9)]
+    messages.insert(5, make_message(to="refused@example.com"))
+
+    results = smtp_provider(server, connections=3).send_batch(messages)
+
+    outcomes = [r.outcome for r in results]
+    assert outcomes == [Outcome.SENT] * 5 + [Outcome.PERMANENT] + [Outcome.SENT] * 4
+    sent = [m for m, r in zip(messages, results, strict=True) if r.outcome is Outcome.SENT]
+    assert [r.provider_id for r in results if r.outcome is Outcome.SENT] == [
+        m.message_id for m in sent
+    ]
+    got = sorted(str(g.message["Message-ID"]) for g in server.mailbox.received)
+    assert got == sorted(m.message_id for m in sent)  # each once, none lost to the drop
+    assert server.connections == 4  # three lanes, one of which reconnected
+
+
+def test_smtp_connections_setting_is_bounded():
+    for bad in (0, 33):
+        with pytest.raises(ValueError, match="connections"):
+            SmtpProvider("127.0.0.1", 25, "none", None, None, 5, connections=bad)
+
+
 def test_smtp_authenticates_when_a_username_is_configured(smtp_server):
     server = smtp_server(authenticator=authenticator, auth_required=True, auth_require_tls=False)
 

@@ -115,6 +115,10 @@ def worker_env(env: dict[str, str], smtp_port: int) -> dict[str, str]:
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(smtp_port),
             "SMTP_SECURITY": "none",
+            # One connection per batch, so that the batch in flight at the kill is
+            # the last connection's (a batch over several connections is tested
+            # in test_email_providers.py).
+            "SMTP_CONNECTIONS": "1",
             "CARELOOP_OUTBOX_BATCH_SIZE": str(BATCH_SIZE),
             "CARELOOP_OUTBOX_LEASE_SECONDS": str(LEASE_SECONDS),
             "CARELOOP_WORKER_POLL_SECONDS": "0.1",
