@@ -111,7 +111,7 @@ class InboxWriter:
                 self._writing = False
 
     def _write(self, batch: list[_Request]) -> None:
-        from app import inbox
+        from app import inbox  # at call time: app.inbox imports this module
 
         try:
             with inbox.single_statements(self._engine) as conn:

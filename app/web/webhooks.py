@@ -50,6 +50,13 @@ def _json_object(body: bytes) -> tuple[str, dict]:
     return text, payload
 
 
+# Answered to every accepted delivery; written once rather than per request.
+_ANSWERS = {
+    result: orjson.dumps({"status": result.value}) + b"\n"
+    for result in (inbox.StoreResult.STORED, inbox.StoreResult.DUPLICATE)
+}
+
+
 def _store(delivery: inbox.Delivery, *, allow_uninstalled: bool = False):
     rt = runtime()
     try:
@@ -67,13 +74,6 @@ def _store(delivery: inbox.Delivery, *, allow_uninstalled: bool = False):
     metrics.WEBHOOKS_RECEIVED.labels(delivery.source, delivery.topic, result.value).inc()
     rt.inbox_wakeup.set()
     return Response(_ANSWERS[result], mimetype="application/json")
-
-
-# Answered to every accepted delivery; written once rather than per request.
-_ANSWERS = {
-    result: orjson.dumps({"status": result.value}) + b"\n"
-    for result in (inbox.StoreResult.STORED, inbox.StoreResult.DUPLICATE)
-}
 
 
 def _answer(source: str, receive):
