@@ -199,46 +199,51 @@ def test_overlong_api_version_header_is_refused_400_not_a_storage_failure(shop, 
     assert inbox_rows(db) == []
 
 
-def test_concurrent_deliveries_share_a_statement_and_each_is_stored_once(app, shop, db):
-    """On PostgreSQL the requests that arrive while a delivery is being written
-    go together in the next statement. The shop row is locked so that the
-    first delivery's INSERT waits (on its foreign key) while the others arrive."""
+ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+def post_order(app, webhook_id: str, domain: str = SHOP_DOMAIN):
+    """An orders/create delivery whose webhook and event ids are `webhook_id`."""
+    body = json.dumps(load_fixture("shopify", "orders_create")).encode()
+    headers = shopify_headers("orders/create", body, domain=domain, webhook_id=webhook_id,
+                              event_id=webhook_id)  # fmt: skip
+    return app.test_client().post("/webhooks/shopify", data=body, headers=headers)
+
+
+def send_while_the_first_waits(app, db, shop_id: int, followers: list[tuple[str, str]]):
+    """POST `wh-first`, then, while its INSERT is held up, the followers (each
+    a webhook id and a shop domain), at once from threads of their own.
+
+    On PostgreSQL the shop row is locked, so that the first INSERT waits on its
+    foreign key while the others arrive. Returns each webhook id's (status
+    code, status or error code), and the deliveries each INSERT carried."""
     postgres = db.dialect.name == "postgresql"
     rows_per_insert: list[int] = []
+    answers: dict[str, tuple[int, str]] = {}
 
     def count(conn, cursor, statement, parameters, context, executemany):
         if statement.lstrip().startswith("INSERT INTO inbox"):
             rows_per_insert.append(statement.count("(%s") if postgres else 1)
 
-    def post(topic: str, domain: str = SHOP_DOMAIN, webhook_id: str | None = None):
-        body = json.dumps(load_fixture("shopify", "orders_create")).encode()
-        headers = shopify_headers(topic, body, domain=domain, webhook_id=webhook_id,
-                                  event_id=webhook_id)  # fmt: skip
-        return app.test_client().post("/webhooks/shopify", data=body, headers=headers)
+    def send(webhook_id: str, domain: str) -> None:
+        response = post_order(app, webhook_id, domain)
+        answer = response.json.get("status") or response.json["error"]["code"]
+        answers.setdefault(webhook_id, (response.status_code, answer))
+        answers[f"{webhook_id} again"] = (response.status_code, answer)
 
-    answers: dict[str, tuple[int, str]] = {}
-
-    def send(name: str, *args):
-        response = post(*args)
-        answers[name] = (response.status_code, (response.json.get("status") or
-                                                response.json["error"]["code"]))  # fmt: skip
-
-    followers = [(f"new-{n}", "orders/create", SHOP_DOMAIN, f"wh-{n}") for n in range(10)]
-    followers += [("again-3", "orders/create", SHOP_DOMAIN, "wh-3"),
-                  ("stranger", "orders/create", "stranger.myshopify.com", "wh-x")]  # fmt: skip
     event.listen(db, "before_cursor_execute", count)
     try:
         with db.connect() as holder:
             if postgres:
-                holder.execute(text("SELECT id FROM shops WHERE id = :id FOR UPDATE"),
-                               {"id": shop.id})  # fmt: skip
-            first_args = ("first", "orders/create", SHOP_DOMAIN, "wh-first")
-            first = threading.Thread(target=send, args=first_args)
+                holder.execute(
+                    text("SELECT id FROM shops WHERE id = :id FOR UPDATE"), {"id": shop_id}
+                )
+            first = threading.Thread(target=send, args=("wh-first", SHOP_DOMAIN))
             first.start()
             deadline = time.monotonic() + 10
             while postgres and not rows_per_insert and time.monotonic() < deadline:
                 time.sleep(0.01)
-            threads = [threading.Thread(target=send, args=f) for f in followers]
+            threads = [threading.Thread(target=send, args=follower) for follower in followers]
             for thread in threads:
                 thread.start()
             time.sleep(1.0)  # every follower is waiting for the first INSERT by now
@@ -247,14 +252,57 @@ def test_concurrent_deliveries_share_a_statement_and_each_is_stored_once(app, sh
             thread.join(timeout=30)
     finally:
         event.remove(db, "before_cursor_execute", count)
+    return answers, rows_per_insert
 
-    assert answers["first"] == (200, "stored")
-    assert answers["stranger"] == (404, "unknown_shop")
-    assert sorted([answers["new-3"], answers["again-3"]]) == [(200, "duplicate"), (200, "stored")]
-    assert {answers[f"new-{n}"] for n in range(10) if n != 3} == {(200, "stored")}
+
+def test_concurrent_deliveries_share_a_statement_and_each_is_stored_once(app, shop, db):
+    """On PostgreSQL the requests that arrive while a delivery is being
+    written go together in the next statement (group commit)."""
+    new = [(f"wh-{n}", SHOP_DOMAIN) for n in range(10)]
+    followers = [*new, ("wh-3", SHOP_DOMAIN), ("wh-x", "stranger.myshopify.com")]
+
+    answers, rows_per_insert = send_while_the_first_waits(app, db, shop.id, followers)
+
+    assert answers["wh-first"] == (200, "stored")
+    assert answers["wh-x"] == (404, "unknown_shop")
+    # wh-3 was sent twice at once: one copy is stored, the other a duplicate.
+    assert sorted([answers["wh-3"], answers["wh-3 again"]]) == [
+        (200, "duplicate"), (200, "stored"),
+    ]  # fmt: skip
+    assert {answers[f"wh-{n}"] for n in range(10) if n != 3} == {(200, "stored")}
     stored = sorted(row.delivery_id for row in inbox_rows(db))
     assert stored == sorted(["wh-first", *(f"wh-{n}" for n in range(10))])
-    if postgres:
+    if db.dialect.name == "postgresql":
         # The first alone; the ten and the stranger together; the repeat of
         # wh-3 in a statement of its own, after the one that held wh-3.
         assert rows_per_insert == [1, 11, 1]
+
+
+@ON_POSTGRESQL
+def test_a_shared_statement_that_fails_answers_503_to_all_in_it_and_stores_none(app, shop, db):
+    # A trigger refuses one delivery, so the statement that carries it fails.
+    with db.begin() as conn:
+        conn.execute(text(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.delivery_id = 'wh-poison' THEN RAISE EXCEPTION 'poison'; END IF; "
+            "RETURN NEW; END $$"
+        ))  # fmt: skip
+        conn.execute(text("CREATE TRIGGER refuse_poison BEFORE INSERT ON inbox "
+                          "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"))  # fmt: skip
+    try:
+        followers = [(f"wh-{n}", SHOP_DOMAIN) for n in range(4)] + [("wh-poison", SHOP_DOMAIN)]
+        answers, rows_per_insert = send_while_the_first_waits(app, db, shop.id, followers)
+    finally:
+        with db.begin() as conn:
+            conn.execute(text("DROP TRIGGER refuse_poison ON inbox"))
+            conn.execute(text("DROP FUNCTION refuse_poison()"))
+
+    assert rows_per_insert == [1, 5]
+    assert answers["wh-first"] == (200, "stored")
+    assert {answers[f"wh-{n}"] for n in range(4)} == {(503, "storage_unavailable")}
+    assert answers["wh-poison"] == (503, "storage_unavailable")
+    assert [row.delivery_id for row in inbox_rows(db)] == ["wh-first"]
+    # Shopify retries them; nothing was left half-done, and they are stored now.
+    retried = [post_order(app, f"wh-{n}") for n in range(4)]
+    assert [(r.status_code, r.json["status"]) for r in retried] == [(200, "stored")] * 4
+    assert len(inbox_rows(db)) == 5
