@@ -25,7 +25,9 @@ class Rule:
 
 
 SHIPPING = Rule("shipping", policy.TRANSACTIONAL, ("email", "sms"))
-UNDER_WAY = {ShipmentStatus.SHIPPED, ShipmentStatus.IN_TRANSIT}
+# A carrier's first scan may already say "out for delivery": the parcel has
+# shipped all the same. Later stages (delivered, pickup) are other news.
+UNDER_WAY = {ShipmentStatus.SHIPPED, ShipmentStatus.IN_TRANSIT, ShipmentStatus.OUT_FOR_DELIVERY}
 # News older than this is history (a replay, a late import): nobody wants a
 # "your order has shipped" about a parcel that left days ago.
 STALE_AFTER = timedelta(hours=72)

@@ -168,6 +168,35 @@ def test_first_shipment_queues_one_shipping_message_with_the_state_change(shop, 
     assert len(notifications(db)) == 1
 
 
+def test_a_parcel_first_heard_of_out_for_delivery_still_gets_the_shipping_message(
+    shop, deliver, work, db
+):
+    deliver("orders/paid", "orders_paid")
+    fulfillment = load_fixture("shopify", "fulfillments_create")
+    deliver("fulfillments/create", fulfillment | {"shipment_status": "out_for_delivery"})
+    work()
+    [message] = notifications(db)
+    assert (message.kind, message.status) == ("shipping", "queued")
+
+    # Later news of the same parcel, in or out of order, tells nobody again.
+    deliver(
+        "fulfillments/update",
+        fulfillment | {"shipment_status": "in_transit", "updated_at": "2026-11-21T10:00:00+01:00"},
+    )
+    deliver(
+        "fulfillments/update",
+        fulfillment | {"shipment_status": "delivered", "updated_at": "2026-11-21T18:00:00+01:00"},
+    )
+    work()
+    assert len(notifications(db)) == 1
+
+
+def test_news_of_a_parcel_that_left_days_ago_tells_nobody(shop, deliver, work, db, clock):
+    clock.advance(hours=24 * 4)  # the fulfillment happened on the 21st; now it is the 26th
+    ship(deliver, work)
+    assert notifications(db) == []
+
+
 def test_customer_without_email_is_told_by_sms(shop, deliver, work, db):
     ship_to_a_phone_only_customer(deliver, work)
     [message] = notifications(db)
