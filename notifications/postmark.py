@@ -37,7 +37,10 @@ Classification (per message, from `ErrorCode`):
 - 0 -> SENT, `provider_id` = Postmark's `MessageID` (what its webhooks name);
 - 406 inactive recipient (hard bounce, spam complaint or manual suppression)
   -> PERMANENT, `unsubscribed=True`;
-- 300 invalid email request -> PERMANENT;
+- 300 invalid email request -> PERMANENT, except when it blames the From
+  address ("Invalid 'From' address: … is not a verified sender signature",
+  Postmark support: "Troubleshooting 422 Unprocessable Entity Errors"): that
+  is our configuration, so TRANSIENT until someone verifies the sender;
 - 10 bad or missing token -> TRANSIENT, "authentication failed";
 - anything else (429 rate limit, 100 maintenance, sender signature or
   account states, unknown codes) -> TRANSIENT: not the recipient's doing, so
@@ -236,8 +239,11 @@ def _classify(item: Mapping[str, Any]) -> SendResult:
             unsubscribed=True,
         )
     if code == ERROR_INVALID_EMAIL_REQUEST:
+        ours = "'from'" in text.lower() or "sender signature" in text.lower()
         return SendResult(
-            Outcome.PERMANENT, reason=text or "invalid email request", error_code=error_code
+            Outcome.TRANSIENT if ours else Outcome.PERMANENT,
+            reason=text or "invalid email request",
+            error_code=error_code,
         )
     if code == ERROR_BAD_TOKEN:
         reason = "authentication failed" + (f": {text}" if text else "")

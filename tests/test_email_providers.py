@@ -850,6 +850,12 @@ class PostmarkStandIn:
                 "ErrorCode": 300,
                 "Message": "Provide either email TextBody or HtmlBody or both.",
             }
+        if message["From"].endswith("<unverified@shop.example>"):
+            return {
+                "ErrorCode": 300,
+                "Message": "Invalid 'From' address: 'unverified@shop.example' is not a "
+                "verified sender signature.",
+            }
         to = message["To"]
         if "." not in to.rpartition("@")[2]:  # Postmark wants a dotted domain
             return {**ERRORS["invalid_email_request"], "To": to}
@@ -956,6 +962,16 @@ def test_postmark_invalid_email_request_is_permanent_not_unsubscribed(postmark):
     assert [r.outcome for r in results] == [Outcome.PERMANENT, Outcome.SENT]
     assert results[0].error_code == "300"
     assert results[0].unsubscribed is False
+
+
+def test_postmark_unverified_sender_is_transient_because_it_is_our_configuration(postmark):
+    [result] = postmark_provider(postmark).send_batch(
+        [make_message(sender="unverified@shop.example")]
+    )
+
+    assert result.outcome is Outcome.TRANSIENT
+    assert result.error_code == "300"
+    assert "verified sender signature" in result.reason
 
 
 def test_postmark_bad_token_is_transient_authentication_failed(postmark):
