@@ -64,8 +64,9 @@ def build_mime(message: EmailMessage, *, date: datetime | None = None) -> bytes:
     message, several times the rest of the work of sending one. Plain short
     ASCII headers (nearly all of them) are written as they are; the rest
     (non-ASCII, long, or anything that looks like an encoded word) are folded
-    and encoded by the standard library's own policy, and the From field,
-    which is the same for every message of a shop, is made once.
+    and encoded by the standard library (`email.header`, `email.policy`), and
+    the From field, which is the same for every message of a shop, is made
+    once.
 
     Raises ValueError when the message cannot be written as a valid header
     block: a CR or LF in any header value (header injection), a malformed
@@ -130,7 +131,7 @@ def _field(name: str, value: str) -> str:
 
 def _address_field(name: str, addr_spec: str, policy: email.policy.EmailPolicy) -> str:
     address = _address(addr_spec)
-    if address is addr_spec and len(address) < 76:  # the common dot-atom form
+    if address == addr_spec and address.isascii() and len(name) + len(address) < 76:
         return f"{name}: {address}\r\n"
     return policy.header_factory(name, address).fold(policy=policy)
 
