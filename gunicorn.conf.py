@@ -1,9 +1,10 @@
 """Gunicorn settings for `careloop serve`.
 
-`careloop serve` passes --bind, --workers, --threads and --access-logfile on
-the command line (those win over this file). Gunicorn loads ./gunicorn.conf.py from the
-working directory by default, which is the project root in the Docker image
-(WORKDIR /app); elsewhere, pass it explicitly (`--config <root>/gunicorn.conf.py`).
+`careloop serve` passes --bind, --workers and --access-logfile (and --threads
+when given) on the command line; those win over this file. Gunicorn loads
+./gunicorn.conf.py from the working directory by default, which is the project
+root in the Docker image (WORKDIR /app); elsewhere, pass it explicitly
+(`--config <root>/gunicorn.conf.py`).
 """
 
 from __future__ import annotations

@@ -122,9 +122,9 @@ def run(host: str, port: int) -> None:
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64),
-              help="Threads per worker process (gthread).")  # fmt: skip
-def serve(host: str, port: int, workers: int, threads: int) -> None:
+@click.option("--threads", type=click.IntRange(1, 64),
+              help="Threads per worker process [default: gunicorn.conf.py's, 8]")  # fmt: skip
+def serve(host: str, port: int, workers: int, threads: int | None) -> None:
     """The web app alone, under gunicorn (production)."""
     load_runtime()  # fail fast on configuration before forking
     from gunicorn.app.wsgiapp import WSGIApplication
@@ -134,7 +134,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         "--config", str(ROOT / "gunicorn.conf.py"),
         "--bind", f"{host}:{port}",
         "--workers", str(workers),
-        "--threads", str(threads),
+        *(["--threads", str(threads)] if threads else []),
         "--access-logfile", "-",
         "app.wsgi:application",
     ]  # fmt: skip

@@ -22,8 +22,6 @@ import logging
 import random
 import threading
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -100,34 +98,24 @@ _STORE_BY_DOMAIN = _store_sql("domain")
 _STORE_BY_ID = _store_sql("id")
 
 
-@contextmanager
-def single_statements(engine: Engine) -> Iterator[Connection]:
-    """A connection for statements that each stand alone. On PostgreSQL they
-    run in autocommit (the insert is atomic by itself; BEGIN and COMMIT would
-    be two more round trips on the hot path); SQLite keeps its transaction,
-    whose BEGIN IMMEDIATE serialises writers."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            yield conn
-    else:
-        with engine.begin() as conn:
-            yield conn
-
-
 def store(
     engine: Engine, delivery: Delivery, now: datetime, *, allow_uninstalled: bool
 ) -> StoreResult:
     """Store a verified delivery; raises if the database cannot take it.
 
     On PostgreSQL the deliveries of concurrent requests share one statement
-    and one commit (`app.inbox_writer`). SQLite, the single-process default,
-    takes one writer at a time anyway: each delivery is its own statement."""
+    and one commit (`app.inbox_writer`), run in autocommit: BEGIN and COMMIT
+    would be two more round trips on the hot path. SQLite, the single-process
+    default, takes one writer at a time anyway: each delivery is its own
+    statement, in a transaction whose BEGIN IMMEDIATE serialises writers."""
     if engine.dialect.name == "postgresql":
-        return _writer(engine).store(delivery, now, allow_uninstalled)
-    by_domain = isinstance(delivery.shop, str)
-    with single_statements(engine) as conn:
+        if _writer(engine).insert(delivery, now, allow_uninstalled):
+            return StoreResult.STORED
+        with engine.connect() as conn:
+            return _why_not_stored(conn, delivery, allow_uninstalled)
+    with engine.begin() as conn:
         inserted = conn.execute(
-            _STORE_BY_DOMAIN if by_domain else _STORE_BY_ID,
+            _STORE_BY_DOMAIN if isinstance(delivery.shop, str) else _STORE_BY_ID,
             {
                 "source": delivery.source,
                 "topic": delivery.topic,
@@ -143,11 +131,12 @@ def store(
         ).first()
         if inserted is not None:
             return StoreResult.STORED
-        return why_not_stored(conn, delivery, allow_uninstalled)
+        return _why_not_stored(conn, delivery, allow_uninstalled)
 
 
-def why_not_stored(conn: Connection, delivery: Delivery, allow_uninstalled: bool) -> StoreResult:
-    """Why a delivery's INSERT inserted nothing."""
+def _why_not_stored(conn: Connection, delivery: Delivery, allow_uninstalled: bool) -> StoreResult:
+    """Why a delivery's INSERT inserted nothing: its shop is unknown or
+    uninstalled, or the delivery is stored already."""
     by_domain = isinstance(delivery.shop, str)
     shop = conn.execute(
         select(Shop.uninstalled_at).where((Shop.domain if by_domain else Shop.id) == delivery.shop)

@@ -15,9 +15,9 @@ waiting, so no request writes for others after its own answer is known.
 
 Two deliveries with the same source and delivery id never share a statement
 (the second waits for the next one), so that each row RETURNING gives back
-names exactly one request. A delivery that was not inserted is then looked at
-alone to say why (`inbox.why_not_stored`): a duplicate, an unknown shop or an
-uninstalled one. If the statement fails, every request in it fails (the web
+names exactly one request. Each request learns only whether its row went in;
+`app.inbox.store` says why one did not (a duplicate, an unknown shop or an
+uninstalled one). If the statement fails, every request in it fails (the web
 layer answers 503, Shopify retries) and none of it was stored.
 """
 
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Engine
 
 if TYPE_CHECKING:
-    from app.inbox import Delivery, StoreResult
+    from app.inbox import Delivery
 
 MAX_BATCH = 64  # a bound on one statement's size; a process rarely has this many waiting
 
@@ -42,22 +42,21 @@ class _Request:
     delivery: Delivery
     now: datetime
     allow_uninstalled: bool
-    # Set when `result` or `error` is known, or when this request must lead.
+    # Set when `inserted` or `error` is known, or when this request must lead.
     ready: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
     done: bool = False
-    result: StoreResult | None = None
+    inserted: bool = False
     error: BaseException | None = None
 
     @property
     def key(self) -> tuple[str, str]:
         return self.delivery.source, self.delivery.delivery_id
 
-    def outcome(self) -> StoreResult:
+    def outcome(self) -> bool:
         if self.error is not None:
             raise self.error
-        assert self.result is not None
-        return self.result
+        return self.inserted
 
 
 class InboxWriter:
@@ -69,7 +68,9 @@ class InboxWriter:
         self._waiting: list[_Request] = []
         self._writing = False
 
-    def store(self, delivery: Delivery, now: datetime, allow_uninstalled: bool) -> StoreResult:
+    def insert(self, delivery: Delivery, now: datetime, allow_uninstalled: bool) -> bool:
+        """Whether this delivery's row was inserted (False: it was not, for
+        `app.inbox.store` to say why); raises what the statement raised."""
         request = _Request(delivery, now, allow_uninstalled)
         with self._lock:
             self._waiting.append(request)
@@ -111,22 +112,17 @@ class InboxWriter:
                 self._writing = False
 
     def _write(self, batch: list[_Request]) -> None:
-        from app import inbox  # at call time: app.inbox imports this module
-
         try:
-            with inbox.single_statements(self._engine) as conn:
+            # Autocommit: the one statement is atomic by itself.
+            autocommit = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            with autocommit as conn:
                 rows = conn.exec_driver_sql(_statement(len(batch)), tuple(_parameters(batch))).all()
-                inserted = {(source, delivery_id) for source, delivery_id in rows}
-                for request in batch:
-                    request.result = (
-                        inbox.StoreResult.STORED
-                        if request.key in inserted
-                        else inbox.why_not_stored(conn, request.delivery, request.allow_uninstalled)
-                    )
+            inserted = {(source, delivery_id) for source, delivery_id in rows}
+            for request in batch:
+                request.inserted = request.key in inserted
         except BaseException as exc:  # every request in the statement learns of it
             for request in batch:
-                if request.result is None:
-                    request.error = exc
+                request.error = exc
             if not isinstance(exc, Exception):
                 raise
         finally:

@@ -561,20 +561,24 @@ def test_a_message_that_cannot_be_prepared_fails_alone_and_the_batch_goes_on(
     assert len(mailbox.messages) == 1
 
 
+def queue_for_ana(db, shop_id: int, now, count: int) -> None:
+    """`count` shipping emails to the one customer, each under its own key."""
+    with Session(db) as session:
+        customer = session.exec(select(Customer)).one()
+        for n in range(count):
+            outbox.enqueue(
+                session, shop_id=shop_id, key=f"customer:7001001:test:{n}", kind="shipping",
+                category="transactional", channel="email", recipient="ana@example.com",
+                locale="en", context={"order_name": "#1001"}, now=now, customer_id=customer.id,
+            )  # fmt: skip
+        session.commit()
+
+
 def test_the_cap_holds_within_one_batch(shop, deliver, work, db, send, mailbox, rt):
     set_shop(db, shop.id, daily_message_cap=2)
     deliver("orders/paid", "orders_paid")
     work()
-    with Session(db) as session:
-        customer = session.exec(select(Customer)).one()
-        for n in range(4):
-            outbox.enqueue(
-                session, shop_id=shop.id, key=f"customer:7001001:test:{n}", kind="shipping",
-                category="transactional", channel="email", recipient="ana@example.com",
-                locale="en", context={"order_name": "#1001"}, now=rt.clock.now(),
-                customer_id=customer.id,
-            )  # fmt: skip
-        session.commit()
+    queue_for_ana(db, shop.id, rt.clock.now(), 4)
     send()
     assert len(mailbox.messages) == 2
     assert sorted(n.status for n in notifications(db)) == ["queued", "queued", "sent", "sent"]
@@ -586,16 +590,7 @@ def test_the_cap_counts_messages_another_worker_is_still_sending(
     set_shop(db, shop.id, daily_message_cap=2)
     deliver("orders/paid", "orders_paid")
     work()
-    with Session(db) as session:
-        customer = session.exec(select(Customer)).one()
-        for n in range(3):
-            outbox.enqueue(
-                session, shop_id=shop.id, key=f"customer:7001001:test:{n}", kind="shipping",
-                category="transactional", channel="email", recipient="ana@example.com",
-                locale="en", context={"order_name": "#1001"}, now=rt.clock.now(),
-                customer_id=customer.id,
-            )  # fmt: skip
-        session.commit()
+    queue_for_ana(db, shop.id, rt.clock.now(), 3)
     lease = timedelta(seconds=rt.settings.outbox_lease_seconds)
     # Another worker holds two of them: with the provider, not yet recorded.
     in_flight = outbox.claim(rt.engine, rt.clock.now(), 2, lease)
