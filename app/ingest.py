@@ -158,6 +158,7 @@ def _apply_order(session: Session, shop_id: int, snap: OrderSnapshot, cause: Cau
         _apply_shipment(session, order, shipment, cause)
     _recompute_state(session, order, cause, snap.updated_at)
     if first_snapshot:
+        rules.order_first_seen(session, order, cause.now)
         references = OrderMatch(snap.shopify_id, snap.name).references()
         wake_parked(session, shop_id, references, cause.now)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from app.models import Customer, Order, Shipment, Shop
 from app.order_state import OrderState, ShipmentStatus
@@ -44,6 +44,31 @@ def shipment_changed(
     """Called after a shipment's status changed (or it appeared)."""
     if shipment.status not in UNDER_WAY or previous in UNDER_WAY:
         return
+    if order.snapshot_updated_at is None:
+        # Shopify sent the fulfillment before the order: who to tell is not
+        # known yet. `order_first_seen` decides when the order arrives.
+        return
+    _tell_shipped(session, order, shipment, happened_at, now)
+
+
+def order_first_seen(session: Session, order: Order, now: datetime) -> None:
+    """Called when an order we knew only from its parcels gets its details."""
+    shipment = session.exec(
+        select(Shipment)
+        .where(
+            Shipment.shop_id == order.shop_id,
+            Shipment.order_id == order.id,
+            Shipment.status.in_(UNDER_WAY),
+        )
+        .order_by(Shipment.source_updated_at)
+    ).first()
+    if shipment is not None:
+        _tell_shipped(session, order, shipment, shipment.source_updated_at, now)
+
+
+def _tell_shipped(
+    session: Session, order: Order, shipment: Shipment, happened_at: datetime, now: datetime
+) -> None:
     if (
         order.state in (OrderState.CANCELLED, OrderState.REFUNDED)
         or now - happened_at > STALE_AFTER

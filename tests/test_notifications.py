@@ -191,6 +191,22 @@ def test_a_parcel_first_heard_of_out_for_delivery_still_gets_the_shipping_messag
     assert len(notifications(db)) == 1
 
 
+def test_a_parcel_shopify_reports_before_its_order_is_told_once_the_order_arrives(
+    shop, deliver, work, db
+):
+    deliver("fulfillments/create", "fulfillments_create")
+    work()
+    assert notifications(db) == []  # nobody to tell yet: the order has not arrived
+
+    deliver("orders/paid", "orders_paid")
+    deliver("orders/paid", "orders_paid")  # and once more: still one message
+    work()
+    [message] = notifications(db)
+    assert (message.kind, message.recipient, message.status) == (
+        "shipping", "ana@example.com", "queued",
+    )  # fmt: skip
+
+
 def test_news_of_a_parcel_that_left_days_ago_tells_nobody(shop, deliver, work, db, clock):
     clock.advance(hours=24 * 4)  # the fulfillment happened on the 21st; now it is the 26th
     ship(deliver, work)
