@@ -23,8 +23,12 @@ from flask import Flask, Response, request
 from sqlalchemy import create_engine, text
 
 SECRET = os.environ["SHOPIFY_API_SECRET"].encode()
-# The same pool size as the service (app.db), without pool_pre_ping.
-engine = create_engine(os.environ["FLOOR_DATABASE_URL"], pool_size=8)
+# A pooled connection per thread, as the service has (app.db), without
+# pool_pre_ping: fewer would make busy threads open a connection, and fork a
+# PostgreSQL backend, per request.
+engine = create_engine(
+    os.environ["FLOOR_DATABASE_URL"], pool_size=int(os.environ.get("FLOOR_POOL_SIZE", "8"))
+)
 INSERT = text("INSERT INTO floor_inbox (body) VALUES (:body)")
 # The same bytes the service answers with, so that both sides move the same response.
 STORED = b'{"status":"stored"}\n'

@@ -778,7 +778,11 @@ def main() -> int:
             # As in the Docker image: counters summed over gunicorn's workers.
             "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "metrics"),
         }
-        floor_env = {"SHOPIFY_API_SECRET": secret, "FLOOR_DATABASE_URL": floor_url}
+        floor_env = {
+            "SHOPIFY_API_SECRET": secret,
+            "FLOOR_DATABASE_URL": floor_url,
+            "FLOOR_POOL_SIZE": str(args.threads),
+        }
         servers["service"] = start_server("service", args.service_app, service_env, args, log_dir)
         servers["floor"] = start_server("floor", "floor_app:application", floor_env, args, log_dir)
         for server in servers.values():
