@@ -72,7 +72,10 @@ def _store(delivery: inbox.Delivery, *, allow_uninstalled: bool = False):
     if result == inbox.StoreResult.UNINSTALLED:
         raise Refused(410, result.value, f"shop {delivery.shop} has uninstalled the app")
     metrics.WEBHOOKS_RECEIVED.labels(delivery.source, delivery.topic, result.value).inc()
-    rt.inbox_wakeup.set()
+    # Set takes a lock even when the flag is up; the worker clears it before it
+    # drains the inbox, so a flag still up already covers this delivery.
+    if not rt.inbox_wakeup.is_set():
+        rt.inbox_wakeup.set()
     return Response(_ANSWERS[result], mimetype="application/json")
 
 
