@@ -21,6 +21,14 @@ from pathlib import Path
 worker_class = "gthread"
 threads = 8
 
+# Each worker listens on a socket of its own (SO_REUSEPORT; gunicorn then opens
+# none in the arbiter), and the kernel spreads new connections over them by a
+# hash of the connection. On one shared socket, whichever worker woke first took
+# the connection: of 64 keep-alive connections, one worker often held 46 to all
+# 64, and since a keep-alive connection stays on its worker, that worker's
+# queue set the latency of most requests (bench/README.md).
+reuse_port = True
+
 # Workers' heartbeat files on tmpfs: on an overlay filesystem (a container's
 # /tmp) their writes can stall and get healthy workers killed on timeout.
 if os.path.isdir("/dev/shm"):

@@ -3,53 +3,87 @@ gunicorn: what they promise must hold in the workers that serve requests."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
+import pytest
 import requests
 
 from app.config import ROOT
 from tests.processes import child_env, free_port
 
-# Answers with the number of objects the collector has frozen in this worker.
+# Answers with its worker's pid and how many objects the collector has frozen there.
 _PROBE_APP = """
-import gc
+import gc, json, os
 
 def application(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [str(gc.get_freeze_count()).encode()]
+    body = json.dumps({"pid": os.getpid(), "frozen": gc.get_freeze_count()}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
 """
+WORKERS = 2
 
 
-def test_workers_serve_with_the_loaded_application_frozen_out_of_the_collector(tmp_path):
+@pytest.fixture
+def server(tmp_path) -> Iterator[int]:
+    """gunicorn with the project's config and two workers, serving the probe; its port."""
     (tmp_path / "probe_app.py").write_text(_PROBE_APP)
     port = free_port()
     command = [
         sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"),
-        "--bind", f"127.0.0.1:{port}", "--workers", "1", "--pythonpath", str(tmp_path),
-        "probe_app:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS),
+        "--pythonpath", str(tmp_path), "probe_app:application",
     ]  # fmt: skip
-    server = subprocess.Popen(
-        command,
-        env=child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    process = subprocess.Popen(
+        command, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
-                answer = requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+                requests.get(f"http://127.0.0.1:{port}/", timeout=2)
                 break
             except requests.ConnectionError:
-                assert server.poll() is None, server.stderr.read().decode()
+                assert process.poll() is None, process.stderr.read().decode()
                 assert time.monotonic() < deadline, "gunicorn did not answer within 20 s"
                 time.sleep(0.1)
-        assert answer.status_code == 200
-        # Without the hook nothing is frozen (0); with it, the interpreter,
-        # gunicorn and the app: thousands of objects.
-        assert int(answer.text) > 1000
+        yield port
     finally:
-        server.terminate()
-        server.wait(15)
+        process.terminate()
+        process.wait(15)
+
+
+def _listening_sockets(port: int) -> list[str]:
+    """Inodes of the TCP sockets listening on 127.0.0.1:`port` (Linux /proc)."""
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    local = f"0100007F:{port:04X}"
+    return [row[9] for row in rows if row[1] == local and row[3] == "0A"]  # 0A: LISTEN
+
+
+def test_workers_serve_with_the_loaded_application_frozen_out_of_the_collector(server):
+    answer = requests.get(f"http://127.0.0.1:{server}/", timeout=5).json()
+    # Without the hook nothing is frozen (0); with it, the interpreter,
+    # gunicorn and the app: thousands of objects.
+    assert answer["frozen"] > 1000
+
+
+def test_each_worker_listens_on_its_own_socket_and_connections_reach_all_of_them(server):
+    # One socket per worker: the kernel, not a race between workers, picks
+    # which one gets a connection. On a shared socket there is one listener.
+    deadline = time.monotonic() + 10  # the second worker may still be starting
+    while len(_listening_sockets(server)) < WORKERS and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(set(_listening_sockets(server))) == WORKERS
+    connections = [http.client.HTTPConnection("127.0.0.1", server, timeout=5) for _ in range(64)]
+    pids = set()
+    for connection in connections:
+        connection.request("GET", "/")
+        pids.add(json.loads(connection.getresponse().read())["pid"])
+        connection.close()
+    assert len(pids) == WORKERS
