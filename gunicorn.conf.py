@@ -59,10 +59,10 @@ def post_worker_init(worker) -> None:
     """Take the loaded application out of the garbage collector's sight.
 
     A worker imports the app and its libraries (SQLAlchemy, pydantic, Babel,
-    Jinja, …): some hundred thousand long-lived objects, which every full
-    collection walked again. Under load those collections stopped a worker for
-    50 to 100 ms with all its requests in flight, which was most of the webhook
-    p99 (bench/README.md). `gc.freeze()` (Python >= 3.7) moves every object
+    Jinja, …): about 116,000 long-lived objects, which every full collection
+    walked again. Under load those collections stopped a worker for 50 to 100 ms
+    with all its requests in flight, which was most of the webhook p99
+    (bench/README.md). `gc.freeze()` (Python >= 3.7) moves every object
     tracked so far to a permanent generation that collections skip; the
     collect before it keeps the import-time garbage out of that generation.
     """
