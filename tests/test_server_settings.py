@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from processes import child_env, free_port
 
 from app.config import ROOT
-from tests.processes import child_env, free_port
 
 # Answers with its worker's pid and how many objects the collector has frozen there.
 _PROBE_APP = """
