@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 from pathlib import Path
 
 # Threaded workers: a webhook request spends most of its time waiting on
@@ -45,8 +46,31 @@ def _prometheus_dir() -> Path | None:
     return Path(directory) if directory else None
 
 
+def _check_addresses_free(server) -> None:
+    """Refuse to start on an address another program listens on.
+
+    With reuse_port only the workers bind, and gunicorn answers a worker that
+    cannot bind by starting another: a taken port would loop for ever instead
+    of stopping start-up. A trial bind here, in the arbiter, fails as the
+    workers' would. (Another gunicorn of the same user with reuse_port would
+    share the port instead: README, "Running in production".)"""
+    for address in server.cfg.address:
+        if not isinstance(address, tuple):  # a unix socket path: no reuse_port
+            continue
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as trial:
+            trial.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                trial.bind(address[:2])
+            except OSError as exc:
+                host, port = address[:2]
+                raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def on_starting(server) -> None:
-    """Start the summed-over-workers metrics from a clean directory (app.metrics)."""
+    """Check the addresses are free, and start the summed-over-workers metrics
+    from a clean directory (app.metrics)."""
+    _check_addresses_free(server)
     directory = _prometheus_dir()
     if directory is None:
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -29,18 +30,25 @@ def application(environ, start_response):
 WORKERS = 2
 
 
-@pytest.fixture
-def server(tmp_path) -> Iterator[int]:
-    """gunicorn with the project's config and two workers, serving the probe; its port."""
+def _gunicorn(tmp_path, port: int) -> list[str]:
+    """The command for gunicorn with the project's config and two workers, serving the probe."""
     (tmp_path / "probe_app.py").write_text(_PROBE_APP)
-    port = free_port()
-    command = [
+    return [
         sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"),
         "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS),
         "--pythonpath", str(tmp_path), "probe_app:application",
     ]  # fmt: skip
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[int]:
+    """The probe served on a free port; the port."""
+    port = free_port()
     process = subprocess.Popen(
-        command, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        _gunicorn(tmp_path, port),
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 20
@@ -87,3 +95,17 @@ def test_each_worker_listens_on_its_own_socket_and_connections_reach_all_of_them
         pids.add(json.loads(connection.getresponse().read())["pid"])
         connection.close()
     assert len(pids) == WORKERS
+
+
+def test_a_port_another_program_listens_on_stops_start_up_with_a_line_naming_it(tmp_path):
+    # Only the workers bind (reuse_port), and gunicorn replaces a worker that
+    # cannot: without the arbiter's own check this would retry for ever.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            _gunicorn(tmp_path, port), env=child_env(), capture_output=True, text=True, timeout=30
+        )
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
