@@ -24,10 +24,11 @@ threads = 8
 
 # Each worker listens on a socket of its own (SO_REUSEPORT; gunicorn then opens
 # none in the arbiter), and Linux spreads new connections over them by a hash of
-# the connection (BSD and macOS accept the option but do not spread). On one shared socket, whichever worker woke first took
-# the connection: of 64 keep-alive connections, one worker often held 46 to all
-# 64, and since a keep-alive connection stays on its worker, that worker's
-# queue set the latency of most requests (bench/README.md).
+# the connection (BSD and macOS accept the option but do not spread). On one
+# shared socket, whichever worker woke first took the connection: of 64
+# keep-alive connections, one worker often held 46 to all 64, and since a
+# keep-alive connection stays on its worker, that worker's queue set the
+# latency of most requests (bench/README.md).
 reuse_port = True
 
 # Workers' heartbeat files on tmpfs: on an overlay filesystem (a container's
