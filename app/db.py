@@ -39,9 +39,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def insert_ignoring_conflicts(session: Session, table, values: dict) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING on either database; True if inserted."""
+def insert_ignoring_conflicts(session: Session, table, values: dict) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING on either database; the new row's id,
+    or None if a conflicting row was there already."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     # RETURNING rather than rowcount, which psycopg reports as -1 here.
     statement = insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
-    return session.exec(statement).first() is not None
+    return session.exec(statement).scalar()

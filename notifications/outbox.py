@@ -53,7 +53,7 @@ def enqueue(
     the same key exists already. Does not commit: the caller's transaction
     holds both the cause and the message."""
     status = SUPPRESSED if suppressed_because else QUEUED
-    inserted = insert_ignoring_conflicts(
+    notification_id = insert_ignoring_conflicts(
         session,
         Notification.__table__,
         {
@@ -75,12 +75,10 @@ def enqueue(
             "updated_at": now,
         },
     )
-    if inserted:
-        notification_id = session.exec(
-            select(Notification.id).where(Notification.shop_id == shop_id, Notification.key == key)
-        ).one()
-        _event(session, shop_id, notification_id, status, suppressed_because, now)
-    return inserted
+    if notification_id is None:
+        return False
+    _event(session, shop_id, notification_id, status, suppressed_because, now)
+    return True
 
 
 def _event(session, shop_id, notification_id, status, detail, now) -> None:
