@@ -43,10 +43,8 @@ def choose_channel(preferences: list[str], options: list[Reachability], category
         option = by_channel.get(channel)
         if option is None or not option.address:
             reasons.append(f"{channel}: no address")
-        elif option.opted_out:
-            reasons.append(f"{channel}: unsubscribed")
-        elif category == MARKETING and (option.marketing_consent or "").lower() not in CONSENTED:
-            reasons.append(f"{channel}: no marketing consent")
+        elif refusal := may_send(option, category):
+            reasons.append(refusal)
         else:
             return Choice(channel, option.address)
     return Choice(None, None, "; ".join(reasons) or "no channel configured")

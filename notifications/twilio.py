@@ -260,6 +260,11 @@ class CallbackError(ValueError):
     """A Twilio form post we cannot use; the message names the field."""
 
 
+class UntrackedStatus(CallbackError):
+    """A well-formed status callback for a status we do not track (accepted,
+    scheduled, canceled, ...): nothing to record, nothing wrong."""
+
+
 class MessageStatus(StrEnum):
     QUEUED = "queued"
     SENDING = "sending"
@@ -311,7 +316,7 @@ def parse_status_callback(form: Mapping[str, str]) -> StatusReport:
     try:
         status = MessageStatus(raw_status.lower())
     except ValueError:
-        raise CallbackError(f"unknown MessageStatus {raw_status!r}") from None
+        raise UntrackedStatus(f"unknown MessageStatus {raw_status!r}") from None
     return StatusReport(
         message_sid=sid,
         status=status,

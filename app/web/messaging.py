@@ -22,6 +22,8 @@ from notifications.phone import keyword_action, to_e164
 from notifications.postmark import parse_webhook, verify_webhook_auth
 from notifications.twilio import (
     SIGNATURE_HEADER,
+    UNSUBSCRIBED,
+    UntrackedStatus,
     parse_inbound,
     parse_status_callback,
     verify_signature,
@@ -83,10 +85,9 @@ def twilio_status():
         return error_response(401, "invalid_signature", "X-Twilio-Signature does not match")
     try:
         report = parse_status_callback(request.form)
+    except UntrackedStatus:
+        return jsonify({"status": "ignored"})
     except (KeyError, ValueError) as exc:
-        if request.form.get("MessageSid") and request.form.get("MessageStatus"):
-            # A status we do not track (accepted, scheduled, canceled...): fine.
-            return jsonify({"status": "ignored"})
         return error_response(400, "bad_request", f"not a Twilio status callback: {exc}")
     rt = runtime()
     with Session(rt.engine) as session:
@@ -106,9 +107,9 @@ def twilio_status():
                 f" {report.error_code}" if report.error_code else ""
             )
             outbox.transition(session, notification, outbox.FAILED, now, detail)
-            if report.error_code == "21610":
+            if report.unsubscribed:
                 outbox.opt_out(session, notification.shop_id, "sms", notification.recipient,
-                               "twilio: 21610", now)  # fmt: skip
+                               f"twilio: {UNSUBSCRIBED}", now)  # fmt: skip
         session.commit()
     return jsonify({"status": "recorded"})
 
