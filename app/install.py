@@ -5,7 +5,6 @@ first embedded load (token exchange)."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from sqlmodel import Session, select
 
@@ -25,16 +24,15 @@ def record_install(session: Session, rt: Runtime, domain: str, tokens: TokenSet)
     The caller commits."""
     shop = install_shop(session, domain, rt.clock.now())
     store_tokens(shop, tokens, rt.secrets)
-    session.add(shop)
     session.flush()
     return shop
 
 
-def subscribe_webhooks(session: Session, rt: Runtime, shop: Shop, now: datetime) -> bool:
+def subscribe_webhooks(session: Session, rt: Runtime, shop: Shop) -> None:
     """Create or repair the shop's webhook subscriptions (idempotent). A shop
     installed through shopify.app.toml has them already; this covers shops
     installed without it. Failure is logged, not fatal: the install stands,
-    and the next call repairs what is missing."""
+    and the reconciliation job (`app.reconcile`) ensures them again."""
     callback = f"{rt.settings.public_url}/webhooks/shopify"
     try:
         report = with_admin(
@@ -42,19 +40,18 @@ def subscribe_webhooks(session: Session, rt: Runtime, shop: Shop, now: datetime)
         )
     except (AdminError, NoAccessToken, OAuthError) as exc:
         log.error("shop %s: webhook subscriptions not ensured: %s", shop.id, exc)
-        return False
+        return
     log.info(
         "shop %s: webhook subscriptions %d created, %d repaired, %d in place",
         shop.id, len(report.created), len(report.updated), len(report.unchanged),
     )  # fmt: skip
-    return True
 
 
 def after_install(session: Session, rt: Runtime, shop: Shop) -> None:
     """What a fresh install needs from Shopify: webhook subscriptions, and the
     history import started (its result arrives by webhook). Failures are
     logged and repaired later; they never undo the install."""
-    subscribe_webhooks(session, rt, shop, rt.clock.now())
+    subscribe_webhooks(session, rt, shop)
     try:
         history_import.begin(session, rt, shop)
     except (AdminError, NoAccessToken, OAuthError) as exc:

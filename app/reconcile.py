@@ -13,9 +13,11 @@ from sqlmodel import Session, select
 
 from app.factory import Runtime
 from app.ingest import Cause, apply
+from app.install import subscribe_webhooks
 from app.models import Shop
 from app.shop_tokens import with_admin
 from integrations import shopify_bulk
+from integrations.shopify_admin import AdminClient
 
 log = logging.getLogger(__name__)
 
@@ -25,31 +27,35 @@ PAGE = 100
 
 
 def reconcile_shop(rt: Runtime, shop_id: int, since: datetime) -> int:
-    """Apply the shop's orders updated since `since`; returns how many."""
+    """Apply the shop's orders updated since `since`; returns how many. One
+    client reads every page, so it keeps Shopify's throttle state and its
+    connection from page to page; each page is committed with what it applied."""
     query = f"updated_at:>='{since.strftime('%Y-%m-%dT%H:%M:%SZ')}'"
-    count, after = 0, None
-    while True:
-        variables = {"first": PAGE, "after": after, "query": query}
-        with Session(rt.engine) as session:
-            shop = session.get(Shop, shop_id)
-            page = with_admin(
-                session, rt, shop,
-                lambda client, v=variables: client.execute(shopify_bulk.RECENT_ORDERS_QUERY, v),
-            )["orders"]  # fmt: skip
-            cause = Cause(label="shopify:reconcile", inbox_id=None, now=rt.clock.now())
-            for node in page["nodes"]:
-                for event in shopify_bulk.parse_record(node):
-                    apply(session, shop_id, event, cause)
-            session.commit()
-        count += len(page["nodes"])
-        if not page["pageInfo"]["hasNextPage"]:
-            return count
-        after = page["pageInfo"]["endCursor"]
+    with Session(rt.engine) as session:
+
+        def apply_pages(client: AdminClient) -> int:
+            count, after = 0, None
+            while True:
+                variables = {"first": PAGE, "after": after, "query": query}
+                page = client.execute(shopify_bulk.RECENT_ORDERS_QUERY, variables)["orders"]
+                cause = Cause(label="shopify:reconcile", inbox_id=None, now=rt.clock.now())
+                for node in page["nodes"]:
+                    for event in shopify_bulk.parse_record(node):
+                        apply(session, shop_id, event, cause)
+                session.commit()
+                count += len(page["nodes"])
+                if not page["pageInfo"]["hasNextPage"]:
+                    return count
+                after = page["pageInfo"]["endCursor"]
+
+        # A 401 part-way starts again from the first page: applying is newer-wins.
+        return with_admin(session, rt, session.get(Shop, shop_id), apply_pages)
 
 
 def reconcile_all(rt: Runtime) -> None:
-    """Every installed shop we hold a token for; one shop's failure is
-    logged and does not stop the others."""
+    """Every installed shop we hold a token for: its webhook subscriptions,
+    then its recent orders. One shop's failure is logged and does not stop
+    the others."""
     since = rt.clock.now() - WINDOW
     with Session(rt.engine) as session:
         shops = session.exec(
@@ -59,6 +65,10 @@ def reconcile_all(rt: Runtime) -> None:
         ).all()
     for shop_id in shops:
         try:
+            with Session(rt.engine) as session:
+                # Subscriptions an install could not create are repaired here.
+                subscribe_webhooks(session, rt, session.get(Shop, shop_id))
+                session.commit()  # a token refreshed on the way
             count = reconcile_shop(rt, shop_id, since)
         except Exception:  # logged with its traceback; the next run tries again
             log.exception("reconciliation of shop %s failed", shop_id)
