@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
 from app.clock import parse_timestamp
@@ -183,7 +184,7 @@ def _order(payload: dict) -> OrderSnapshot:
         customer = {**customer, "locale": payload["customer_locale"]}
     return OrderSnapshot(
         shopify_id=order_id,
-        updated_at=_required_time(payload, "updated_at"),
+        updated_at=required_time(payload, "updated_at"),
         name=payload.get("name"),
         created_at=parse_timestamp(payload.get("created_at")),
         financial_status=payload.get("financial_status"),
@@ -204,7 +205,7 @@ def _fulfillment(payload: dict, order_id: int) -> ShipmentSnapshot:
         external_id=str(_int(payload["id"])),
         order_shopify_id=order_id,
         status=shipment_status(payload.get("status"), payload.get("shipment_status")),
-        updated_at=_required_time(payload, "updated_at"),
+        updated_at=required_time(payload, "updated_at"),
         carrier=payload.get("tracking_company") or None,
         tracking_number=payload.get("tracking_number") or None,
         tracking_url=payload.get("tracking_url") or None,
@@ -287,7 +288,8 @@ def _opt_int(value) -> int | None:
     return None if value in (None, "") else _int(value)
 
 
-def _required_time(payload: dict, key: str):
+def required_time(payload: Mapping, key: str):
+    """A timestamp the record cannot do without (REST and GraphQL alike)."""
     value = parse_timestamp(payload.get(key))
     if value is None:
         raise PayloadError(f"missing {key}")

@@ -80,7 +80,7 @@ import requests
 from app.clock import parse_timestamp
 from app.events import CustomerSnapshot, Event, OrderSnapshot, PayloadError, ShipmentSnapshot
 from app.order_state import ShipmentStatus
-from integrations.shopify import SOURCE, shipment_status
+from integrations.shopify import SOURCE, required_time, shipment_status
 from integrations.shopify_admin import AdminClient, AdminError
 
 _CUSTOMERS_QUERY = """
@@ -373,7 +373,7 @@ def _order(obj: Mapping, order_id: int) -> OrderSnapshot:
     amount = ((obj.get("totalPriceSet") or {}).get("shopMoney") or {}).get("amount")
     return OrderSnapshot(
         shopify_id=order_id,
-        updated_at=_required_time(obj, "updatedAt"),
+        updated_at=required_time(obj, "updatedAt"),
         name=obj.get("name"),
         created_at=parse_timestamp(obj.get("createdAt")),
         financial_status=_FINANCIAL_STATUS.get(financial, financial.lower()) if financial else None,
@@ -422,7 +422,7 @@ def _fulfillment(obj: Mapping, order_id: int) -> ShipmentSnapshot:
         external_id=str(fulfillment_id),
         order_shopify_id=order_id,
         status=_shipment_status(obj.get("status"), obj.get("displayStatus")),
-        updated_at=_required_time(obj, "updatedAt"),
+        updated_at=required_time(obj, "updatedAt"),
         carrier=tracking.get("company") or None,
         tracking_number=tracking.get("number") or None,
         tracking_url=tracking.get("url") or None,
@@ -490,10 +490,3 @@ def _gid(value) -> tuple[str, int]:
     if match is None:
         raise PayloadError(f"expected a Shopify gid, got {value!r}"[:200])
     return match.group(1), int(match.group(2))
-
-
-def _required_time(obj: Mapping, key: str):
-    value = parse_timestamp(obj.get(key))
-    if value is None:
-        raise PayloadError(f"missing {key}")
-    return value
