@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
 
 from sqlmodel import Session, select
 
@@ -152,7 +151,7 @@ def _commit_batch(rt: Runtime, run_id: int, batch, progress, skipped: int = 0) -
         progress(applied, total)
 
 
-def advance_all(rt: Runtime, now: datetime) -> int:
+def advance_all(rt: Runtime) -> None:
     """The scheduled step: poll running imports, apply ready ones. One shop's
     failure is recorded on its import and does not stop the others."""
     with Session(rt.engine, expire_on_commit=False) as session:
@@ -170,10 +169,9 @@ def advance_all(rt: Runtime, now: datetime) -> int:
             with Session(rt.engine) as session:
                 failed = session.get(HistoryImport, run.id)
                 failed.status, failed.error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
-                failed.finished_at = failed.updated_at = now
+                failed.finished_at = failed.updated_at = rt.clock.now()
                 session.add(failed)
                 session.commit()
-    return len(runs)
 
 
 def describe(run: HistoryImport) -> dict:

@@ -47,10 +47,6 @@ def recheck_parked(rt: Runtime) -> None:
     rt.inbox_wakeup.set()
 
 
-def advance_imports(rt: Runtime) -> None:
-    history_import.advance_all(rt, rt.clock.now())
-
-
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -61,7 +57,7 @@ class Job:
 JOBS = (
     Job("inbox.purge", purge_inbox, CronTrigger(hour=3, minute=17)),
     Job("inbox.recheck_parked", recheck_parked, IntervalTrigger(minutes=5)),
-    Job("imports.advance", advance_imports, IntervalTrigger(minutes=1)),
+    Job("imports.advance", history_import.advance_all, IntervalTrigger(minutes=1)),
     Job("orders.reconcile", reconcile.reconcile_all, IntervalTrigger(minutes=30)),
 )
 

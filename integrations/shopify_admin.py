@@ -267,30 +267,30 @@ class AdminClient:
         restored = status.restore_rate * max(0.0, self._monotonic() - self._observed_at)
         return min(status.maximum_available, status.currently_available + restored)
 
-    def _wait_for_room(self, requested: float) -> None:
+    def _room_delay(self, requested: float) -> float:
+        """Seconds until `requested` cost points are in the bucket (0 if they
+        are, or if Shopify has not told us its rate). A query dearer than the
+        whole bucket never fits: it waits for a full bucket, and Shopify
+        answers it MAX_COST_EXCEEDED, which is better than waiting forever."""
         status, available = self.throttle_status, self.available_now()
         if status is None or available is None or status.restore_rate <= 0:
-            return
-        # A query dearer than the whole bucket never fits; Shopify answers it
-        # with MAX_COST_EXCEEDED, which is better than waiting forever.
+            return 0.0
         needed = min(requested, status.maximum_available)
-        if needed <= available:
-            return
-        delay = (needed - available) / status.restore_rate
-        log.info(
-            "Shopify %s: waiting %.2fs for %.0f cost points (%.0f available)",
-            self.shop_domain, delay, needed, available,
-        )  # fmt: skip
-        self._sleep(delay)
+        return max(0.0, (needed - available) / status.restore_rate)
+
+    def _wait_for_room(self, requested: float) -> None:
+        delay = self._room_delay(requested)
+        if delay > 0:
+            log.info("Shopify %s: waiting %.2fs for %.0f cost points",
+                     self.shop_domain, delay, requested)  # fmt: skip
+            self._sleep(delay)
 
     def _wait_after_throttle(self, response: requests.Response, body: dict) -> None:
         delay = _retry_after(response)
-        status = self.throttle_status
         cost = ((body.get("extensions") or {}).get("cost")) or {}
         requested = cost.get("requestedQueryCost")
-        if delay is None and status is not None and status.restore_rate > 0 and requested:
-            needed = min(float(requested), status.maximum_available)
-            delay = (needed - status.currently_available) / status.restore_rate
+        if delay is None and requested:
+            delay = self._room_delay(float(requested))
         delay = max(delay or 0.0, _MIN_THROTTLE_WAIT)
         log.info("Shopify %s: throttled, waiting %.2fs", self.shop_domain, delay)
         self._sleep(delay)

@@ -113,11 +113,11 @@ def test_import_brings_in_customers_then_orders_and_reports_progress(
     standin.complete_bulk([customer_line(n, "2025-03-01T10:00:00Z") for n in range(1, 4)])
     finish_webhook(deliver, work, current(db).bulk_operation_id)  # the webhook: ready
     assert current(db).status == "ready"
-    history_import.advance_all(rt, rt.clock.now())
+    history_import.advance_all(rt)
     assert api("GET", "/api/v1/imports").json["step"] == "orders"
 
     standin.complete_bulk([order_line(100 + n, n, "2025-02-06T10:00:00Z") for n in range(1, 4)])
-    history_import.advance_all(rt, rt.clock.now())  # no webhook this time: the poll finds it
+    history_import.advance_all(rt)  # no webhook this time: the poll finds it
     report = api("GET", "/api/v1/imports").json
     assert (report["status"], report["lines_applied"], report["lines_skipped"]) == ("done", 3, 0)
 
@@ -140,10 +140,10 @@ def test_a_live_webhook_newer_than_the_bulk_record_wins(rt, shop, standin, db, d
         run = history_import.begin(session, rt, session.get(Shop, shop.id))
         session.commit()
     standin.complete_bulk([])
-    history_import.advance_all(rt, rt.clock.now())
+    history_import.advance_all(rt)
     older = order_line(5001001, 7001001, "2026-11-20T09:05:00Z", financial="PENDING")
     standin.complete_bulk([older])
-    history_import.advance_all(rt, rt.clock.now())
+    history_import.advance_all(rt)
     assert current(db).id == run.id and current(db).status == "done"
     assert orders(db)[5001001].state == "cancelled"
 
@@ -153,7 +153,7 @@ def test_an_interrupted_import_resumes_without_applying_a_line_twice(rt, shop, s
         run = history_import.begin(session, rt, session.get(Shop, shop.id))
         session.commit()
     standin.complete_bulk([])
-    history_import.advance_all(rt, rt.clock.now())  # customers: nothing
+    history_import.advance_all(rt)  # customers: nothing
     standin.complete_bulk([order_line(200 + n, 1, "2025-02-06T10:00:00Z") for n in range(10)])
     with Session(db) as session:
         history_import.poll(
@@ -178,11 +178,11 @@ def test_an_unreadable_line_is_skipped_and_counted_not_fatal(rt, shop, standin, 
         history_import.begin(session, rt, session.get(Shop, shop.id))
         session.commit()
     standin.complete_bulk([])
-    history_import.advance_all(rt, rt.clock.now())
+    history_import.advance_all(rt)
     lines = [order_line(301, 1, "2025-02-06T10:00:00Z"), "{not json",
              order_line(302, 1, "2025-02-06T10:00:00Z")]  # fmt: skip
     standin.complete_bulk(lines)
-    history_import.advance_all(rt, rt.clock.now())
+    history_import.advance_all(rt)
     run = current(db)
     assert (run.status, run.lines_applied, run.lines_skipped) == ("done", 3, 1)
     assert sorted(orders(db)) == [301, 302]
@@ -191,7 +191,7 @@ def test_an_unreadable_line_is_skipped_and_counted_not_fatal(rt, shop, standin, 
 def test_a_failed_bulk_operation_is_reported(rt, shop, standin, db, api):
     api("POST", "/api/v1/imports")
     standin.fail_bulk("ACCESS_DENIED")
-    history_import.advance_all(rt, rt.clock.now())
+    history_import.advance_all(rt)
     report = api("GET", "/api/v1/imports").json
     assert report["status"] == "failed" and "ACCESS_DENIED" in report["error"]
 
@@ -210,7 +210,7 @@ def test_bulk_consent_older_than_a_consent_webhook_does_not_undo_it(
         session.commit()
     # A newer customer record whose consent dates from before the unsubscribe.
     standin.complete_bulk([customer_line(7001001, "2026-11-20T10:00:00Z", consent="SUBSCRIBED")])
-    history_import.advance_all(rt, rt.clock.now())
+    history_import.advance_all(rt)
     with Session(db) as session:
         customer = session.exec(select(Customer).where(Customer.shopify_id == 7001001)).one()
     assert customer.first_name == "Customer 7001001"  # the record itself applied
@@ -234,6 +234,22 @@ def test_reconciliation_repairs_what_a_missed_webhook_left_stale(
     assert len(orders(db)) == 151  # two pages read
     queries = [r.body["variables"]["query"] for r in standin.requests if r.field == "orders"]
     assert queries == ["updated_at:>='2026-11-22T06:00:00Z'"] * 2
+
+
+def test_reconciliation_job_restores_the_webhook_subscriptions_an_install_left_missing(
+    rt, shop, standin
+):
+    from app import reconcile
+    from integrations.shopify_admin import REQUIRED_TOPICS
+
+    # Shopify takes only HTTPS webhook addresses.
+    rt.settings = dataclasses.replace(rt.settings, public_url="https://careloop.example.com")
+    callback = "https://careloop.example.com/webhooks/shopify"
+    standin.add_subscription("ORDERS_CREATE", callback)  # the install made only this one
+    reconcile.reconcile_all(rt)
+    reconcile.reconcile_all(rt)  # a second run finds them all in place
+    assert sorted(s["topic"] for s in standin.subscriptions.values()) == sorted(REQUIRED_TOPICS)
+    assert {s["uri"] for s in standin.subscriptions.values()} == {callback}
 
 
 def test_reconciliation_changes_nothing_that_is_current(rt, shop, standin, db, deliver, work):
