@@ -153,13 +153,11 @@ query careloopRecentOrders($first: Int!, $after: String, $query: String!) {{
 """
 
 # One bulk query per connection root (Shopify takes a single top-level field),
-# run in this order. Customers go first because an order carries its customer
-# as a partial snapshot (the id, the order's locale) stamped with the
-# customer's own `updatedAt`, and an equal stamp keeps what we have
-# (app.order_state.is_newer): had the orders gone first, the full customer
-# record of the same version would then be dropped as "the same version
-# again". A single `customers { orders }` query is no way out either: guest
-# checkouts have no customer and would be missed.
+# run in this order: customers, then the orders that refer to them. Either
+# order gives the same result, since an order's embedded customer is a
+# partial snapshot that never versions the customer (CustomerSnapshot.complete).
+# A single `customers { orders }` query would not do: guest checkouts have no
+# customer and would be missed.
 BULK_QUERIES: tuple[str, ...] = (_CUSTOMERS_QUERY, _ORDERS_QUERY)
 # What each of BULK_QUERIES exports, by the same index.
 STEP_NAMES: tuple[str, ...] = ("customers", "orders")
