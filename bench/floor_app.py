@@ -6,9 +6,9 @@ the raw body and inserts the raw body into a one-table database. No header check
 no JSON parsing, no dedupe, no metrics, no connection pre-ping: whatever the
 service costs above this is what its own code adds.
 
-Run by bench/webhooks.py as `gunicorn --pythonpath bench floor_app:application` with
-SHOPIFY_API_SECRET and FLOOR_DATABASE_URL (postgresql+psycopg://...) in the
-environment. The table is created by the benchmark:
+Run by bench/webhooks.py as `gunicorn floor_app:application`, with bench/ on
+PYTHONPATH and SHOPIFY_API_SECRET, FLOOR_DATABASE_URL (postgresql+psycopg://...) and
+FLOOR_POOL_SIZE (default 8) in the environment. The table is created by the benchmark:
 `CREATE TABLE floor_inbox (id bigserial PRIMARY KEY, body text NOT NULL)`.
 """
 

@@ -1,7 +1,8 @@
 """Notification dispatch benchmark: the outbox worker against a floor, over SMTP on loopback.
 
     .venv/bin/python bench/notifications.py [--notifications 2000] [--rounds 2]
-                                            [--batch-size 50] [--profile] [--analyze]
+                                            [--batch-size 50] [--sink-delay-ms 0]
+                                            [--profile] [--analyze]
 
 Creates a scratch PostgreSQL database on the local server (migrated, one shop, one
 customer per notification), starts an SMTP sink (aiosmtpd, accepting every message at
@@ -33,7 +34,6 @@ import pstats
 import secrets
 import signal
 import smtplib
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,12 +44,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
+from _common import (
+    cpu_model,
+    create_databases,
+    drop_databases,
+    machine_busy_seconds,
+    process_cpu_seconds,
+    sa_url,
+    stop_process,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# The project before bench/ (this script's folder, first on sys.path), so that
+# `notifications` is the package, not this script; tests/ for `processes`.
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-PG_ADMIN_URL = os.environ.get("CARELOOP_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 HOST = "127.0.0.1"
 SHOP_DOMAIN = "bench-store.myshopify.com"
 GOAL_ONE_VS_FLOOR = 0.7
@@ -95,6 +104,8 @@ def run_sink(port: int, delay: float) -> None:
 
 
 def start_sink(log_dir: Path, delay_ms: float) -> tuple[subprocess.Popen, int]:
+    from processes import free_port  # not at the top: the sink process needs none of it
+
     port = free_port()
     log = (log_dir / "sink.log").open("wb")
     process = subprocess.Popen(
@@ -106,31 +117,15 @@ def start_sink(log_dir: Path, delay_ms: float) -> tuple[subprocess.Popen, int]:
         start_new_session=True,
     )
     log.close()
-    wait_for(lambda: "sink ready" in (log_dir / "sink.log").read_text(), process, "the sink")
+    try:
+        wait_for(lambda: "sink ready" in (log_dir / "sink.log").read_text(), process, "the sink")
+    except BaseException:
+        stop_process(process, timeout=30)
+        raise
     return process, port
 
 
 # --------------------------------------------------------------------------- database
-
-
-def sa_url(database: str) -> str:
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql:", "postgresql+psycopg:", 1)
-    return f"{base}/{database}"
-
-
-def create_database(name: str) -> str:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = sa_url(name)
-    from app import migrate
-
-    migrate.upgrade(url)
-    return url
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def context_for(n: int) -> dict:
@@ -248,12 +243,6 @@ def wait_all_sent(engine, total: int, processes: list[subprocess.Popen]) -> floa
 # --------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def wait_for(condition: Callable[[], bool], process: subprocess.Popen, what: str) -> None:
     deadline = time.monotonic() + 60
     while not condition():
@@ -264,42 +253,30 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen, what: str
         time.sleep(0.05)
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 def worker_env(url: str, smtp_port: int, args: argparse.Namespace) -> dict[str, str]:
+    """This environment without CareLoop's settings (`child_env`: none of the caller's
+    CARELOOP_*, SMTP_*, DATABASE_URL, ...), plus the worker's."""
     from cryptography.fernet import Fernet
+    from processes import child_env
 
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("CARELOOP_", "SHOPIFY_", "SMTP_", "POSTMARK_", "TWILIO_"))
-        and name != "DATABASE_URL"
-    }
-    return env | {
-        "PYTHONUNBUFFERED": "1",
-        "CARELOOP_ENV": "test",
-        "CARELOOP_INSTANCE_DIR": str(Path(tempfile.gettempdir()) / "careloop-bench-instance"),
-        "DATABASE_URL": url,
-        "CARELOOP_SECRET_KEY": secrets.token_urlsafe(32),
-        "CARELOOP_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "SHOPIFY_API_KEY": "bench-client-id",
-        "SHOPIFY_API_SECRET": secrets.token_urlsafe(32),
-        "SMTP_HOST": HOST,
-        "SMTP_PORT": str(smtp_port),
-        "SMTP_SECURITY": "none",
-        "CARELOOP_OUTBOX_BATCH_SIZE": str(args.batch_size),
-        # The worker polls once a second by default; a shorter poll keeps the start
-        # of the clock from waiting on it (it only matters when nothing is due).
-        "CARELOOP_WORKER_POLL_SECONDS": "0.1",
-    }
+    return child_env(
+        {
+            "CARELOOP_ENV": "test",
+            "CARELOOP_INSTANCE_DIR": str(Path(tempfile.gettempdir()) / "careloop-bench-instance"),
+            "DATABASE_URL": url,
+            "CARELOOP_SECRET_KEY": secrets.token_urlsafe(32),
+            "CARELOOP_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "SHOPIFY_API_KEY": "bench-client-id",
+            "SHOPIFY_API_SECRET": secrets.token_urlsafe(32),
+            "SMTP_HOST": HOST,
+            "SMTP_PORT": str(smtp_port),
+            "SMTP_SECURITY": "none",
+            "CARELOOP_OUTBOX_BATCH_SIZE": str(args.batch_size),
+            # The worker polls once a second by default; a shorter poll keeps the start
+            # of the clock from waiting on it (it only matters when nothing is due).
+            "CARELOOP_WORKER_POLL_SECONDS": "0.1",
+        }
+    )
 
 
 def start_workers(
@@ -364,22 +341,15 @@ def floor(total: int, smtp_port: int) -> float:
     return time.monotonic() - started
 
 
-def machine_busy() -> float:
-    """CPU seconds that all cores have been busy since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
 def wait_idle(limit: float = 180.0, threshold: float = 0.3) -> float:
     """Wait (at most `limit` s) until other work on the machine uses less than
     `threshold` cores over 2 s; returns the load seen last. Other people's test
     runs on a shared 2-core machine would otherwise decide the figures."""
     deadline = time.monotonic() + limit
     while True:
-        before = machine_busy()
+        before = machine_busy_seconds()
         time.sleep(2.0)
-        load = (machine_busy() - before) / 2.0
+        load = (machine_busy_seconds() - before) / 2.0
         if load < threshold or time.monotonic() > deadline:
             return load
 
@@ -387,25 +357,18 @@ def wait_idle(limit: float = 180.0, threshold: float = 0.3) -> float:
 def cpu_seconds(pids: dict[str, list[int]], database: str) -> dict[str, float]:
     """CPU seconds (user + system) used so far by each group of processes, by the
     PostgreSQL backends serving `database`, and by the whole machine."""
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def of(pid: int) -> float:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / tick
-
-    used = {group: sum(of(pid) for pid in members) for group, members in pids.items()}
+    used = {
+        group: sum(process_cpu_seconds(pid) for pid in members) for group, members in pids.items()
+    }
     used["postgres"] = 0.0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 if database in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    used["postgres"] += of(int(entry.name))
+                    used["postgres"] += process_cpu_seconds(int(entry.name))
             except OSError:
                 pass
-    used["machine"] = machine_busy()
+    used["machine"] = machine_busy_seconds()
     return used
 
 
@@ -438,7 +401,7 @@ def worker_phase(
         after = cpu_seconds(pids, database)
     finally:
         for process in processes:
-            stop(process)
+            stop_process(process, timeout=30)
     wall = ended - started
     used = {group: (after[group] - before[group]) / wall for group in after}
     used["others"] = used.pop("machine") - sum(used.values())
@@ -459,9 +422,7 @@ def analyze(engine, shop_id: int, total: int, smtp_port: int, batch_size: int) -
     from app.config import Settings
     from app.factory import Runtime
     from notifications import dispatch, smtp
-    from notifications.folder import FolderSmsProvider
-    from notifications.smtp import SmtpProvider
-    from notifications.transports import Transports
+    from notifications.transports import from_settings
 
     queue_held(engine, shop_id, total)
     release(engine)
@@ -479,10 +440,8 @@ def analyze(engine, shop_id: int, total: int, smtp_port: int, batch_size: int) -
         outbox_batch_size=batch_size,
     )
     rt = Runtime(settings=settings, engine=engine, clock=Clock(), secrets=None, oauth=None)  # type: ignore[arg-type]
-    transports = Transports(
-        SmtpProvider(HOST, smtp_port, "none", None, None, 10.0),
-        FolderSmsProvider(settings.instance_dir / "sms.log"),
-    )
+    # As the worker builds them: SMTP_CONNECTIONS (Settings.smtp_connections) connections.
+    transports = from_settings(settings)
     statements: dict[str, int] = {}
     commits = [0]
     step = ["other"]
@@ -551,7 +510,8 @@ def analyze(engine, shop_id: int, total: int, smtp_port: int, batch_size: int) -
         event.remove(engine, "commit", count_commit)
     elapsed = time.perf_counter() - started
     print(f"\nIn-process dispatch of {sent} notifications ({sent / elapsed:.0f} msg/s, "
-          f"batch {batch_size}; timers and SQL hooks add a little):")  # fmt: skip
+          f"batch {batch_size}, {settings.smtp_connections} SMTP connections; "
+          "timers and SQL hooks add a little):")  # fmt: skip
     print(f"  {sum(statements.values()) / sent:.1f} SQL statements (round trips) and "
           f"{commits[0] / sent:.2f} commits per message; "
           f"{in_sql[0] / sent * 1000:.3f} ms/message waiting in cursor.execute")  # fmt: skip
@@ -611,15 +571,7 @@ def show_profile(path: Path, total: int) -> None:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
+    return f"{os.cpu_count()} cores ({cpu_model()}), Python {platform.python_version()}"
 
 
 def main() -> None:
@@ -639,6 +591,7 @@ def main() -> None:
         run_sink(args.sink, args.sink_delay_ms / 1000)
         return
 
+    from app import migrate
     from app.db import make_engine
 
     total = args.notifications
@@ -649,11 +602,15 @@ def main() -> None:
           f"sink answers DATA after {args.sink_delay_ms:g} ms; logs in {log_dir}")  # fmt: skip
     print("the SMTP sink (one aiosmtpd process) and PostgreSQL share these cores with "
           "the workers and this process.")  # fmt: skip
-    url = create_database(name)
-    engine = make_engine(url)
-    sink, smtp_port = start_sink(log_dir, args.sink_delay_ms)
     results: dict[str, list[float]] = {"floor": [], "one worker": [], "two workers": []}
+    created, engine, sink = False, None, None
     try:
+        create_databases(name)
+        created = True
+        url = sa_url(name)
+        migrate.upgrade(url)
+        engine = make_engine(url)
+        sink, smtp_port = start_sink(log_dir, args.sink_delay_ms)
         with engine.connect() as conn:
             from sqlalchemy import text
 
@@ -685,9 +642,12 @@ def main() -> None:
             worker_phase(1, engine, shop_id, total, env, log_dir, "profile", sink, profile)
             show_profile(profile, total)
     finally:
-        stop(sink)
-        engine.dispose()
-        drop_database(name)
+        if sink is not None:
+            stop_process(sink, timeout=30)
+        if engine is not None:
+            engine.dispose()
+        if created:
+            drop_databases(name)
     print(f"dropped {name}; the sink said: "
           f"{(log_dir / 'sink.log').read_text().strip().splitlines()[-1]}")  # fmt: skip
 

@@ -22,8 +22,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +36,18 @@ from pathlib import Path
 
 import psycopg
 
+# Imported while bench/ is still first on sys.path, where Python put it for this script.
+from _common import (
+    cpu_model,
+    create_databases,
+    drop_databases,
+    machine_busy_seconds,
+    pg_address,
+    proc_stat,
+    sa_url,
+    stop_process,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 # Python puts this script's folder first on sys.path; other scripts in bench/ could then
@@ -46,9 +56,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from processes import free_port  # noqa: E402
+
 from support import SHOP_DOMAIN, load_fixture, shopify_headers  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("CARELOOP_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 HOST = "127.0.0.1"
 TOPIC = "orders/create"
 GOAL_RATIO = 0.8
@@ -56,26 +67,6 @@ GOAL_P99_MS = 100.0
 
 
 # --------------------------------------------------------------------------- setup
-
-
-def sa_url(admin_url: str, database: str) -> str:
-    """postgresql+psycopg:// URL of `database` on the admin URL's server."""
-    base = admin_url.rsplit("/", 1)[0].replace("postgresql:", "postgresql+psycopg:", 1)
-    return f"{base}/{database}"
-
-
-def create_databases(prefix: str) -> tuple[str, str]:
-    service_db, floor_db = prefix, f"{prefix}_floor"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        for name in (service_db, floor_db):
-            conn.execute(f'CREATE DATABASE "{name}"')
-    return service_db, floor_db
-
-
-def drop_databases(*names: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        for name in names:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def prepare_service_db(url: str) -> None:
@@ -98,12 +89,6 @@ def prepare_service_db(url: str) -> None:
 def prepare_floor_db(url: str) -> None:
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
         conn.execute("CREATE TABLE floor_inbox (id bigserial PRIMARY KEY, body text NOT NULL)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -140,18 +125,11 @@ def start_server(
         args.worker_class,
         "--threads",
         str(args.threads),
-        "--keep-alive",
-        "10",
-        "--backlog",
-        "2048",
-        "--worker-tmp-dir",
-        "/dev/shm" if Path("/dev/shm").is_dir() else tempfile.gettempdir(),
         "--log-level",
         "warning",
+        "--config",
+        str(ROOT / "gunicorn.conf.py"),  # what `careloop serve` and the image use
     ]
-    config = ROOT / "gunicorn.conf.py"  # what `careloop serve` and the image use
-    if config.is_file():
-        command += ["--config", str(config)]
     if args.access_log:
         command += ["--access-logfile", "-"]  # as `careloop serve` does
     command.append(app)
@@ -191,16 +169,6 @@ def wait_ready(server: Server, timeout: float = 60.0) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{server.name} not ready after {timeout:.0f}s:\n{server.log_tail()}")
-
-
-def stop_server(server: Server) -> None:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)  # gunicorn's master stops its workers
-        try:
-            server.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait(timeout=10)
 
 
 # --------------------------------------------------------------------------- requests
@@ -252,7 +220,6 @@ def build_requests(secret: str, port: int, count: int, first_order_id: int) -> l
 @dataclass
 class PhaseResult:
     label: str
-    sent: int = 0
     elapsed: float = 0.0
     latencies: list[float] = field(default_factory=list)  # seconds, 200 responses only
     statuses: dict[int, int] = field(default_factory=dict)  # status (0: transport error)
@@ -324,7 +291,6 @@ async def run_phase(
             while next_index < len(requests):
                 request = requests[next_index]
                 next_index += 1
-                result.sent += 1
                 t0 = time.perf_counter()
                 status, body = 0, b""
                 for attempt in (1, 2):
@@ -394,20 +360,6 @@ async def run_phase(
 # --------------------------------------------------------------------------- CPU
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_stat(pid: int) -> tuple[str, int, float] | None:
-    """(comm, ppid, CPU seconds of its own threads) of a process, or None if gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 def _ours_in_postgres(pid: int, database_prefix: str) -> bool:
     """A backend of our databases, or one of the server's own processes (WAL
     writer, checkpointer, ...); not a backend of somebody else's database."""
@@ -425,7 +377,7 @@ def cpu_snapshot(servers: dict[str, Server], database_prefix: str) -> dict[str, 
     stats = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            stat = _proc_stat(int(entry))
+            stat = proc_stat(int(entry))
             if stat is not None:
                 stats[int(entry)] = stat
     snapshot = {"loadgen": stats.get(os.getpid(), ("", 0, 0.0))[2]}
@@ -445,14 +397,6 @@ def cpu_snapshot(servers: dict[str, Server], database_prefix: str) -> dict[str, 
     )
     snapshot["machine"] = machine_busy_seconds()
     return snapshot
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds the whole machine has spent not idle (all cores)."""
-    with open("/proc/stat") as handle:
-        values = [int(x) for x in handle.readline().split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / CLOCK_TICKS
 
 
 def machine_busy_now(seconds: float = 2.0) -> float:
@@ -653,24 +597,23 @@ async def measure(
     sides = {"service": Side("service"), "floor": Side("floor")}
     all_ok_ids: list[str] = []
     executed: list[PhaseResult] = []
-    targets = servers
 
     def prepare(name: str, count: int) -> list[Prepared]:
         nonlocal order_id
-        prepared = build_requests(secret, targets[name].port, count, order_id)
+        prepared = build_requests(secret, servers[name].port, count, order_id)
         order_id += count
         return prepared
 
     # Pre-sign everything before any clock runs.
-    warmup = {name: prepare(name, args.warmup) for name in targets}
-    rounds = [{name: prepare(name, per_round) for name in targets} for _ in range(args.rounds)]
+    warmup = {name: prepare(name, args.warmup) for name in servers}
+    rounds = [{name: prepare(name, per_round) for name in servers} for _ in range(args.rounds)]
     gc.collect()
     gc.freeze()  # the requests live for the whole run: no collection need walk them again
 
     print(f"Warm-up: {args.warmup} webhooks to each side ...", flush=True)
     for name in ("service", "floor"):
         result = await run_phase(
-            f"warm:{name}", targets[name].port, warmup[name], args.concurrency, 30, 120
+            f"warm:{name}", servers[name].port, warmup[name], args.concurrency, 30, 120
         )
         print(f"  {name}: {result.ok}/{len(warmup[name])} answered 200, {result.rate:.0f}/s")
         if name == "service":
@@ -690,7 +633,7 @@ async def measure(
             before = cpu_snapshot(servers, prefix)
             result = await run_phase(
                 f"{index + 1}:{name}",
-                targets[name].port,
+                servers[name].port,
                 batch[name],
                 args.concurrency,
                 args.timeout,
@@ -761,7 +704,7 @@ def main() -> int:
     secret = "shpss_bench_" + secrets.token_urlsafe(24)
     prefix = f"careloop_bench_{secrets.token_hex(5)}"
     log_dir = Path(tempfile.mkdtemp(prefix="careloop_bench_"))
-    print(f"Machine: {os.cpu_count()} cores, {_cpu_model()}; PostgreSQL at {HOST}:5432")
+    print(f"Machine: {os.cpu_count()} cores, {cpu_model()}; PostgreSQL at {pg_address()}")
     print(f"Databases: {prefix}, {prefix}_floor (dropped at the end)")
     busy = machine_busy_now()
     print(f"Machine busy before the run: {busy:.0%} of all cores")
@@ -772,8 +715,10 @@ def main() -> int:
     servers: dict[str, Server] = {}
     exit_code = 1  # until the run has finished
     try:
-        databases = create_databases(prefix)
-        service_url, floor_url = (sa_url(PG_ADMIN_URL, name) for name in databases)
+        names = (prefix, f"{prefix}_floor")
+        create_databases(*names)
+        databases = names
+        service_url, floor_url = (sa_url(name) for name in databases)
         prepare_service_db(service_url)
         prepare_floor_db(floor_url)
 
@@ -816,7 +761,7 @@ def main() -> int:
                 exit_code = 1
     finally:
         for server in servers.values():
-            stop_server(server)
+            stop_process(server.process, timeout=20)  # gunicorn's master stops its workers
         if databases:
             drop_databases(*databases)
         if args.keep_logs or exit_code != 0:
@@ -824,16 +769,6 @@ def main() -> int:
         else:
             shutil.rmtree(log_dir, ignore_errors=True)
     return exit_code
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":
