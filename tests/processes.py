@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from werkzeug.serving import make_server
 from app.config import ROOT
 
 STOP_TIMEOUT = 15.0
+WAIT_TIMEOUT = 30.0
 
 
 def child_env(values: dict[str, str] | None = None) -> dict[str, str]:
@@ -81,6 +83,19 @@ class Process:
 
     def fail(self, problem: str) -> None:
         pytest.fail(f"{problem}\n--- output of {self.name} ---\n{self.output()}")
+
+
+def wait_until(
+    condition: Callable[[], bool], process: Process, what: str, timeout: float = WAIT_TIMEOUT
+) -> None:
+    """Poll `condition` while `process` runs; fail with its output otherwise."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if not process.running():
+            process.fail(f"{process.name} exited ({process.popen.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            process.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.01)
 
 
 class Processes:

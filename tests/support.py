@@ -9,6 +9,8 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from app.clock import Clock
 from integrations import shopify
 
@@ -20,6 +22,9 @@ OTHER_SHOP_DOMAIN = "other-store.myshopify.com"
 TWILIO_SID = "AC00000000000000000000000000000001"
 TWILIO_TOKEN = "twilio-test-auth-token"
 POSTMARK_HOOK_PASSWORD = "postmark-hook-password"
+
+# Runs a test on the PostgreSQL database only (the `db` fixture is parametrized).
+ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
 class FrozenClock(Clock):

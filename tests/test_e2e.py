@@ -16,14 +16,13 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import pytest
 import requests
 from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
 from dotenv import dotenv_values
-from processes import Process, Processes, child_env, free_port
+from processes import Process, Processes, child_env, free_port, wait_until
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -32,19 +31,16 @@ from app.config import DEV_SECRET_FACTORIES, ROOT
 from app.demo import EXPECTED_STATES
 from app.migrate import alembic_config
 from app.models import InboxMessage, Order, OrderEvent
-from support import load_fixture, shopify_headers
+from support import ON_POSTGRESQL, load_fixture, shopify_headers
 
 pytestmark = pytest.mark.e2e
 
-# Runs a test on the PostgreSQL database only (the `db` fixture is parametrized).
-ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 # Settings.from_env reads <root>/.env in every environment; a developer's own
 # .env would change what the "nothing configured" tests start with.
 WITHOUT_DOTENV = pytest.mark.skipif(
     (ROOT / ".env").exists(), reason=f"{ROOT / '.env'} would be read by the child processes"
 )
 
-READY_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 60.0
 
 
@@ -66,19 +62,6 @@ def described(result: subprocess.CompletedProcess[str]) -> str:
         f"`{' '.join(result.args[1:])}` exited {result.returncode}\n"
         f"--- stdout ---\n{result.stdout}--- stderr ---\n{result.stderr}"
     )
-
-
-def wait_until(
-    condition: Callable[[], bool], process: Process, what: str, timeout: float = READY_TIMEOUT
-) -> None:
-    """Poll `condition` while `process` runs; fail with its output otherwise."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if not process.running():
-            process.fail(f"{process.name} exited ({process.popen.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            process.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.01)
 
 
 def wait_ready(process: Process, base_url: str) -> None:

@@ -34,7 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from werkzeug.serving import make_server
+from processes import free_port, serve_wsgi
 from werkzeug.wrappers import Request, Response
 
 from app.events import PayloadError
@@ -47,7 +47,7 @@ from notifications.postmark import (
     verify_webhook_auth,
 )
 from notifications.smtp import SmtpProvider
-from support import FIXTURES, load_fixture
+from support import load_fixture
 
 SMTP_USER = "careloop-mailer"
 SMTP_PASSWORD = "s3cret-Pa55word-not-for-logs"
@@ -73,12 +73,6 @@ def make_message(to: str = "ana@example.com", **changes) -> EmailMessage:
         reply_to="support@shop.example",
     )
     return replace(base, **changes)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- a certificate made for this run ------------------------------------------
@@ -594,7 +588,7 @@ def test_smtp_reply_to_data_is_classified_by_its_code(smtp_server, reply, outcom
     assert result.error_code == reply[:3]
 
 
-def test_smtp_server_down_makes_every_message_transient(smtp_server):
+def test_smtp_server_down_makes_every_message_transient():
     port = free_port()  # nothing listens there
     provider = SmtpProvider("127.0.0.1", port, "none", None, None, timeout_seconds=2)
 
@@ -785,9 +779,7 @@ def test_inline_css_moves_rules_into_style_attributes_and_keeps_media_queries(po
 
 
 ERRORS = load_fixture("postmark", "api_errors")
-DOCUMENTED_BATCH_ANSWER = json.loads(
-    (FIXTURES / "postmark" / "api_batch_response.json").read_text()
-)
+DOCUMENTED_BATCH_ANSWER = load_fixture("postmark", "api_batch_response")
 
 
 @dataclass
@@ -877,15 +869,10 @@ def answer(status: int, body: object) -> Response:
 @pytest.fixture
 def postmark() -> Iterator[PostmarkStandIn]:
     stand_in = PostmarkStandIn()
-    server = make_server("127.0.0.1", 0, stand_in, threaded=True)
-    stand_in.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield stand_in
-    stand_in.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serve_wsgi(stand_in) as url:
+        stand_in.url = url
+        yield stand_in
+        stand_in.release.set()
 
 
 def postmark_provider(stand_in: PostmarkStandIn, **options) -> PostmarkProvider:

@@ -18,7 +18,7 @@ from app.models import Shop
 from app.shop_tokens import access_token
 from integrations.shopify_admin import REQUIRED_TOPICS
 from integrations.shopify_auth import sign_query
-from support import TEST_SECRET
+from support import OTHER_SHOP_DOMAIN, TEST_SECRET
 
 SHOP = "fresh-store.myshopify.com"
 
@@ -110,9 +110,7 @@ def test_reinstalling_does_not_duplicate_webhook_subscriptions(browser, clock, s
     [
         pytest.param(lambda q: q | {"hmac": "0" * 64}, id="forged-hmac"),
         pytest.param(lambda q: {k: v for k, v in q.items() if k != "hmac"}, id="no-hmac"),
-        pytest.param(
-            lambda q: q | {"shop": "other-store.myshopify.com"}, id="replayed-for-another-shop"
-        ),
+        pytest.param(lambda q: q | {"shop": OTHER_SHOP_DOMAIN}, id="replayed-for-another-shop"),
     ],
 )
 def test_a_forged_install_link_is_refused_before_any_redirect(browser, clock, standin, tamper):
@@ -131,9 +129,7 @@ def test_a_stale_install_link_is_refused(browser, clock):
     "shop", ["x.myshopify.com.evil.com", "evil.com", "myshopify.com", "a_b.myshopify.com"]
 )
 def test_hostile_shop_domains_are_refused_before_anything_else(browser, clock, standin, shop):
-    params = {"shop": shop, "timestamp": str(int(clock.now().timestamp()))}
-    response = browser.get("/auth/install", query_string=params | {
-        "hmac": sign_query(params, TEST_SECRET)})  # fmt: skip
+    response = browser.get("/auth/install", query_string=signed(clock, shop=shop))
     assert response.status_code == 400
     assert standin.requests == []
 
@@ -183,7 +179,7 @@ def test_first_embedded_load_exchanges_the_session_token_and_installs_the_shop(
 
 @pytest.mark.parametrize(
     "changes",
-    [{"exp": 0}, {"aud": "another-app"}, {"dest": "https://other-store.myshopify.com"}],
+    [{"exp": 0}, {"aud": "another-app"}, {"dest": f"https://{OTHER_SHOP_DOMAIN}"}],
     ids=["expired", "wrong-audience", "iss-and-dest-differ"],
 )
 def test_a_bad_session_token_is_refused_and_installs_nothing(

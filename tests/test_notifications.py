@@ -105,15 +105,6 @@ def notifications(db) -> list[Notification]:
         return list(session.exec(select(Notification).order_by(Notification.id)).all())
 
 
-def set_customer(db, **values) -> None:
-    with Session(db) as session:
-        customer = session.exec(select(Customer)).one()
-        for name, value in values.items():
-            setattr(customer, name, value)
-        session.add(customer)
-        session.commit()
-
-
 def set_shop(db, shop_id, **values) -> None:
     with Session(db) as session:
         row = session.get(Shop, shop_id)
@@ -365,7 +356,7 @@ def test_frequency_cap_defers_a_second_message_within_the_day(
 
 
 def test_transient_failure_backs_off_then_dead_letters_after_the_bound(
-    shop, deliver, work, db, rt, clock, twilio
+    shop, deliver, work, db, rt, clock
 ):
     ship(deliver, work)
     down = Transports(email=SmtpProvider("127.0.0.1", 1, "none", None, None, 2), sms=None)
@@ -507,21 +498,36 @@ def test_notification_settings_are_validated_and_saved(client, shop):
     assert good.json["quiet_hours_start"] == "22:00" and good.json["timezone"] == "Europe/Moscow"
 
 
+def queue_for_ana(
+    db,
+    shop_id: int,
+    now,
+    count: int,
+    *,
+    category: str = "transactional",
+    context: dict | None = None,
+) -> None:
+    """`count` shipping emails to the one customer, each under its own key."""
+    context = {"order_name": "#1001"} if context is None else context
+    with Session(db) as session:
+        customer = session.exec(select(Customer)).one()
+        for n in range(count):
+            outbox.enqueue(
+                session, shop_id=shop_id, key=f"customer:7001001:test:{n}", kind="shipping",
+                category=category, channel="email", recipient="ana@example.com",
+                locale="en", context=context, now=now, customer_id=customer.id,
+            )  # fmt: skip
+        session.commit()
+
+
 def test_marketing_email_carries_a_one_click_unsubscribe_that_works(
     shop, deliver, work, db, rt, send, mailbox, client, settings
 ):
     deliver("orders/paid", "orders_paid")
     deliver("customers_email_marketing_consent/update", "customers_email_marketing_consent_update")
     work()
-    with Session(db) as session:
-        customer = session.exec(select(Customer)).one()
-        outbox.enqueue(
-            session, shop_id=shop.id, key="customer:7001001:news:2026-11", kind="shipping",
-            category="marketing", channel="email", recipient="ana@example.com", locale="en",
-            context={"order_name": "#1001", "carrier": "UPS"}, now=rt.clock.now(),
-            customer_id=customer.id,
-        )  # fmt: skip
-        session.commit()
+    marketing = {"order_name": "#1001", "carrier": "UPS"}
+    queue_for_ana(db, shop.id, rt.clock.now(), 1, category="marketing", context=marketing)
     send()
 
     [mail] = mailbox.messages
@@ -539,14 +545,7 @@ def test_marketing_email_carries_a_one_click_unsubscribe_that_works(
 def test_marketing_without_consent_is_suppressed_at_send_time(shop, deliver, work, db, rt, send):
     deliver("orders/paid", "orders_paid")
     work()
-    with Session(db) as session:
-        customer = session.exec(select(Customer)).one()
-        outbox.enqueue(
-            session, shop_id=shop.id, key="customer:7001001:news:2026-12", kind="shipping",
-            category="marketing", channel="email", recipient="ana@example.com", locale="en",
-            context={"order_name": "#1001"}, now=rt.clock.now(), customer_id=customer.id,
-        )  # fmt: skip
-        session.commit()
+    queue_for_ana(db, shop.id, rt.clock.now(), 1, category="marketing")
     send()
     [message] = notifications(db)
     assert (message.status, message.status_detail) == ("suppressed", "email: no marketing consent")
@@ -575,19 +574,6 @@ def test_a_message_that_cannot_be_prepared_fails_alone_and_the_batch_goes_on(
     assert statuses[shop.id][0] == "failed" and "cannot prepare" in statuses[shop.id][1]
     assert statuses[other_shop.id][0] == "sent"
     assert len(mailbox.messages) == 1
-
-
-def queue_for_ana(db, shop_id: int, now, count: int) -> None:
-    """`count` shipping emails to the one customer, each under its own key."""
-    with Session(db) as session:
-        customer = session.exec(select(Customer)).one()
-        for n in range(count):
-            outbox.enqueue(
-                session, shop_id=shop_id, key=f"customer:7001001:test:{n}", kind="shipping",
-                category="transactional", channel="email", recipient="ana@example.com",
-                locale="en", context={"order_name": "#1001"}, now=now, customer_id=customer.id,
-            )  # fmt: skip
-        session.commit()
 
 
 def test_the_cap_holds_within_one_batch(shop, deliver, work, db, send, mailbox, rt):

@@ -30,8 +30,8 @@ from integrations.shopify_admin import (
     AdminUserErrors,
     ensure_webhook_subscriptions,
 )
+from support import SHOP_DOMAIN
 
-SHOP = "demo-store.myshopify.com"
 TOKEN = "shpat_0123456789abcdef0123456789abcdef"
 VERSION = "2026-07"
 CALLBACK = "https://careloop.example.com/webhooks/shopify"
@@ -48,7 +48,9 @@ def shopify(manual):
     """The stand-in, serving; `shopify.url` is its base URL. It knows a
     `shop` root field (cost 1) besides the webhook subscriptions."""
     standin = ShopifyStandIn(valid_tokens={TOKEN}, clock=manual.now)
-    standin.resolvers["shop"] = Resolver(lambda _: {"name": "Demo Store", "myshopifyDomain": SHOP})
+    standin.resolvers["shop"] = Resolver(
+        lambda _: {"name": "Demo Store", "myshopifyDomain": SHOP_DOMAIN}
+    )
     with serve(standin) as url:
         standin.url = url
         yield standin
@@ -56,7 +58,7 @@ def shopify(manual):
 
 def admin_client(shopify, manual, token: str = TOKEN, base_url: str | None = None) -> AdminClient:
     return AdminClient(
-        SHOP, token, VERSION, base_url=base_url or shopify.url, timeout_seconds=5,
+        SHOP_DOMAIN, token, VERSION, base_url=base_url or shopify.url, timeout_seconds=5,
         sleep=manual.sleep, monotonic=manual.now,
     )  # fmt: skip
 
@@ -74,7 +76,9 @@ def only_topics(shopify) -> list[str]:
 
 
 def test_execute_returns_the_data_of_the_answer(admin):
-    assert admin.execute(SHOP_QUERY) == {"shop": {"name": "Demo Store", "myshopifyDomain": SHOP}}
+    assert admin.execute(SHOP_QUERY) == {
+        "shop": {"name": "Demo Store", "myshopifyDomain": SHOP_DOMAIN}
+    }
 
 
 def test_each_request_carries_the_token_header_to_the_versioned_endpoint(admin, shopify):
@@ -91,7 +95,7 @@ def test_a_refused_token_raises_auth_error_that_never_shows_the_token(shopify, m
     client = admin_client(shopify, manual, token=revoked)
     with pytest.raises(AdminAuthError) as raised:
         client.execute(SHOP_QUERY)
-    assert "401" in str(raised.value) and SHOP in str(raised.value)
+    assert "401" in str(raised.value) and SHOP_DOMAIN in str(raised.value)
     shown = " ".join([str(raised.value), repr(raised.value), repr(client), caplog.text])
     assert revoked not in shown
     assert len(shopify.requests) == 1  # a refused token is not retried
@@ -122,7 +126,7 @@ def test_a_query_dearer_than_what_is_left_waits_before_it_is_sent(admin, shopify
 
 def test_server_errors_are_retried_with_backoff_then_succeed(admin, shopify, manual):
     shopify.fail_next(2, status=503)
-    assert admin.execute(SHOP_QUERY)["shop"]["myshopifyDomain"] == SHOP
+    assert admin.execute(SHOP_QUERY)["shop"]["myshopifyDomain"] == SHOP_DOMAIN
     assert [r.status for r in shopify.requests] == [503, 503, 200]
     assert manual.sleeps == [0.5, 1.0]
 

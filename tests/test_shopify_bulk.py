@@ -34,8 +34,8 @@ from integrations.shopify_bulk import (
     start,
     status,
 )
+from support import SHOP_DOMAIN
 
-SHOP = "demo-store.myshopify.com"
 TOKEN = "shpat_0123456789abcdef0123456789abcdef"
 VERSION = "2026-07"
 CUSTOMERS, ORDERS = BULK_QUERIES
@@ -57,7 +57,7 @@ def shopify(manual):
 
 def admin_client(shopify, manual, version: str = VERSION) -> AdminClient:
     return AdminClient(
-        SHOP, TOKEN, version, base_url=shopify.url, timeout_seconds=5,
+        SHOP_DOMAIN, TOKEN, version, base_url=shopify.url, timeout_seconds=5,
         sleep=manual.sleep, monotonic=manual.now,
     )  # fmt: skip
 

@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import event, text
 from sqlmodel import Session, select
 
+from app import inbox
 from app.clock import Clock
 from app.factory import create_app
 from app.models import InboxMessage, Shop
 from integrations import shopify
-from support import SHOP_DOMAIN, load_fixture, shopify_headers
+from support import ON_POSTGRESQL, SHOP_DOMAIN, load_fixture, shopify_headers
 
 
 def inbox_rows(db) -> list[InboxMessage]:
@@ -199,9 +200,6 @@ def test_overlong_api_version_header_is_refused_400_not_a_storage_failure(shop, 
     assert inbox_rows(db) == []
 
 
-ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-
-
 def post_order(app, webhook_id: str, domain: str = SHOP_DOMAIN):
     """An orders/create delivery whose webhook and event ids are `webhook_id`."""
     body = json.dumps(load_fixture("shopify", "orders_create")).encode()
@@ -246,7 +244,11 @@ def send_while_the_first_waits(app, db, shop_id: int, followers: list[tuple[str,
             threads = [threading.Thread(target=send, args=follower) for follower in followers]
             for thread in threads:
                 thread.start()
-            time.sleep(1.0)  # every follower is waiting for the first INSERT by now
+            if postgres:  # until every follower waits for the first INSERT
+                writer = inbox._writers[db]
+                deadline = time.monotonic() + 10
+                while len(writer._waiting) < len(followers) and time.monotonic() < deadline:
+                    time.sleep(0.01)
             holder.rollback()
         for thread in [first, *threads]:
             thread.join(timeout=30)

@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import queue
-import socket
 import threading
 import time
 import uuid
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import requests
-from processes import serve_wsgi
+from processes import free_port, serve_wsgi
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Request, Response
 
@@ -41,7 +40,7 @@ from notifications.twilio import (
     signature,
     verify_signature,
 )
-from support import FIXTURES
+from support import load_fixture
 
 ACCOUNT_SID = "AC3f9c4e1a7b2d58e06c1f4a9b2e7d3c58"
 AUTH_TOKEN = "9e1b7c3a5d2f48e6b0c4a8d2f6e1b3c7"  # ours, shaped like a real one
@@ -53,11 +52,7 @@ CUSTOMER = "+34612345678"
 DOCUMENTED_FIELDS = {"To", "From", "MessagingServiceSid", "Body", "StatusCallback", "MediaUrl"}
 
 
-def twilio_fixture(name: str) -> dict:
-    return json.loads((FIXTURES / "twilio" / f"{name}.json").read_text())
-
-
-ERRORS = twilio_fixture("errors")
+ERRORS = load_fixture("twilio", "errors")
 
 
 def documented_sign(token: str, url: str, form: list[tuple[str, str]]) -> str:
@@ -146,7 +141,7 @@ class TwilioStandIn:
 
     def created(self, fields: dict[str, str]) -> Response:
         sid = "SM" + uuid.uuid4().hex
-        message = copy.deepcopy(twilio_fixture("message_created"))
+        message = copy.deepcopy(load_fixture("twilio", "message_created"))
         base = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}"
         service = fields.get("MessagingServiceSid")
         message.update(
@@ -256,12 +251,6 @@ def receiver() -> Iterator[CallbackReceiver]:
 
 def sms(body: str = "Your order #1001 has shipped.", **changes) -> SmsMessage:
     return SmsMessage(**{"to": CUSTOMER, "sender": OUR_NUMBER, "body": body, **changes})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- Sending ---------------------------------------------------------------------
@@ -589,7 +578,7 @@ def test_verify_signature_accepts_the_url_with_its_default_port_written_out():
 
 
 def test_a_delivered_status_callback_parses():
-    report = parse_status_callback(twilio_fixture("status_callback_delivered"))
+    report = parse_status_callback(load_fixture("twilio", "status_callback_delivered"))
 
     assert report == StatusReport(
         message_sid="SM1f0e2d3c4b5a69788796a5b4c3d2e1f0",
@@ -600,14 +589,14 @@ def test_a_delivered_status_callback_parses():
 
 
 def test_an_undelivered_status_callback_keeps_the_error_code():
-    report = parse_status_callback(MultiDict(twilio_fixture("status_callback_undelivered")))
+    report = parse_status_callback(MultiDict(load_fixture("twilio", "status_callback_undelivered")))
 
     assert (report.status, report.error_code) == (MessageStatus.UNDELIVERED, "30003")
     assert report.unsubscribed is False
 
 
 def test_a_failed_callback_for_an_unsubscribed_recipient_says_so():
-    form = {**twilio_fixture("status_callback_undelivered"), "MessageStatus": "failed"}
+    form = {**load_fixture("twilio", "status_callback_undelivered"), "MessageStatus": "failed"}
 
     assert parse_status_callback({**form, "ErrorCode": "21610"}).unsubscribed is True
 
@@ -632,7 +621,7 @@ def test_a_status_callback_we_cannot_use_is_an_error_naming_the_field(form, prob
 
 
 def test_an_inbound_stop_parses_and_reads_as_an_opt_out():
-    message = parse_inbound(MultiDict(twilio_fixture("inbound_stop")))
+    message = parse_inbound(MultiDict(load_fixture("twilio", "inbound_stop")))
 
     assert message == InboundMessage(
         from_=CUSTOMER, to=OUR_NUMBER, body="Stop", message_sid="SM9a8b7c6d5e4f30211203f4e5d6c7b8a9"
