@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -232,3 +233,30 @@ def processes(tmp_path) -> Iterator[Processes]:
         for process in started.started:
             print(f"----- {process.name} (exit {process.popen.returncode}) -----")
             print(process.output())
+
+
+# Under CI, .ci/run names a file here and prints it when the run fails, so
+# that the cause (the failure's tail, its captured output, the logs of the
+# servers it started) is the last thing in the CI record.
+FAILURE_REPORT = "CARELOOP_FAILURE_REPORT"
+TAIL_LINES = 60
+
+
+def _tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    path = os.environ.get(FAILURE_REPORT)
+    if path and report.failed:
+        parts = [f"===== {report.nodeid} ({report.when}) =====", _tail(report.longreprtext)]
+        for name, content in report.sections:
+            parts += [f"----- {name} -----", _tail(content)]
+        started = item.funcargs.get("processes")
+        for process in started.started if isinstance(started, Processes) else ():
+            parts += [f"----- log of {process.name}: {process.log} -----", _tail(process.output())]
+        with Path(path).open("a") as report_file:
+            report_file.write("\n".join(parts) + "\n\n")
+    return report

@@ -5,6 +5,7 @@ loopback (`serve_wsgi`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,8 +22,11 @@ from werkzeug.serving import make_server
 
 from app.config import ROOT
 
+# Both are guards against a hang, not measures of speed: reaching one on a
+# slow machine must not turn the suite red, so they are generous, and a
+# process that does not stop in time is killed rather than reported.
 STOP_TIMEOUT = 15.0
-WAIT_TIMEOUT = 30.0
+WAIT_TIMEOUT = 120.0
 
 
 def child_env(values: dict[str, str] | None = None) -> dict[str, str]:
@@ -45,20 +49,24 @@ def free_port() -> int:
 
 
 class Process:
-    """A long-running CLI command; stdout and stderr go to one log file."""
+    """A long-running command; stdout and stderr go to one log file, so no
+    pipe can fill up and block it, and its output survives for the report."""
 
-    def __init__(self, name: str, args: tuple[str, ...], env: dict[str, str], log: Path):
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path):
         self.name = name
         self.log = log
         with log.open("wb") as handle:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "app", *args],
+                argv,
                 env=env,
                 cwd=ROOT,  # where gunicorn finds gunicorn.conf.py, as in the image
                 stdin=subprocess.DEVNULL,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # a signal meant for pytest does not reach it
+                # Its own process group: a signal meant for pytest does not reach
+                # it, and killing the group also reaps children such as
+                # gunicorn's workers, which would otherwise keep the port.
+                start_new_session=True,
             )
 
     def output(self) -> str:
@@ -67,19 +75,29 @@ class Process:
     def running(self) -> bool:
         return self.popen.poll() is None
 
-    def stop(self) -> int:
-        """SIGTERM, then SIGKILL if it does not stop in time; returns the exit code."""
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, then SIGKILL if it does not stop in time; always reaped.
+
+        A slow shutdown is not an error: the tests that care about a graceful
+        stop look at the exit code this returns."""
         if self.running():
             self.popen.terminate()
             try:
-                self.popen.wait(STOP_TIMEOUT)
+                self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.popen.kill()
-        return self.popen.wait(STOP_TIMEOUT)
+                self._kill_group()
+        returncode = self.popen.wait()
+        self._kill_group()  # children the parent left behind
+        return returncode
 
     def kill(self) -> None:
-        self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(STOP_TIMEOUT)
+        """SIGKILL, as a crash would; returns once the process is reaped."""
+        self._kill_group()
+        self.popen.wait()
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+            os.killpg(self.popen.pid, signal.SIGKILL)
 
     def fail(self, problem: str) -> None:
         pytest.fail(f"{problem}\n--- output of {self.name} ---\n{self.output()}")
@@ -104,13 +122,24 @@ class Processes:
         self.started: list[Process] = []
 
     def start(self, name: str, *args: str, env: dict[str, str]) -> Process:
-        process = Process(name, args, env, self.directory / f"{name}.log")
+        """Start `careloop ARGS` (as `python -m app`)."""
+        return self.start_command(name, [sys.executable, "-m", "app", *args], env=env)
+
+    def start_command(self, name: str, argv: list[str], *, env: dict[str, str]) -> Process:
+        process = Process(name, argv, env, self.directory / f"{name}.log")
         self.started.append(process)
         return process
 
     def stop_all(self) -> None:
+        """Stop every process, even when stopping one of them fails."""
+        problems = []
         for process in reversed(self.started):
-            process.stop()
+            try:
+                process.stop()
+            except OSError as exc:
+                problems.append(f"{process.name}: {exc}")
+        if problems:
+            raise RuntimeError("could not stop: " + "; ".join(problems))
 
 
 @contextmanager

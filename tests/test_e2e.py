@@ -22,7 +22,7 @@ import requests
 from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
 from dotenv import dotenv_values
-from processes import Process, Processes, child_env, free_port, wait_until
+from processes import WAIT_TIMEOUT, Process, Processes, child_env, free_port, wait_until
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -41,7 +41,7 @@ WITHOUT_DOTENV = pytest.mark.skipif(
     (ROOT / ".env").exists(), reason=f"{ROOT / '.env'} would be read by the child processes"
 )
 
-COMMAND_TIMEOUT = 60.0
+COMMAND_TIMEOUT = WAIT_TIMEOUT  # a guard against a hang, not a measure of speed
 
 
 def careloop(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -34,7 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from processes import free_port, serve_wsgi
+from processes import WAIT_TIMEOUT, free_port, serve_wsgi
 from werkzeug.wrappers import Request, Response
 
 from app.events import PayloadError
@@ -249,7 +249,9 @@ def smtp_server() -> Iterator[Callable[..., SmtpServer]]:
     def start(**options) -> SmtpServer:
         mailbox = Mailbox()
         port = free_port()
-        controller = Controller(mailbox, hostname="127.0.0.1", port=port, **options)
+        controller = Controller(
+            mailbox, hostname="127.0.0.1", port=port, ready_timeout=WAIT_TIMEOUT, **options
+        )
         controller.start()
         controllers.append(controller)
         return SmtpServer("127.0.0.1", port, mailbox)

@@ -15,7 +15,7 @@ from email.policy import default as default_policy
 import pytest
 from aiosmtpd.controller import Controller
 from flask import Flask, request
-from processes import free_port, serve_wsgi
+from processes import WAIT_TIMEOUT, free_port, serve_wsgi
 from sqlmodel import Session, select
 
 from app import worker
@@ -46,7 +46,7 @@ class Mailbox:
 def mailbox():
     box = Mailbox()
     box.port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller = Controller(box, hostname="127.0.0.1", port=box.port, ready_timeout=WAIT_TIMEOUT)
     controller.start()
     yield box
     controller.stop()

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 import pytest
 from aiosmtpd.controller import Controller
-from processes import child_env, free_port, wait_until
+from processes import WAIT_TIMEOUT, child_env, free_port, wait_until
 from sqlalchemy import func
 from sqlmodel import Session, select
 
@@ -44,7 +44,7 @@ LEASE_SECONDS = 3
 SINK_DELAY_SECONDS = 0.03  # per message: a batch of 20 takes > 0.6 s
 KILL_AFTER = 50  # messages received in all before the kill...
 KILL_MID_BATCH = range(8, 13)  # ...and this many of the batch being sent (< BATCH_SIZE)
-DEADLINE_SECONDS = 25.0
+DEADLINE_SECONDS = WAIT_TIMEOUT  # a guard against a hang, not a measure of speed
 RECIPIENT = re.compile(r"customer\+(\d+)@example\.com")
 
 
@@ -92,7 +92,7 @@ class Sink:
 def sink() -> Iterator[tuple[Sink, int]]:
     handler = Sink(SINK_DELAY_SECONDS)
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=WAIT_TIMEOUT)
     controller.start()
     try:
         yield handler, port

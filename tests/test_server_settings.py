@@ -9,11 +9,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
-from processes import child_env, free_port
+from processes import Processes, child_env, free_port, wait_until
 
 from app.config import ROOT
 
@@ -41,29 +40,21 @@ def _gunicorn(tmp_path, port: int) -> list[str]:
 
 
 @pytest.fixture
-def server(tmp_path) -> Iterator[int]:
-    """The probe served on a free port; the port."""
+def server(tmp_path, processes: Processes) -> int:
+    """The probe served on a free port; the port. The `processes` fixture
+    stops it (SIGTERM, then SIGKILL) and keeps its log for the report."""
     port = free_port()
-    process = subprocess.Popen(
-        _gunicorn(tmp_path, port),
-        env=child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert process.poll() is None, process.stderr.read().decode()
-                assert time.monotonic() < deadline, "gunicorn did not answer within 20 s"
-                time.sleep(0.1)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(15)
+    gunicorn = processes.start_command("gunicorn", _gunicorn(tmp_path, port), env=child_env())
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/", timeout=2).ok
+        except requests.ConnectionError:
+            time.sleep(0.1)
+            return False
+
+    wait_until(answers, gunicorn, "gunicorn to answer")
+    return port
 
 
 def _listening_sockets(port: int) -> list[str]:

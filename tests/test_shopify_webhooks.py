@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from processes import WAIT_TIMEOUT
 from sqlalchemy import event, text
 from sqlmodel import Session, select
 
@@ -238,7 +239,7 @@ def send_while_the_first_waits(app, db, shop_id: int, followers: list[tuple[str,
                 )
             first = threading.Thread(target=send, args=("wh-first", SHOP_DOMAIN))
             first.start()
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + WAIT_TIMEOUT
             while postgres and not rows_per_insert and time.monotonic() < deadline:
                 time.sleep(0.01)
             threads = [threading.Thread(target=send, args=follower) for follower in followers]
@@ -246,12 +247,12 @@ def send_while_the_first_waits(app, db, shop_id: int, followers: list[tuple[str,
                 thread.start()
             if postgres:  # until every follower waits for the first INSERT
                 writer = inbox._writers[db]
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + WAIT_TIMEOUT
                 while len(writer._waiting) < len(followers) and time.monotonic() < deadline:
                     time.sleep(0.01)
             holder.rollback()
         for thread in [first, *threads]:
-            thread.join(timeout=30)
+            thread.join(timeout=WAIT_TIMEOUT)
     finally:
         event.remove(db, "before_cursor_execute", count)
     return answers, rows_per_insert
