@@ -14,7 +14,7 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
-from app import history_import, inbox, jobs, migrate, worker
+from app import history_import, inbox, jobs, migrate, shop_jobs, worker
 from app.config import (
     ROOT,
     ConfigError,
@@ -35,7 +35,7 @@ from app.fulfillment import (
     webhook_url,
 )
 from app.logs import configure_logging
-from app.models import FulfillmentConnection, HistoryImport, InboxMessage, Shop
+from app.models import FulfillmentConnection, HistoryImport, InboxMessage, Shop, ShopJob
 from app.shop_tokens import NoAccessToken, reencrypt_tokens
 from app.shops import ShopError, add_shop, issue_token
 from integrations.shopify_admin import AdminError
@@ -378,6 +378,50 @@ def inbox_retry(ids: tuple[int, ...], retry_all: bool) -> None:
     rt, _ = load_runtime()
     count = inbox.retry_dead(rt.engine, None, list(ids), rt.clock.now())
     click.echo(f"requeued {count} message(s)")
+
+
+@main.group("jobs")
+def jobs_group() -> None:
+    """Per-shop scheduled work (reconciliation, sweeps) and its failures."""
+
+
+@jobs_group.command("list")
+@click.option(
+    "--status",
+    type=click.Choice([shop_jobs.QUEUED, shop_jobs.RUNNING, shop_jobs.DONE, shop_jobs.DEAD]),
+    default=shop_jobs.DEAD,
+    show_default=True,
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+def jobs_list(status: str, limit: int) -> None:
+    """List shop jobs by status, newest first, with their last error."""
+    rt, _ = load_runtime()
+    with Session(rt.engine) as session:
+        rows = session.exec(
+            select(ShopJob, Shop.domain)
+            .join(Shop, Shop.id == ShopJob.shop_id)
+            .where(ShopJob.status == status)
+            .order_by(ShopJob.id.desc())
+            .limit(limit)
+        ).all()
+    for job, domain in rows:
+        click.echo(
+            f"{job.id}\t{domain}\t{job.kind}\t{job.slot}\tattempts={job.attempts}\t"
+            f"{job.last_error or ''}"
+        )
+
+
+@jobs_group.command("retry")
+@click.option("--shop", "domain", help="Only this shop's dead jobs (default: every shop's).")
+def jobs_retry(domain: str | None) -> None:
+    """Put dead shop jobs back in the queue."""
+    rt, _ = load_runtime()
+    shop_id = None
+    if domain is not None:
+        with Session(rt.engine) as session:
+            shop_id = _installed_shop(session, domain).id
+    count = shop_jobs.retry_dead(rt.engine, shop_id, rt.clock.now())
+    click.echo(f"requeued {count} job(s)")
 
 
 @main.command()

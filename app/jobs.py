@@ -1,6 +1,11 @@
 """Scheduled jobs, declared in one place with stable ids, and the scheduler
 that runs them.
 
+Two kinds: `JOBS`, cheap database-wide statements the scheduler runs itself,
+and `SHOP_JOBS`, work for each shop that the scheduler only enqueues as rows
+(`app.shop_jobs`) and the workers run (`run_shop_jobs`), so that one slow
+shop delays no other and more workers mean more throughput.
+
 In production several `careloop scheduler` replicas may run; one is elected
 with a PostgreSQL advisory lock held on a dedicated connection, the others
 stand by and take over when that connection goes away. SQLite deployments
@@ -22,8 +27,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import history_import, inbox, reconcile
+from app import history_import, inbox, reconcile, shop_jobs
 from app.factory import Runtime
+from app.models import Shop
+from app.shop_jobs import Every, ShopSchedule
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,11 @@ SCHEDULER_LOCK_KEY = 0x436172654C6F6F70  # "CareLoop"
 STANDBY_RECHECK_SECONDS = 5
 # An event for an order that has not arrived in two weeks is not coming.
 PARKED_GIVE_UP = timedelta(days=14)
+SHOP_JOB_MAX_ATTEMPTS = 5
+# Long enough for the slowest shop job (a reconciliation reads pages of 100
+# orders under Shopify's throttle); a worker that dies holds its job this long.
+SHOP_JOB_LEASE = timedelta(minutes=30)
+SHOP_JOB_RETENTION = timedelta(days=7)
 
 
 def purge_inbox(rt: Runtime) -> None:
@@ -48,6 +60,63 @@ def recheck_parked(rt: Runtime) -> None:
 
 
 @dataclass(frozen=True)
+class ShopJob:
+    """A kind of per-shop job: when it is due, and what it does for one shop
+    (raising on failure, which the job's row records)."""
+
+    due: ShopSchedule
+    run: Callable[[Runtime, int], None]
+
+
+SHOP_JOBS = {
+    job.due.kind: job
+    for job in (
+        ShopJob(
+            ShopSchedule(
+                "orders.reconcile", Every(minutes=30), Shop.access_token_encrypted.is_not(None)
+            ),
+            reconcile.reconcile_one,
+        ),
+    )
+}
+
+
+def enqueue_shop_jobs(rt: Runtime) -> None:
+    schedules = [job.due for job in SHOP_JOBS.values()]
+    queued = shop_jobs.enqueue_due(rt.engine, schedules, rt.clock.now())
+    if queued:
+        log.info("queued %d shop jobs", queued)
+        rt.inbox_wakeup.set()  # an in-process worker starts on them at once
+
+
+def purge_shop_jobs(rt: Runtime) -> None:
+    shop_jobs.purge_done(rt.engine, rt.clock.now() - SHOP_JOB_RETENTION)
+
+
+def run_shop_jobs(rt: Runtime, stop: threading.Event | None = None) -> int:
+    """The worker's part: run due shop jobs one by one until none is due;
+    returns how many ran. A failing job is recorded on its row and retried
+    later; the next job goes on."""
+    count = 0
+    while stop is None or not stop.is_set():
+        job = shop_jobs.claim(rt.engine, rt.clock.now(), SHOP_JOB_LEASE)
+        if job is None:
+            return count
+        count += 1
+        try:
+            kind = SHOP_JOBS.get(job.kind)
+            if kind is None:
+                raise LookupError(f"no job kind {job.kind!r} in this version")
+            kind.run(rt, job.shop_id)
+        except Exception as exc:  # recorded on the job's row, logged with its traceback
+            log.exception("shop job %s (%s, shop %s) failed", job.id, job.kind, job.shop_id)
+            shop_jobs.fail(rt.engine, job, exc, rt.clock.now(), SHOP_JOB_MAX_ATTEMPTS)
+        else:
+            shop_jobs.finish(rt.engine, job, rt.clock.now())
+    return count
+
+
+@dataclass(frozen=True)
 class Job:
     id: str
     func: Callable[[Runtime], None]
@@ -58,7 +127,8 @@ JOBS = (
     Job("inbox.purge", purge_inbox, CronTrigger(hour=3, minute=17)),
     Job("inbox.recheck_parked", recheck_parked, IntervalTrigger(minutes=5)),
     Job("imports.advance", history_import.advance_all, IntervalTrigger(minutes=1)),
-    Job("orders.reconcile", reconcile.reconcile_all, IntervalTrigger(minutes=30)),
+    Job("shop_jobs.enqueue", enqueue_shop_jobs, IntervalTrigger(minutes=1)),
+    Job("shop_jobs.purge", purge_shop_jobs, CronTrigger(hour=3, minute=29)),
 )
 
 

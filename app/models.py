@@ -352,3 +352,27 @@ class HistoryImport(SQLModel, table=True):
     started_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
+
+
+class ShopJob(SQLModel, table=True):
+    """A unit of scheduled work for one shop (`app.shop_jobs`): enqueued by
+    the scheduler once per slot, run by whichever worker claims it, so that
+    one slow shop delays no other and more workers mean more throughput."""
+
+    __tablename__ = "shop_jobs"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "kind", "slot", name="uq_shop_jobs_slot"),
+        Index("ix_shop_jobs_due", "status", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    kind: str = Field(max_length=64)  # e.g. "orders.reconcile"
+    slot: str = Field(max_length=32)  # which run this is, e.g. "2026-12-04T15:30" or "2026-12-04"
+    status: str = Field(max_length=16)  # queued, running, done, dead
+    attempts: int = 0
+    due_at: datetime
+    lease_until: datetime | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime
+    finished_at: datetime | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from app.factory import Runtime
 from app.ingest import Cause, apply
@@ -52,25 +52,13 @@ def reconcile_shop(rt: Runtime, shop_id: int, since: datetime) -> int:
         return with_admin(session, rt, session.get(Shop, shop_id), apply_pages)
 
 
-def reconcile_all(rt: Runtime) -> None:
-    """Every installed shop we hold a token for: its webhook subscriptions,
-    then its recent orders. One shop's failure is logged and does not stop
-    the others."""
+def reconcile_one(rt: Runtime, shop_id: int) -> None:
+    """The per-shop job: the shop's webhook subscriptions (an install may
+    have left some missing), then its recent orders. Raises on failure, so
+    the job's row records it and retries."""
     since = rt.clock.now() - WINDOW
     with Session(rt.engine) as session:
-        shops = session.exec(
-            select(Shop.id).where(
-                Shop.uninstalled_at.is_(None), Shop.access_token_encrypted.is_not(None)
-            )
-        ).all()
-    for shop_id in shops:
-        try:
-            with Session(rt.engine) as session:
-                # Subscriptions an install could not create are repaired here.
-                subscribe_webhooks(session, rt, session.get(Shop, shop_id))
-                session.commit()  # a token refreshed on the way
-            count = reconcile_shop(rt, shop_id, since)
-        except Exception:  # logged with its traceback; the next run tries again
-            log.exception("reconciliation of shop %s failed", shop_id)
-            continue
-        log.info("reconciled %d recent orders of shop %s", count, shop_id)
+        subscribe_webhooks(session, rt, session.get(Shop, shop_id))
+        session.commit()  # a token refreshed on the way
+    count = reconcile_shop(rt, shop_id, since)
+    log.info("reconciled %d recent orders of shop %s", count, shop_id)

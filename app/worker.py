@@ -8,7 +8,7 @@ import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import inbox, metrics
+from app import inbox, jobs, metrics
 from app.factory import Runtime
 from notifications.dispatch import dispatch_batch
 from notifications.transports import Transports, from_settings
@@ -41,8 +41,9 @@ def send_due(rt: Runtime, transports: Transports, stop: threading.Event | None =
 
 
 def work_once(rt: Runtime, transports: Transports, stop: threading.Event | None = None) -> int:
-    """One round: the inbox (which may queue notifications), then the outbox."""
-    return drain(rt, stop) + send_due(rt, transports, stop)
+    """One round: the inbox (which may queue notifications), the outbox, then
+    the shop jobs the scheduler queued."""
+    return drain(rt, stop) + send_due(rt, transports, stop) + jobs.run_shop_jobs(rt, stop)
 
 
 def run(rt: Runtime, stop: threading.Event) -> None:

@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
+from app import shop_jobs
 from app.models import (
     Customer,
     DataRequest,
     InboxMessage,
     Order,
-    OrderEvent,
-    Shipment,
     Shop,
 )
+from app.shop_jobs import Every, ShopSchedule
 from support import load_fixture
 
 PII = ("ana@example.com", "+34612345678", "+34699887766", "García", "Alcalá")
@@ -91,18 +91,22 @@ def test_customer_redaction_leaves_other_customers_alone(shop, deliver, work, db
     assert (other.email, other.redacted_at) == ("bob@example.com", None)
 
 
-def test_shop_redaction_deletes_everything_of_that_shop_only(shop, other_shop, deliver, work, db):
+def test_shop_redaction_deletes_everything_of_that_shop_only(
+    shop, other_shop, deliver, work, db, clock
+):
     _story(deliver, work)
     _story(deliver, work, domain=other_shop.domain)
+    shop_jobs.enqueue_due(db, [ShopSchedule("sweep", Every(minutes=5))], clock.now())
     deliver("app/uninstalled", "app_uninstalled")
     work()
     deliver("shop/redact", "shop_redact")  # 48 hours after uninstall
     work()
 
     with Session(db) as session:
-        for model in (Customer, Order, Shipment, OrderEvent, InboxMessage, DataRequest):
-            shops = set(session.exec(select(model.shop_id)).all())
-            assert shop.id not in shops, model.__name__
+        for table in SQLModel.metadata.sorted_tables:
+            if "shop_id" in table.c:
+                shops = set(session.exec(select(table.c.shop_id)).all())
+                assert shop.id not in shops, table.name
         assert session.get(Shop, shop.id) is None
         assert (
             session.exec(

@@ -239,17 +239,64 @@ def test_reconciliation_repairs_what_a_missed_webhook_left_stale(
 def test_reconciliation_job_restores_the_webhook_subscriptions_an_install_left_missing(
     rt, shop, standin
 ):
-    from app import reconcile
+    from app import jobs
     from integrations.shopify_admin import REQUIRED_TOPICS
 
     # Shopify takes only HTTPS webhook addresses.
     rt.settings = dataclasses.replace(rt.settings, public_url="https://careloop.example.com")
     callback = "https://careloop.example.com/webhooks/shopify"
     standin.add_subscription("ORDERS_CREATE", callback)  # the install made only this one
-    reconcile.reconcile_all(rt)
-    reconcile.reconcile_all(rt)  # a second run finds them all in place
+    jobs.enqueue_shop_jobs(rt)
+    assert jobs.run_shop_jobs(rt) == 1
+    rt.clock.advance(minutes=30)
+    jobs.enqueue_shop_jobs(rt)
+    assert jobs.run_shop_jobs(rt) == 1  # a second run finds them all in place
     assert sorted(s["topic"] for s in standin.subscriptions.values()) == sorted(REQUIRED_TOPICS)
     assert {s["uri"] for s in standin.subscriptions.values()} == {callback}
+
+
+def test_a_shop_whose_reconciliation_fails_is_retried_and_holds_up_no_other_shop(
+    rt, shop, standin, db, runner
+):
+    from app import jobs
+    from app.models import ShopJob
+
+    revoked = TokenSet(
+        "shpat_revoked", frozenset({"read_orders"}), rt.clock.now() + timedelta(hours=1),
+        "shprt_revoked", rt.clock.now() + timedelta(days=90),
+    )  # fmt: skip
+    with Session(db) as session:
+        record_install(session, rt, "revoked-store.myshopify.com", revoked)
+        session.commit()
+    standin.orders = [json.loads(order_line(900, 1, "2026-11-22T09:00:00Z"))]
+
+    def job_of(domain: str) -> ShopJob:
+        with Session(db) as session:
+            return session.exec(
+                select(ShopJob).join(Shop, Shop.id == ShopJob.shop_id).where(Shop.domain == domain)
+            ).one()
+
+    jobs.enqueue_shop_jobs(rt)
+    assert jobs.run_shop_jobs(rt) == 2
+    assert job_of(SHOP_DOMAIN).status == "done"
+    assert 900 in orders(db)  # the healthy shop was reconciled
+    failed = job_of("revoked-store.myshopify.com")
+    assert (failed.status, failed.attempts) == ("queued", 1)
+    assert failed.due_at > rt.clock.now() and failed.last_error
+    assert jobs.run_shop_jobs(rt) == 0  # backing off, not spinning
+
+    for _ in range(jobs.SHOP_JOB_MAX_ATTEMPTS - 1):
+        rt.clock.current = job_of("revoked-store.myshopify.com").due_at
+        jobs.run_shop_jobs(rt)
+    assert job_of("revoked-store.myshopify.com").status == "dead"
+
+    from app import cli
+
+    listed = runner.invoke(cli.main, ["jobs", "list"])
+    assert "revoked-store.myshopify.com\torders.reconcile" in listed.output, listed.output
+    retried = runner.invoke(cli.main, ["jobs", "retry", "--shop", "revoked-store.myshopify.com"])
+    assert retried.output.strip() == "requeued 1 job(s)"
+    assert job_of("revoked-store.myshopify.com").status == "queued"
 
 
 def test_reconciliation_changes_nothing_that_is_current(rt, shop, standin, db, deliver, work):
