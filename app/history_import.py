@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from sqlmodel import Session, select
 
+from app import rules
 from app.factory import Runtime
 from app.ingest import Cause, apply
 from app.models import HistoryImport, Shop
@@ -140,7 +141,7 @@ def _commit_batch(rt: Runtime, run_id: int, batch, progress, skipped: int = 0) -
         cause = Cause(label="shopify:bulk_import", inbox_id=None, now=now)
         for _line, events in batch:
             for event in events:
-                apply(session, run.shop_id, event, cause)
+                rules.react(session, apply(session, run.shop_id, event, cause), cause.now)
         run.lines_applied = batch[-1][0] + 1
         run.lines_skipped += skipped
         run.updated_at = now

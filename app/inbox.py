@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from app import rules
 from app.events import PayloadError
 from app.inbox_writer import InboxWriter
 from app.ingest import REDACTED_BODY, Cause, OrderNotKnown, apply, concerns_redacted
@@ -199,7 +200,7 @@ def _process(session: Session, message: InboxMessage, now: datetime) -> None:
         raise PayloadError(f"stored body is not JSON: {exc}") from None
     cause = Cause(label=f"{message.source}:{message.topic}", inbox_id=message.id, now=now)
     for event in parser.parse(message.topic, payload, message.triggered_at):
-        apply(session, message.shop_id, event, cause)
+        rules.react(session, apply(session, message.shop_id, event, cause), now)
     customer_ref, order_ref = parser.references(message.topic, payload)
     values = {
         "status": "done",

@@ -2,7 +2,8 @@
 
 The caller owns the transaction: these functions flush but never commit, so
 that a state change and whatever it causes (timeline rows now, outbox rows
-later) commit together or not at all.
+later) commit together or not at all. `apply` returns what changed
+(`app.changes`); the caller hands that to the rules in the same transaction.
 
 Rows an event touches are locked (`SELECT ... FOR UPDATE` on PostgreSQL;
 SQLite has a single writer) after an insert-if-missing, so that two workers
@@ -18,7 +19,13 @@ from datetime import datetime
 from sqlalchemy import delete, or_, update
 from sqlmodel import Session, SQLModel, select
 
-from app import rules
+from app.changes import (
+    Change,
+    CustomerFactChanged,
+    OrderDetailsArrived,
+    OrderStateChanged,
+    ShipmentStageChanged,
+)
 from app.db import insert_ignoring_conflicts
 from app.events import (
     BulkOperationFinished,
@@ -66,6 +73,8 @@ _CONSENT_FIELDS = (
 )
 _PII_CUSTOMER_FIELDS = ("email", "phone", "first_name", "last_name", "birth_date")
 REDACTED_BODY = "{}"
+# Customer attributes that rules act on: a change to one is reported.
+_RULE_FACTS = ("birth_date",)
 
 
 @dataclass(frozen=True)
@@ -77,10 +86,12 @@ class Cause:
     now: datetime
 
 
-def apply(session: Session, shop_id: int, event: Event, cause: Cause) -> None:
+def apply(session: Session, shop_id: int, event: Event, cause: Cause) -> list[Change]:
+    """Apply one event; returns what it changed, for the rules."""
+    changes: list[Change] = []
     match event:
         case OrderSnapshot():
-            _apply_order(session, shop_id, event, cause)
+            _apply_order(session, shop_id, event, cause, changes)
         case ShipmentSnapshot():
             if event.order_shopify_id is not None:
                 order = _lock_order(
@@ -88,10 +99,10 @@ def apply(session: Session, shop_id: int, event: Event, cause: Cause) -> None:
                 )
             else:
                 order = _find_order(session, shop_id, event.match)
-            _apply_shipment(session, order, event, cause)
-            _recompute_state(session, order, cause, event.updated_at)
+            _apply_shipment(session, order, event, cause, changes)
+            _recompute_state(session, order, cause, event.updated_at, changes)
         case CustomerSnapshot():
-            _apply_customer(session, shop_id, event, cause)
+            _apply_customer(session, shop_id, event, cause, changes)
         case ConsentChange():
             _apply_consent(session, shop_id, event, cause)
         case ShopUninstalled():
@@ -127,10 +138,15 @@ def apply(session: Session, shop_id: int, event: Event, cause: Cause) -> None:
             )  # fmt: skip
         case _:
             raise TypeError(f"no handler for {type(event).__name__}")
+    return changes
 
 
-def _apply_order(session: Session, shop_id: int, snap: OrderSnapshot, cause: Cause) -> None:
-    customer = _apply_customer(session, shop_id, snap.customer, cause) if snap.customer else None
+def _apply_order(
+    session: Session, shop_id: int, snap: OrderSnapshot, cause: Cause, changes: list[Change]
+) -> None:
+    customer = (
+        _apply_customer(session, shop_id, snap.customer, cause, changes) if snap.customer else None
+    )
     order = _lock_order(
         session, shop_id, snap.shopify_id, cause, snap.created_at or snap.updated_at
     )
@@ -152,10 +168,10 @@ def _apply_order(session: Session, shop_id: int, snap: OrderSnapshot, cause: Cau
         if customer is not None:
             order.customer_id = customer.id
     for shipment in snap.shipments:
-        _apply_shipment(session, order, shipment, cause)
-    _recompute_state(session, order, cause, snap.updated_at)
+        _apply_shipment(session, order, shipment, cause, changes)
+    _recompute_state(session, order, cause, snap.updated_at, changes)
     if first_snapshot:
-        rules.order_first_seen(session, order, cause.now)
+        changes.append(OrderDetailsArrived(order.id))
         references = OrderMatch(snap.shopify_id, snap.name).references()
         wake_parked(session, shop_id, references, cause.now)
 
@@ -218,7 +234,9 @@ def _find_order(session: Session, shop_id: int, match: OrderMatch | None) -> Ord
     return order
 
 
-def _apply_shipment(session: Session, order: Order, snap: ShipmentSnapshot, cause: Cause) -> None:
+def _apply_shipment(
+    session: Session, order: Order, snap: ShipmentSnapshot, cause: Cause, changes: list[Change]
+) -> None:
     shipment = session.exec(
         select(Shipment)
         .where(
@@ -242,7 +260,9 @@ def _apply_shipment(session: Session, order: Order, snap: ShipmentSnapshot, caus
         session.add(shipment)
         session.flush()
         _timeline(session, order, "shipment", None, snap.status, cause, snap.updated_at, shipment)
-        rules.shipment_changed(session, order, shipment, None, snap.updated_at, cause.now)
+        changes.append(
+            ShipmentStageChanged(order.id, shipment.id, None, snap.status, snap.updated_at)
+        )
         if snap.tracking_number:
             wake_parked(session, order.shop_id, (f"tracking:{snap.tracking_number}",), cause.now)
         return
@@ -254,8 +274,10 @@ def _apply_shipment(session: Session, order: Order, snap: ShipmentSnapshot, caus
     shipment.source_updated_at = snap.updated_at
     _copy_facts(shipment, snap)
     if previous_status != snap.status:
-        rules.shipment_changed(
-            session, order, shipment, previous_status, snap.updated_at, cause.now
+        changes.append(
+            ShipmentStageChanged(
+                order.id, shipment.id, previous_status, snap.status, snap.updated_at
+            )
         )
         _timeline(
             session, order, "shipment", previous_status, snap.status, cause, snap.updated_at,
@@ -297,7 +319,9 @@ def _day(moment: datetime | None) -> str:
     return moment.date().isoformat() if moment else "unknown"
 
 
-def _recompute_state(session: Session, order: Order, cause: Cause, occurred_at: datetime) -> None:
+def _recompute_state(
+    session: Session, order: Order, cause: Cause, occurred_at: datetime, changes: list[Change]
+) -> None:
     session.flush()
     reports = session.exec(
         select(
@@ -314,6 +338,7 @@ def _recompute_state(session: Session, order: Order, cause: Cause, occurred_at: 
     state = derive_state(facts, parcels)
     if state != order.state:
         _timeline(session, order, "state", order.state, state, cause, occurred_at)
+        changes.append(OrderStateChanged(order.id, order.state, state, occurred_at))
         order.state = state
         order.state_changed_at = cause.now
     session.flush()
@@ -357,7 +382,7 @@ def _lock_customer(session: Session, shop_id: int, shopify_id: int) -> Customer:
 
 
 def _apply_customer(
-    session: Session, shop_id: int, snap: CustomerSnapshot, cause: Cause
+    session: Session, shop_id: int, snap: CustomerSnapshot, cause: Cause, changes: list[Change]
 ) -> Customer:
     customer = _lock_customer(session, shop_id, snap.shopify_id)
     current = customer.snapshot_updated_at
@@ -367,6 +392,10 @@ def _apply_customer(
                 customer.redacted_at is not None and name in _PII_CUSTOMER_FIELDS
             ):
                 continue
+            if name in _RULE_FACTS and getattr(customer, name) != value:
+                changes.append(
+                    CustomerFactChanged(customer.id, name, getattr(customer, name), value)
+                )
             setattr(customer, name, value)
         if snap.complete:
             customer.snapshot_updated_at = snap.updated_at

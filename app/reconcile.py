@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
+from app import rules
 from app.factory import Runtime
 from app.ingest import Cause, apply
 from app.install import subscribe_webhooks
@@ -41,7 +42,7 @@ def reconcile_shop(rt: Runtime, shop_id: int, since: datetime) -> int:
                 cause = Cause(label="shopify:reconcile", inbox_id=None, now=rt.clock.now())
                 for node in page["nodes"]:
                     for event in shopify_bulk.parse_record(node):
-                        apply(session, shop_id, event, cause)
+                        rules.react(session, apply(session, shop_id, event, cause), cause.now)
                 session.commit()
                 count += len(page["nodes"])
                 if not page["pageInfo"]["hasNextPage"]:

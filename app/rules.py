@@ -1,7 +1,9 @@
 """Proactive rules: who is told what, decided in the same transaction as the
-change that makes it true. For now one rule: the first parcel of an order is
-on its way, so the customer hears "your order has shipped". The rules engine
-(delay, birthday, merchant-configured rules) grows from this seam.
+change that makes it true. Rules subscribe to what applying an event changed
+(`app.changes`, through `react`) and address an `Audience`. For now one rule:
+the first parcel of an order is on its way, so the customer hears "your
+order has shipped". The rules engine (delay, birthday, merchant-configured
+rules) grows from this seam.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
+from app.changes import Change, OrderDetailsArrived, ShipmentStageChanged
 from app.models import Customer, Order, Shipment, Shop
 from app.order_state import OrderState, ShipmentStatus
 from notifications import outbox, policy
@@ -33,26 +36,33 @@ UNDER_WAY = {ShipmentStatus.SHIPPED, ShipmentStatus.IN_TRANSIT, ShipmentStatus.O
 STALE_AFTER = timedelta(hours=72)
 
 
-def shipment_changed(
-    session: Session,
-    order: Order,
-    shipment: Shipment,
-    previous: str | None,
-    happened_at: datetime,
-    now: datetime,
-) -> None:
-    """Called after a shipment's status changed (or it appeared)."""
-    if shipment.status not in UNDER_WAY or previous in UNDER_WAY:
+def react(session: Session, changes: list[Change], now: datetime) -> None:
+    """The rules' subscriptions to what applying an event changed. Called by
+    whoever applied it (the inbox, reconciliation, the history import), in
+    the same transaction, after the whole event: the order's state is final."""
+    for change in changes:
+        match change:
+            case ShipmentStageChanged():
+                _shipment_changed(session, change, now)
+            case OrderDetailsArrived():
+                _order_details_arrived(session, change.order_id, now)
+
+
+def _shipment_changed(session: Session, change: ShipmentStageChanged, now: datetime) -> None:
+    if change.current not in UNDER_WAY or change.previous in UNDER_WAY:
         return
+    order = session.get(Order, change.order_id)
     if order.snapshot_updated_at is None:
         # Shopify sent the fulfillment before the order: who to tell is not
-        # known yet. `order_first_seen` decides when the order arrives.
+        # known yet. `_order_details_arrived` decides when the order arrives.
         return
-    _tell_shipped(session, order, shipment, happened_at, now)
+    _tell_shipped(
+        session, order, session.get(Shipment, change.shipment_id), change.occurred_at, now
+    )
 
 
-def order_first_seen(session: Session, order: Order, now: datetime) -> None:
-    """Called when an order we knew only from its parcels gets its details."""
+def _order_details_arrived(session: Session, order_id: int, now: datetime) -> None:
+    order = session.get(Order, order_id)
     shipment = session.exec(
         select(Shipment)
         .where(
@@ -74,7 +84,8 @@ def _tell_shipped(
         or now - happened_at > STALE_AFTER
     ):
         return
-    notify(session, SHIPPING, order, now, subject=f"order:{order.shopify_id}", facts={
+    audience = Audience.of_order(session, order)
+    notify(session, SHIPPING, audience, now, subject=f"order:{order.shopify_id}", facts={
         "carrier": shipment.carrier,
         "tracking_number": shipment.tracking_number,
         "tracking_url": shipment.tracking_url,
@@ -82,31 +93,74 @@ def _tell_shipped(
     })  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Audience:
+    """Who a message is for: a customer, an order's contact, or both. A
+    birthday or a survey has no order; a guest checkout has no customer."""
+
+    shop: Shop
+    customer: Customer | None
+    order: Order | None = None
+
+    @classmethod
+    def of_order(cls, session: Session, order: Order) -> Audience:
+        customer = session.get(Customer, order.customer_id) if order.customer_id else None
+        return cls(session.get(Shop, order.shop_id), customer, order)
+
+    @classmethod
+    def of_customer(cls, session: Session, customer: Customer) -> Audience:
+        return cls(session.get(Shop, customer.shop_id), customer)
+
+    @property
+    def email(self) -> str | None:
+        return (self.customer.email if self.customer else None) or (
+            self.order.email if self.order else None
+        )
+
+    @property
+    def phone(self) -> str | None:
+        raw = (self.customer.phone if self.customer else None) or (
+            self.order.phone if self.order else None
+        )
+        return to_e164(raw or "", None)
+
+    @property
+    def key(self) -> str:
+        """Who, in a notification's unique key."""
+        if self.customer is not None:
+            return f"customer:{self.customer.shopify_id}"
+        return f"order-contact:{self.order.shopify_id}"
+
+
 def notify(
-    session: Session, rule: Rule, order: Order, now: datetime, *, subject: str, facts: dict
+    session: Session, rule: Rule, audience: Audience, now: datetime, *, subject: str, facts: dict
 ) -> bool:
-    """Queue `rule`'s message about `subject` for the order's customer, on the
-    first channel they can receive; or record why nobody could be told."""
-    shop = session.get(Shop, order.shop_id)
-    customer = session.get(Customer, order.customer_id) if order.customer_id else None
-    email = (customer.email if customer else None) or order.email
-    phone = to_e164((customer.phone if customer else None) or order.phone or "", None)
+    """Queue `rule`'s message about `subject` on the first channel the
+    audience can receive, or record why nobody could be told; False if the
+    same message was queued already. The shared "who can be told, on which
+    channel" step of every rule."""
+    shop, customer, order = audience.shop, audience.customer, audience.order
+    email, phone = audience.email, audience.phone
     options = [
         policy.Reachability(
             "email", email, customer.email_consent if customer else None,
-            outbox.opted_out(session, order.shop_id, "email", email),
+            outbox.opted_out(session, shop.id, "email", email),
         ),
         policy.Reachability(
             "sms", phone, customer.sms_consent if customer else None,
-            outbox.opted_out(session, order.shop_id, "sms", phone),
+            outbox.opted_out(session, shop.id, "sms", phone),
         ),
     ]  # fmt: skip
     choice = policy.choose_channel(list(rule.channels), options, rule.category)
-    who = f"customer:{customer.shopify_id}" if customer else f"order-contact:{order.shopify_id}"
+    order_facts = (
+        {"order_name": order.name, "total": order.total_price, "currency": order.currency}
+        if order is not None
+        else {}
+    )
     return outbox.enqueue(
         session,
-        shop_id=order.shop_id,
-        key=f"{who}:{rule.kind}:{subject}",
+        shop_id=shop.id,
+        key=f"{audience.key}:{rule.kind}:{subject}",
         kind=rule.kind,
         category=rule.category,
         channel=choice.channel or rule.channels[0],
@@ -114,13 +168,11 @@ def notify(
         locale=(customer.locale if customer else None) or shop.locale,
         context={
             "customer_first_name": customer.first_name if customer else None,
-            "order_name": order.name,
-            "total": order.total_price,
-            "currency": order.currency,
+            **order_facts,
             **facts,
         },
         now=now,
         customer_id=customer.id if customer else None,
-        order_id=order.id,
+        order_id=order.id if order else None,
         suppressed_because=choice.reason,
     )

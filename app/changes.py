@@ -1,0 +1,53 @@
+"""What applying an event changed: the facts the rules subscribe to.
+
+`app.ingest.apply` returns these instead of calling the rules itself, so
+that applying an event knows nothing of who is told what, and a new rule
+(delay, birthday, survey) subscribes to a change without touching how
+events are applied. They carry row ids, not rows: the subscriber reads what
+it needs in the same transaction, after the whole event has been applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class OrderStateChanged:
+    order_id: int
+    previous: str | None
+    current: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ShipmentStageChanged:
+    """A shipment appeared (`previous` None) or moved to another status."""
+
+    order_id: int
+    shipment_id: int
+    previous: str | None
+    current: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class OrderDetailsArrived:
+    """An order we knew only from its parcels got its details (customer,
+    contact, totals): what waited for them can be decided now."""
+
+    order_id: int
+
+
+@dataclass(frozen=True)
+class CustomerFactChanged:
+    """A fact about a customer that rules may act on, such as a birth date."""
+
+    customer_id: int
+    fact: str
+    previous: object
+    current: object
+
+
+Change = OrderStateChanged | ShipmentStageChanged | OrderDetailsArrived | CustomerFactChanged
