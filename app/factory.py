@@ -14,6 +14,7 @@ from app.clock import Clock
 from app.config import ROOT, Settings
 from app.crypto import SecretBox
 from app.db import make_engine
+from app.web.converters import CONVERTERS
 from app.web.session import CookieSessionInterface
 from integrations.shopify_auth import OAuthClient
 
@@ -44,6 +45,7 @@ def create_app(
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_SECURE"] = settings.is_production
     app.json.sort_keys = False
+    app.url_map.converters.update(CONVERTERS)
     app.session_interface = CookieSessionInterface()
     app.extensions["careloop"] = Runtime(
         settings=settings,
@@ -59,7 +61,8 @@ def create_app(
         ),
     )
 
-    from app.web import api, auth, errors, health, messaging, pages, webhooks
+    from app.web import auth, errors, health, messaging, pages, webhooks
+    from app.web.api import routes as api
 
     errors.register(app)
     app.register_blueprint(health.bp)

@@ -1,0 +1,27 @@
+"""Every resource of the API on one blueprint, and the OpenAPI document
+generated from their declarations, served without authentication (it
+describes the API and holds no shop's data)."""
+
+from __future__ import annotations
+
+from flask import jsonify
+
+from app.web.api import (  # noqa: F401  (each module declares its routes on `api`)
+    data_requests,
+    imports,
+    inbox,
+    notifications,
+    orders,
+    providers,
+    settings,
+    templates,
+)
+from app.web.api.base import api, bp
+from app.web.contract import openapi
+
+__all__ = ["bp"]
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    return jsonify(openapi([(bp.url_prefix, api)], title="CareLoop API", version="1"))

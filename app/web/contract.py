@@ -1,0 +1,219 @@
+"""The JSON API's contract, written once: each operation declares its query,
+body and response schemas (pydantic), and the same declaration parses the
+request, shapes the answer and writes the OpenAPI document that
+`GET /api/v1/openapi.json` serves. A view receives parsed values and returns
+a schema instance; it never touches `request.args` or builds a dict.
+
+Bad input is answered 400 with every problem named (`field: reason`), before
+the view runs, so a view can rely on what it is given.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, ValidationError
+
+from app.web.errors import error_response
+
+# Flask's rule syntax (`<id:order_id>`) to OpenAPI's (`{order_id}`).
+_RULE_PARAMETER = re.compile(r"<(?:[a-z_]+:)?([a-z_]+)>")
+_RULE_PARAMETER_WITH_TYPE = re.compile(r"<([a-z_]+:)?([a-z_]+)>")
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    rule: str
+    summary: str
+    path: type[BaseModel] | None
+    query: type[BaseModel] | None
+    body: type[BaseModel] | None
+    response: type[BaseModel] | None
+    status: int
+    errors: tuple[int, ...]
+
+
+@dataclass
+class Api:
+    """A blueprint whose routes are declared with schemas."""
+
+    blueprint: Blueprint
+    guard: Callable[[Callable], Callable]  # authentication, around every operation
+    operations: list[Operation] = field(default_factory=list)
+
+    def route(
+        self,
+        method: str,
+        rule: str,
+        *,
+        path: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        body: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        errors: tuple[int, ...] = (),
+    ):
+        def decorate(view: Callable[..., Any]):
+            summary = (view.__doc__ or view.__name__).strip().splitlines()[0]
+
+            @functools.wraps(view)
+            def endpoint(**parameters):
+                arguments = {}
+                try:
+                    if path is not None:
+                        arguments["path"] = path.model_validate(parameters)
+                    if query is not None:
+                        arguments["query"] = query.model_validate(request.args.to_dict(flat=True))
+                    if body is not None:
+                        arguments["body"] = body.model_validate(_json_body())
+                except ValidationError as exc:
+                    return error_response(400, "bad_request", describe(exc))
+                except _NotJson as exc:
+                    return error_response(400, "bad_request", str(exc))
+                return _answer(view(**(arguments if path else parameters | arguments)), status)
+
+            self.blueprint.add_url_rule(rule, view.__name__, self.guard(endpoint), methods=[method])
+            self.operations.append(
+                Operation(method, rule, summary, path, query, body, response, status,
+                          (400, 401, *errors) if path or query or body else (401, *errors))
+            )  # fmt: skip
+            return view
+
+        return decorate
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _json_body() -> object:
+    body = request.get_json(silent=True)
+    if body is None:
+        raise _NotJson("send a JSON object (Content-Type: application/json)")
+    return body
+
+
+def _answer(result, status: int) -> Response | tuple:
+    if isinstance(result, Response | tuple):  # an error, or no content
+        return result
+    return jsonify(result.model_dump(mode="json", by_alias=True)), status
+
+
+def describe(error: ValidationError) -> str:
+    """Every problem, as `field: reason`, in one line."""
+    problems = []
+    for problem in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in problem["loc"]) or "body"
+        problems.append(f"{where}: {problem['msg']}")
+    return "; ".join(problems)
+
+
+def openapi(apis: list[tuple[str, Api]], *, title: str, version: str) -> dict:
+    """The OpenAPI 3.1 document of `apis` (each with its URL prefix)."""
+    components: dict[str, dict] = {"Error": _ERROR_SCHEMA}
+    paths: dict[str, dict] = {}
+    for prefix, api in apis:
+        for op in api.operations:
+            path = prefix + _RULE_PARAMETER.sub(r"{\1}", op.rule)
+            paths.setdefault(path, {})[op.method.lower()] = _operation(op, components)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "shopToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "CareLoop's shop API token, or an App Bridge session token",
+                }
+            },
+        },
+        "security": [{"shopToken": []}],
+        "paths": paths,
+    }
+
+
+def _operation(op: Operation, components: dict[str, dict]) -> dict:
+    document: dict[str, Any] = {"summary": op.summary, "operationId": op.rule + ":" + op.method}
+    path_schema = _inline(op.path, components)["properties"] if op.path else {}
+    parameters = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": path_schema.get(name, {"type": "integer" if ":" in rule else "string"}),
+        }
+        for rule, name in _RULE_PARAMETER_WITH_TYPE.findall(op.rule)
+    ]
+    if op.query is not None:
+        schema = _inline(op.query, components)
+        for name, prop in schema.get("properties", {}).items():
+            parameters.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in schema.get("required", ()),
+                    "schema": prop,
+                }
+            )
+    if parameters:
+        document["parameters"] = parameters
+    if op.body is not None:
+        document["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(op.body, components)}},
+        }
+    ok: dict[str, Any] = {"description": "OK" if op.status < 300 else "Created"}
+    if op.response is not None:
+        ok["content"] = {"application/json": {"schema": _ref(op.response, components)}}
+    if op.status == 204:
+        ok = {"description": "No content"}
+    responses = {str(op.status): ok}
+    for status in op.errors:
+        responses[str(status)] = {
+            "description": _ERROR_DESCRIPTIONS.get(status, "Error"),
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    document["responses"] = responses
+    return document
+
+
+def _ref(model: type[BaseModel], components: dict[str, dict]) -> dict:
+    components[model.__name__] = _inline(model, components)
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _inline(model: type[BaseModel], components: dict[str, dict]) -> dict:
+    """The model's schema, with the schemas it refers to moved to `components`."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(schema.pop("$defs", {}))
+    return schema
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+_ERROR_DESCRIPTIONS = {
+    400: "Bad request: the message names each problem",
+    401: "No valid token for a shop",
+    404: "Not found in this shop",
+    409: "Not possible in the shop's present state: the message says why",
+    413: "Body too large",
+    422: "Understood but refused: the message says why",
+    502: "Shopify could not be reached",
+}

@@ -1,0 +1,363 @@
+"""Request and response schemas of the JSON API (`/api/v1`). They are the
+contract: `app.web.contract` parses requests with them, shapes answers with
+them and writes the OpenAPI document from them.
+
+Numbers that arrive as text (query strings) must be plain ASCII digits:
+Python's int() also reads "٣" and " 3", which no client means.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from app.fulfillment import PROVIDERS
+from app.order_state import OrderState
+from app.web.converters import ROW_ID_MAX, SHOPIFY_ID_MAX
+from notifications import policy, rendering
+from notifications.email import sender_problem
+from notifications.phone import to_e164
+
+MAX_PAGE = 200
+
+
+def _digits(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number")
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()) or len(value) > 19:
+            raise ValueError("must be a whole number written with the digits 0-9")
+        return int(value)
+    return value
+
+
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# The bounds come before the text-to-number step, so that the OpenAPI
+# document shows them as minimum and maximum.
+PageLimit = Annotated[int, Field(ge=1, le=MAX_PAGE), BeforeValidator(_digits)]
+RowId = Annotated[int, Field(ge=1, le=ROW_ID_MAX), BeforeValidator(_digits)]
+ShopifyId = Annotated[int, Field(ge=1, le=SHOPIFY_ID_MAX), BeforeValidator(_digits)]
+Text = Annotated[str, AfterValidator(_no_nul)]
+Locale = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$", max_length=16)]
+
+
+class Query(BaseModel):
+    """Query strings: an unknown parameter is refused, so that a typo
+    (`?limt=5`) is not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Body(BaseModel):
+    """JSON bodies: an unknown field is refused, for the same reason."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- orders ------------------------------------------------------------------
+
+
+class OrdersQuery(Query):
+    state: OrderState | None = None
+    limit: PageLimit = 50
+    cursor: RowId | None = Field(
+        default=None, description="`next_cursor` of the previous page, to read the next"
+    )
+
+
+class OrderSummary(BaseModel):
+    id: int = Field(description="Shopify's order id")
+    name: str | None
+    state: OrderState
+    state_changed_at: datetime | None
+    financial_status: str | None
+    fulfillment_status: str | None
+    currency: str | None
+    total_price: str | None
+    created_at: datetime | None
+    cancelled_at: datetime | None
+
+
+class OrderList(BaseModel):
+    orders: list[OrderSummary]
+    next_cursor: int | None = Field(description="null on the last page")
+
+
+class CustomerDocument(BaseModel):
+    id: int
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    locale: str | None
+    email_marketing_consent: str | None
+    sms_marketing_consent: str | None
+    redacted: bool
+
+
+class ShipmentDocument(BaseModel):
+    id: str
+    source: str
+    status: str
+    status_detail: str | None
+    carrier: str | None
+    tracking_number: str | None
+    tracking_url: str | None
+    promised_ship_at: datetime | None
+    shipped_at: datetime | None
+    estimated_delivery_at: datetime | None
+    delivered_at: datetime | None
+    last_scan_at: datetime | None
+    updated_at: datetime | None
+
+
+class TimelineEntry(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    kind: str
+    from_: str | None = Field(alias="from")
+    to: str
+    shipment: str | None
+    cause: str
+    occurred_at: datetime | None
+    recorded_at: datetime | None
+
+
+class OrderDocument(OrderSummary):
+    email: str | None
+    phone: str | None
+    customer: CustomerDocument | None
+    shipments: list[ShipmentDocument]
+    timeline: list[TimelineEntry]
+
+
+# --- inbox -------------------------------------------------------------------
+
+
+class InboxQuery(Query):
+    status: Literal["pending", "done", "dead", "parked"] = "dead"
+    limit: PageLimit = 50
+
+
+class InboxEntry(BaseModel):
+    id: int
+    source: str
+    topic: str
+    status: str
+    attempts: int
+    last_error: str | None
+    received_at: datetime
+    next_attempt_at: datetime
+
+
+class InboxList(BaseModel):
+    messages: list[InboxEntry]
+
+
+class Requeued(BaseModel):
+    status: Literal["queued"]
+    id: int
+
+
+# --- data requests -----------------------------------------------------------
+
+
+class DataRequestRecord(BaseModel):
+    id: int
+    shopify_request_id: int | None
+    customer_id: int | None
+    requested_at: datetime
+    export: dict[str, Any]
+
+
+class DataRequestList(BaseModel):
+    data_requests: list[DataRequestRecord]
+
+
+# --- fulfillment providers ---------------------------------------------------
+
+
+class ProviderAddress(BaseModel):
+    provider: Literal[tuple(PROVIDERS)]
+
+
+class ProviderSecret(Body):
+    secret: Annotated[Text, Field(max_length=1000)] | None = Field(
+        default=None, description="The provider's signing secret, where it signs its webhooks"
+    )
+
+
+class ProviderConnection(BaseModel):
+    provider: str
+    signing_secret: str | None = Field(description="A hint of the secret, never the secret")
+    created_at: datetime
+    updated_at: datetime
+
+
+class IssuedConnection(ProviderConnection):
+    webhook_url: str = Field(description="Shown once: give it to the provider")
+
+
+class ProviderList(BaseModel):
+    providers: list[ProviderConnection]
+
+
+# --- notifications -----------------------------------------------------------
+
+
+class NotificationsQuery(Query):
+    order_id: ShopifyId | None = Field(default=None, description="Shopify's order id")
+    limit: PageLimit = 50
+
+
+class NotificationChange(BaseModel):
+    status: str
+    detail: str | None
+    at: datetime
+
+
+class NotificationRecord(BaseModel):
+    id: int
+    kind: str
+    category: str
+    channel: str
+    recipient: str
+    locale: str
+    status: str
+    status_detail: str | None
+    attempts: int
+    provider: str | None
+    provider_message_id: str | None
+    segments: int | None
+    created_at: datetime
+    sent_at: datetime | None
+    history: list[NotificationChange]
+
+
+class NotificationList(BaseModel):
+    notifications: list[NotificationRecord]
+
+
+# --- templates ---------------------------------------------------------------
+
+
+TemplateKind = Literal[tuple(rendering.KINDS)]
+
+
+class TemplateAddress(BaseModel):
+    kind: TemplateKind
+    channel: Literal["email", "sms"]
+    locale: Locale
+
+
+class TemplateText(Body):
+    subject: Text | None = None
+    html: Text | None = None
+    text: Text
+
+
+class TemplatePreview(Body):
+    """A draft when `text` is given; otherwise what a message would use now."""
+
+    kind: TemplateKind = "shipping"
+    channel: Literal["email", "sms"] = "email"
+    locale: Locale = "en"
+    subject: Text | None = None
+    html: Text | None = None
+    text: Text | None = None
+
+
+class TemplateSaved(BaseModel):
+    status: Literal["saved"]
+    kind: str
+    channel: str
+    locale: str
+
+
+class Rendered(BaseModel):
+    subject: str | None
+    html: str | None
+    text: str
+
+
+# --- notification settings ---------------------------------------------------
+
+
+def _clock(value: str) -> str:
+    policy.parse_clock(value)  # ValueError names the problem
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}; an IANA name such as Europe/Madrid"
+        ) from None
+    return value
+
+
+def _sender(value: str | None) -> str | None:
+    problem = value and sender_problem(value)
+    if problem:
+        raise ValueError(f"an email address such as help@shop.com ({problem})")
+    return value
+
+
+def _sms_sender(value: str | None) -> str | None:
+    if value is not None and not (value.startswith("MG") or to_e164(value, None) == value):
+        raise ValueError("an E.164 number or a messaging service SID")
+    return value
+
+
+Clock = Annotated[Text, Field(max_length=5), AfterValidator(_clock)]
+# An optional field that cannot be null: left out of the document's defaults.
+_NOT_GIVEN = Field(default=None, json_schema_extra=lambda schema: schema.pop("default"))
+
+
+class NotificationSettings(BaseModel):
+    email_from: str | None
+    sms_from: str | None
+    quiet_hours_start: str
+    quiet_hours_end: str
+    daily_message_cap: int
+    timezone: str
+    locale: str
+
+
+class NotificationSettingsChange(Body):
+    """Only the settings given are changed (`model_dump(exclude_unset=True)`).
+    The senders can be cleared with null; the others cannot: their default
+    below only stands for "not given", and is never validated or stored."""
+
+    email_from: Annotated[Text, Field(max_length=320), AfterValidator(_sender)] | None = None
+    sms_from: Annotated[Text, Field(max_length=34), AfterValidator(_sms_sender)] | None = None
+    quiet_hours_start: Clock = _NOT_GIVEN
+    quiet_hours_end: Clock = _NOT_GIVEN
+    daily_message_cap: Annotated[int, Field(strict=True, ge=1, le=50)] = _NOT_GIVEN
+    timezone: Annotated[Text, Field(max_length=64), AfterValidator(_timezone)] = _NOT_GIVEN
+    locale: Locale = _NOT_GIVEN
+
+
+# --- history import ----------------------------------------------------------
+
+
+class ImportStatus(BaseModel):
+    id: int
+    status: str
+    step: str
+    lines_applied: int
+    lines_skipped: int
+    objects_total: int | None
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
