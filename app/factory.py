@@ -14,6 +14,7 @@ from app.clock import Clock
 from app.config import ROOT, Settings
 from app.crypto import SecretBox
 from app.db import make_engine
+from app.web.params import IdConverter
 from app.web.session import CookieSessionInterface
 from integrations.shopify_auth import OAuthClient
 
@@ -45,6 +46,7 @@ def create_app(
     app.config["SESSION_COOKIE_SECURE"] = settings.is_production
     app.json.sort_keys = False
     app.session_interface = CookieSessionInterface()
+    app.url_map.converters["id"] = IdConverter  # before any route uses <id:...>
     app.extensions["careloop"] = Runtime(
         settings=settings,
         engine=engine or make_engine(settings.database_url),

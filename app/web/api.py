@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 from app import history_import, inbox
 from app.factory import runtime
 from app.fulfillment import (
+    PROVIDERS,
     ProviderConfigError,
     connect,
     describe_connection,
@@ -36,6 +37,7 @@ from app.orders import list_orders, order_document, order_summary
 from app.shop_tokens import NoAccessToken
 from app.shops import TOKEN_PREFIX, shop_for_token
 from app.web.errors import error_response
+from app.web.params import parse_whole_number
 from integrations.shopify_admin import AdminError
 from integrations.shopify_auth import OAuthError
 from notifications import policy, rendering
@@ -74,10 +76,10 @@ def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not low <= int(raw) <= high:
+    value = parse_whole_number(raw, low, high)
+    if value is None:
         raise _BadArgument(f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
+    return value
 
 
 class _BadArgument(ValueError):
@@ -89,7 +91,7 @@ def bad_argument(exc: _BadArgument):
     return error_response(400, "bad_request", str(exc))
 
 
-@bp.get("/orders/<int:shopify_id>")
+@bp.get("/orders/<id:shopify_id>")
 @require_shop
 def get_order(shopify_id: int):
     with Session(runtime().engine) as session:
@@ -154,7 +156,7 @@ def get_inbox():
     )
 
 
-@bp.post("/inbox/<int:message_id>/retry")
+@bp.post("/inbox/<id:message_id>/retry")
 @require_shop
 def retry_message(message_id: int):
     rt = runtime()
@@ -210,6 +212,13 @@ def put_provider(provider: str):
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("secret", ""), str | None):
         return error_response(400, "bad_request", 'send a JSON object {"secret": "..."}')
+    secret = body.get("secret") or ""
+    # Providers' signing secrets are printable text; a NUL or a line break is a
+    # copy-and-paste accident (and PostgreSQL refuses NUL in the stored hint).
+    if len(secret) > 1000 or not secret.isprintable():
+        return error_response(
+            400, "bad_request", "secret must be printable text of at most 1000 characters"
+        )
     rt = runtime()
     with Session(rt.engine) as session:
         try:
@@ -227,6 +236,8 @@ def put_provider(provider: str):
 @bp.delete("/fulfillment-providers/<provider>")
 @require_shop
 def delete_provider(provider: str):
+    if provider not in PROVIDERS:
+        return error_response(404, "not_found", f"no {provider[:40]!r} connection")
     with Session(runtime().engine) as session:
         deleted = session.exec(
             delete(FulfillmentConnection).where(
@@ -302,6 +313,10 @@ def _template_body() -> rendering.TemplateSource:
     for name in ("subject", "html"):
         if body.get(name) is not None and not isinstance(body[name], str):
             raise _BadArgument(f"{name} must be a string")
+    for name in ("subject", "html", "text"):
+        # No template needs a NUL, and PostgreSQL cannot store one in text.
+        if "\x00" in (body.get(name) or ""):
+            raise _BadArgument(f"{name} contains a NUL character")
     return rendering.TemplateSource(body.get("subject"), body.get("html"), body["text"])
 
 
@@ -463,11 +478,17 @@ def _email_problem(value) -> str | None:
     return f"an email address such as help@shop.com ({problem})" if problem else None
 
 
+# A Twilio Messaging Service SID: "MG" and 32 hex digits (34 characters, the
+# width of the column it is stored in).
+MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+
+
 def _sms_sender_problem(value) -> str | None:
     ok = value is None or (
-        isinstance(value, str) and (value.startswith("MG") or to_e164(value, None) == value)
+        isinstance(value, str)
+        and (MESSAGING_SERVICE_SID.fullmatch(value) or to_e164(value, None) == value)
     )
-    return None if ok else "an E.164 number or a messaging service SID"
+    return None if ok else "an E.164 number or a messaging service SID (MG + 32 hex digits)"
 
 
 def _cap_problem(value) -> str | None:
