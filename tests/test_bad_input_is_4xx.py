@@ -119,6 +119,16 @@ def test_postmark_delivered_at_out_of_range_is_400(client, db, moment):
     assert response.status_code == 400
 
 
+@pytest.mark.parametrize("field", ["MessageID", "Recipient"])
+def test_postmark_report_with_a_nul_in_an_id_or_address_is_400(client, db, field):
+    report = load_fixture("postmark", "webhook_delivery")
+    report[field] += "\x00"
+
+    response = client.post("/webhooks/email/postmark", json=report, headers=POSTMARK_AUTH)
+
+    assert response.status_code == 400
+
+
 # --- ids and cursors ---------------------------------------------------------------
 
 
