@@ -14,7 +14,10 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
+import requests
+from processes import child_env
 from sqlmodel import Session, select
+from test_e2e import start_server
 
 from app.fulfillment import connect
 from app.models import FulfillmentConnection, InboxMessage, Notification, Shop, TemplateOverride
@@ -22,10 +25,12 @@ from integrations import aftership, standard_webhooks
 from notifications.twilio import signature
 from support import (
     AFTERSHIP_SECRET,
+    ON_POSTGRESQL,
     POSTMARK_HOOK_PASSWORD,
     STANDARD_SECRET,
     TWILIO_TOKEN,
     load_fixture,
+    now_header,
     provider_fixture,
     shopify_headers,
 )
@@ -322,3 +327,24 @@ def test_signed_streamed_body_over_the_limit_is_413_on_every_webhook_route(
     assert inbox_rows(db) == []
     with Session(db) as session:
         assert session.exec(select(Notification)).all() == []
+
+
+@ON_POSTGRESQL
+@pytest.mark.e2e
+def test_streamed_body_over_the_limit_is_413_under_gunicorn(db, env, shop, processes):
+    """What Shopify's sender would meet: a chunked request, under gunicorn."""
+    production = child_env(env | {"CARELOOP_ENV": "production"})
+    base_url = start_server(processes, "serve", production, "--workers", "1")
+    order = load_fixture("shopify", "orders_paid") | {"note": "x" * 2 * 1024 * 1024}
+    body = json.dumps(order).encode()
+    headers = shopify_headers("orders/paid", body, triggered_at=now_header())
+
+    def chunks():  # a generator makes requests send Transfer-Encoding: chunked
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    response = requests.post(f"{base_url}/webhooks/shopify", data=chunks(), headers=headers,
+                             timeout=30)  # fmt: skip
+
+    assert response.status_code == 413
+    assert inbox_rows(db) == []
