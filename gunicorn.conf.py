@@ -14,6 +14,10 @@ import os
 import socket
 from pathlib import Path
 
+from gunicorn.glogging import Logger
+
+from app.logs import redact_handlers
+
 # Threaded workers: a webhook request spends most of its time waiting on
 # PostgreSQL, so one process overlaps several, and the requests that wait
 # together share one INSERT and one commit (app.inbox_writer). Threads also
@@ -40,6 +44,19 @@ if os.path.isdir("/dev/shm"):
 # $HOME/.gunicorn: we do not use it, several instances would share its path,
 # and the image's user has no writable home. Older versions ignore the name.
 control_socket_disable = True
+
+
+class RedactingLogger(Logger):
+    """Gunicorn's logger, with secrets blanked out of URLs in the access log
+    (its request line, path, query and referer) and in the error log."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        redact_handlers(self.access_log)
+        redact_handlers(self.error_log)
+
+
+logger_class = RedactingLogger
 
 
 def _prometheus_dir() -> Path | None:

@@ -23,12 +23,27 @@ def to_utc(moment: datetime) -> datetime:
 
 
 def parse_timestamp(value: object) -> datetime | None:
-    """Parse an ISO-8601 timestamp as Shopify sends it (offset included)."""
+    """Parse an ISO-8601 timestamp as Shopify sends it (offset included).
+    Raises ValueError for anything else, a moment outside years 1 to 9999
+    in UTC included (`9999-12-31T23:00-05:00` is one: converting it
+    overflows)."""
     if value in (None, ""):
         return None
     if not isinstance(value, str):
         raise ValueError(f"expected an ISO-8601 timestamp, got {value!r}")
-    return to_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    try:
+        return to_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except OverflowError:
+        raise ValueError(f"timestamp out of range: {value[:40]!r}") from None
+
+
+def from_unix_seconds(value: int) -> datetime:
+    """A Unix time in seconds as an aware UTC datetime; ValueError when it
+    falls outside what datetime can hold (years 1 to 9999)."""
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"Unix time out of range: {value}") from None
 
 
 class Clock:

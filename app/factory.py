@@ -14,7 +14,7 @@ from app.clock import Clock
 from app.config import ROOT, Settings
 from app.crypto import SecretBox
 from app.db import make_engine
-from app.web.converters import CONVERTERS
+from app.web.params import CONVERTERS
 from app.web.session import CookieSessionInterface
 from integrations.shopify_auth import OAuthClient
 

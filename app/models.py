@@ -376,3 +376,17 @@ class ShopJob(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime
     finished_at: datetime | None = None
+
+
+class OAuthState(SQLModel, table=True):
+    """An install begun at /auth/install and not finished: the `state` nonce
+    sent to Shopify, the shop it is for, and until when the callback may bring
+    it back. The one callback that carries it deletes it, so it works once.
+    No shop row exists yet, hence the domain instead of `shop_id`."""
+
+    __tablename__ = "oauth_states"
+    __table_args__ = (Index("ix_oauth_states_expires_at", "expires_at"),)
+
+    nonce: str = Field(primary_key=True, max_length=64)
+    shop_domain: str = Field(max_length=255)
+    expires_at: datetime

@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from processes import free_port  # noqa: E402
 
-from support import SHOP_DOMAIN, load_fixture, shopify_headers  # noqa: E402
+from support import SHOP_DOMAIN, load_fixture, now_header, shopify_headers  # noqa: E402
 
 HOST = "127.0.0.1"
 TOPIC = "orders/create"
@@ -199,8 +199,9 @@ def build_requests(secret: str, port: int, count: int, first_order_id: int) -> l
         body = json.dumps(payload, separators=(",", ":")).encode()
         delivery_id = str(uuid.uuid4())
         headers = shopify_headers(
-            TOPIC, body, domain=SHOP_DOMAIN, webhook_id=delivery_id, secret=secret
-        )
+            TOPIC, body, domain=SHOP_DOMAIN, webhook_id=delivery_id, secret=secret,
+            triggered_at=now_header(),
+        )  # fmt: skip
         lines = [
             "POST /webhooks/shopify HTTP/1.1",
             f"Host: {HOST}:{port}",

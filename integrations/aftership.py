@@ -16,9 +16,9 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
-from app.clock import parse_timestamp
+from app.clock import from_unix_seconds, parse_timestamp
 from app.events import (
     Described,
     Event,
@@ -73,7 +73,10 @@ def describe(headers: Mapping[str, str], body: bytes, payload: dict) -> Describe
     if not isinstance(event_id, str) or not 0 < len(event_id) <= 128:
         raise PayloadError("event_id is required")
     ts = payload.get("ts")
-    triggered_at = datetime.fromtimestamp(ts, UTC) if isinstance(ts, int) else None
+    try:
+        triggered_at = from_unix_seconds(ts) if isinstance(ts, int) else None
+    except ValueError as exc:
+        raise PayloadError(f"ts: {exc}") from None
     return Described(topic, event_id, triggered_at)
 
 

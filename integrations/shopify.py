@@ -88,6 +88,103 @@ def is_shop_domain(domain: str) -> bool:
     return _SHOP_DOMAIN.fullmatch(domain) is not None
 
 
+# --- Headers against payload ------------------------------------------------------
+#
+# The signature covers the body only: topic and shop travel in unsigned
+# headers, so a body captured from one delivery can be re-sent under another
+# topic or shop. What the payload itself says must therefore agree with them.
+
+# The REST resource each topic carries, as its `admin_graphql_api_id` names it
+# (gid://shopify/<type>/<id>); None where the payload has no such id.
+_RESOURCE_TYPE: dict[str, str | None] = {
+    **dict.fromkeys(ORDER_TOPICS, "Order"),
+    **dict.fromkeys(FULFILLMENT_TOPICS, "Fulfillment"),
+    **dict.fromkeys(CUSTOMER_TOPICS, "Customer"),
+    **dict.fromkeys(CONSENT_TOPICS | COMPLIANCE_TOPICS, None),
+    "app/uninstalled": None,  # the Shop resource; it names its shop instead
+    "bulk_operations/finish": "BulkOperation",
+}
+
+# Top-level fields that tell each topic's documented payload from the others
+# (tests/fixtures/shopify/README.md lists the exact consent and compliance
+# fields). Ids are not among them: a payload without one is the worker's to
+# dead-letter, with its reason.
+_REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(ORDER_TOPICS, ("order_number", "line_items")),
+    **dict.fromkeys(FULFILLMENT_TOPICS, ("order_id",)),
+    **dict.fromkeys(CUSTOMER_TOPICS, ()),
+    "customers_email_marketing_consent/update": ("email_marketing_consent",),
+    "customers_marketing_consent/update": ("sms_marketing_consent",),
+    "app/uninstalled": ("myshopify_domain",),
+    "customers/data_request": ("shop_domain", "orders_requested"),
+    "customers/redact": ("shop_domain", "orders_to_redact"),
+    "shop/redact": ("shop_domain",),
+    "bulk_operations/finish": ("admin_graphql_api_id",),
+}
+
+# Fields only some resources have: a payload carrying one is that resource,
+# whatever the topic header says (an order under `customers/update`, a Shop
+# under `orders/create`).
+_FIELD_OWNERS: dict[str, frozenset[str]] = {
+    "order_number": ORDER_TOPICS,
+    "line_items": ORDER_TOPICS | FULFILLMENT_TOPICS,
+    "myshopify_domain": frozenset({"app/uninstalled"}),
+    "shop_domain": COMPLIANCE_TOPICS,
+    "orders_requested": frozenset({"customers/data_request"}),
+    "orders_to_redact": frozenset({"customers/redact"}),
+}
+
+_GID = re.compile(r"gid://shopify/([A-Za-z]+)/[0-9]+")
+
+
+def header_mismatch(topic: str, shop: str, payload: dict) -> str | None:
+    """Why a verified payload cannot be what its headers say (a supported
+    `topic` for the shop domain `shop`), or None when they agree."""
+    for name in ("shop_domain", "myshopify_domain"):
+        if name in payload and not _same_shop(payload[name], shop):
+            return f"{name} is not the shop in X-Shopify-Shop-Domain"
+    # A Shop resource's `domain` is its primary domain, which may be the
+    # merchant's own; when it is a myshopify.com one, it is this shop's.
+    # Orders link to their status page on the shop's domain likewise.
+    for name in ("domain", "order_status_url"):
+        host = _myshopify_host(payload.get(name))
+        if host is not None and host != shop:
+            return f"{name} names another shop than X-Shopify-Shop-Domain"
+    missing = [name for name in _REQUIRED_FIELDS[topic] if payload.get(name) is None]
+    if missing:
+        return f"not a {topic} payload: no {', '.join(missing)}"
+    foreign = [
+        name for name, owners in _FIELD_OWNERS.items() if name in payload and topic not in owners
+    ]
+    if foreign:
+        return f"not a {topic} payload: it has {', '.join(foreign)}"
+    return _gid_mismatch(topic, payload)
+
+
+def _gid_mismatch(topic: str, payload: dict) -> str | None:
+    gid, expected = payload.get("admin_graphql_api_id"), _RESOURCE_TYPE[topic]
+    if gid is None:
+        return None
+    if expected is None:
+        return f"not a {topic} payload: it has admin_graphql_api_id"
+    match = _GID.fullmatch(gid) if isinstance(gid, str) else None
+    if match is None or match.group(1) != expected:
+        return f"admin_graphql_api_id is not the id of a {expected}"
+    return None
+
+
+def _same_shop(value: object, shop: str) -> bool:
+    return isinstance(value, str) and value.lower() == shop
+
+
+def _myshopify_host(value: object) -> str | None:
+    """The host of a domain or URL when it is a `<name>.myshopify.com` one."""
+    if not isinstance(value, str):
+        return None
+    host = value.removeprefix("https://").removeprefix("http://").split("/", 1)[0].lower()
+    return host if host.endswith(".myshopify.com") else None
+
+
 def parse(topic: str, payload: dict, triggered_at) -> list[Event]:
     """Turn one webhook payload into the domain events it carries."""
     try:

@@ -31,11 +31,11 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from app.clock import parse_timestamp
+from app.clock import from_unix_seconds, parse_timestamp
 from app.events import (
     Described,
     Event,
@@ -87,7 +87,12 @@ def authenticate(secret: str | None, headers: Mapping[str, str], body: bytes) ->
 
 def signed_at(headers: Mapping[str, str]) -> datetime | None:
     raw = headers.get("webhook-timestamp", "")
-    return datetime.fromtimestamp(int(raw), UTC) if raw.isdigit() else None
+    if not (raw.isascii() and raw.isdigit()):
+        return None
+    try:
+        return from_unix_seconds(int(raw))
+    except ValueError as exc:
+        raise PayloadError(f"webhook-timestamp: {exc}") from None
 
 
 def describe(headers: Mapping[str, str], body: bytes, payload: dict) -> Described:

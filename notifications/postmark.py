@@ -333,7 +333,12 @@ def _required(payload: dict, name: str) -> str:
     value = payload.get(name)
     if not isinstance(value, str) or not value.strip():
         raise PayloadError(f"{name}: missing or not a string")
-    return value.strip()
+    text = value.strip()
+    # Ids and addresses are printable; a NUL would reach the database query
+    # (PostgreSQL refuses it in text).
+    if not text.isprintable():
+        raise PayloadError(f"{name}: control characters")
+    return text
 
 
 def _moment(payload: dict, name: str) -> datetime:

@@ -303,7 +303,12 @@ def _field(form: Mapping[str, str], *names: str, required: bool = True) -> str |
     for name in names:
         value = form.get(name)
         if value:
-            return str(value).strip()
+            text = str(value).strip()
+            # SIDs, numbers, statuses and codes: short and printable. A NUL
+            # would reach the database (PostgreSQL refuses it in text).
+            if len(text) > 128 or not text.isprintable():
+                raise CallbackError(f"{name} is not a printable value of at most 128 characters")
+            return text
     if required:
         raise CallbackError(f"missing {names[0]}")
     return None

@@ -45,6 +45,7 @@ from support import (
     TWILIO_SID,
     TWILIO_TOKEN,
     FrozenClock,
+    for_shop,
     load_fixture,
     shopify_headers,
 )
@@ -203,6 +204,8 @@ def deliver(client):
     def send(topic: str, payload: dict | str | bytes, **options):
         if isinstance(payload, str):
             payload = load_fixture("shopify", payload)
+        if isinstance(payload, dict) and "domain" in options:
+            payload = for_shop(payload, options["domain"])
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         return client.post(
             "/webhooks/shopify", data=body, headers=shopify_headers(topic, body, **options)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,10 @@ def shopify_headers(
     webhook_id: str | None = None,
     event_id: str | None = None,
     secret: str = TEST_SECRET,
+    triggered_at: str = "2026-11-22T11:59:59.123Z",  # just before the `clock` fixture's now
 ) -> dict[str, str]:
+    """Headers as Shopify sends them. Against a server on the real clock, pass
+    `triggered_at=now_header()`: older deliveries are refused as replays."""
     return {
         "Content-Type": "application/json",
         "X-Shopify-Topic": topic,
@@ -61,9 +65,24 @@ def shopify_headers(
         "X-Shopify-Shop-Domain": domain,
         "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
         "X-Shopify-Event-Id": event_id or str(uuid.uuid4()),
-        "X-Shopify-Triggered-At": "2026-11-22T11:59:59.123Z",
+        "X-Shopify-Triggered-At": triggered_at,
         "X-Shopify-API-Version": "2026-07",
     }
+
+
+def for_shop(payload: dict, domain: str) -> dict:
+    """A copy of a payload as Shopify would send it for the shop `domain`:
+    the fields that name a shop name that one."""
+    named = {key: domain for key in ("shop_domain", "myshopify_domain", "domain") if key in payload}
+    url = payload.get("order_status_url")
+    if isinstance(url, str):
+        named["order_status_url"] = re.sub(r"^https://[^/]+", f"https://{domain}", url)
+    return payload | named
+
+
+def now_header() -> str:
+    """The real time now as Shopify writes it in X-Shopify-Triggered-At."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def with_changes(payload: dict, **changes) -> dict:

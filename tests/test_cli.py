@@ -15,7 +15,7 @@ from app.cli import main
 from app.clock import utcnow
 from app.migrate import alembic_config
 from app.models import InboxMessage, Order, Shop
-from support import OTHER_SHOP_DOMAIN, SHOP_DOMAIN, load_fixture
+from support import OTHER_SHOP_DOMAIN, SHOP_DOMAIN, load_fixture, now_header
 
 TOKEN_LINE = re.compile(r"^API token \(shown once\): (clp_\S+)$", re.MULTILINE)
 
@@ -272,7 +272,8 @@ def test_worker_once_processes_pending_deliveries(runner, shop, client, deliver,
     # The command runs on the real clock: receive the deliveries just before now.
     clock.current = utcnow() - timedelta(seconds=5)
     for topic in ("orders/create", "orders/paid", "fulfillments/create"):
-        assert deliver(topic, topic.replace("/", "_")).status_code == 200
+        sent = deliver(topic, topic.replace("/", "_"), triggered_at=now_header())
+        assert sent.status_code == 200
     assert set(statuses(db).values()) == {"pending"}
 
     result = invoke(runner, "worker", "--once")

@@ -31,7 +31,7 @@ from app.config import DEV_SECRET_FACTORIES, ROOT
 from app.demo import EXPECTED_STATES
 from app.migrate import alembic_config
 from app.models import InboxMessage, Order, OrderEvent
-from support import ON_POSTGRESQL, load_fixture, shopify_headers
+from support import ON_POSTGRESQL, load_fixture, now_header, shopify_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -206,7 +206,7 @@ def test_inbox_survives_a_worker_killed_mid_way(db, env, shop, processes):
             response = http.post(
                 f"{base_url}/webhooks/shopify",
                 data=body,
-                headers=shopify_headers("orders/create", body),
+                headers=shopify_headers("orders/create", body, triggered_at=now_header()),
                 timeout=10,
             )
             assert (response.status_code, response.json()) == (200, {"status": "stored"})

@@ -576,7 +576,9 @@ def test_shop_redaction_removes_provider_connections(
     client, shop, deliver, work, db, connect_provider
 ):
     connect_provider("aftership", AFTERSHIP_SECRET)
-    deliver("shop/redact", "shop_redact")
+    deliver("app/uninstalled", "app_uninstalled")
+    work()
+    deliver("shop/redact", "shop_redact")  # 48 hours after uninstall
     work()
     with Session(db) as session:
         assert session.exec(select(FulfillmentConnection)).all() == []

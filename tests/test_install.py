@@ -14,7 +14,7 @@ from shopify_standin import ShopifyStandIn, serve
 from sqlmodel import Session, select
 
 from app.factory import create_app
-from app.models import Shop
+from app.models import OAuthState, Shop
 from app.shop_tokens import access_token
 from integrations.shopify_admin import REQUIRED_TOPICS
 from integrations.shopify_auth import sign_query
@@ -152,6 +152,52 @@ def test_a_callback_cannot_be_replayed(browser, clock, standin, db):
     query = signed(clock, code="once", state=state)
     assert browser.get("/auth/callback", query_string=query).status_code == 302
     assert browser.get("/auth/callback", query_string=query).status_code == 403
+
+
+def token_requests(standin) -> list[str]:
+    """The authorization codes our app sent to Shopify's token endpoint."""
+    return [r.body.get("code") for r in standin.requests if r.path.endswith("/access_token")]
+
+
+def test_a_copy_of_the_state_cookie_cannot_be_replayed_with_another_code(
+    browser, clock, standin, db
+):
+    """The state was only in the signed session cookie: whoever kept a copy
+    could bring it back, within its lifetime, with another code."""
+    started = browser.get("/auth/install", query_string=signed(clock))
+    state = parse_qs(urlsplit(started.headers["Location"]).query)["state"][0]
+    copy = browser.get_cookie("session").value
+    standin.codes.update({"first", "second"})
+    first = browser.get("/auth/callback", query_string=signed(clock, code="first", state=state))
+    assert first.status_code == 302
+
+    browser.set_cookie("session", copy)  # the cookie as it was before the callback
+    clock.advance(minutes=1)
+    replay = browser.get("/auth/callback", query_string=signed(clock, code="second", state=state))
+
+    assert replay.status_code == 403
+    assert token_requests(standin) == ["first"]
+
+
+def test_a_state_older_than_its_lifetime_is_refused(browser, clock, standin, db):
+    started = browser.get("/auth/install", query_string=signed(clock))
+    state = parse_qs(urlsplit(started.headers["Location"]).query)["state"][0]
+    standin.codes.add("late")
+    clock.advance(minutes=11)
+
+    late = browser.get("/auth/callback", query_string=signed(clock, code="late", state=state))
+
+    assert late.status_code == 403
+    assert shop_row(db) is None and token_requests(standin) == []
+
+
+def test_expired_states_are_purged_when_a_new_install_starts(browser, clock, db):
+    browser.get("/auth/install", query_string=signed(clock))
+    clock.advance(minutes=11)
+    browser.get("/auth/install", query_string=signed(clock))
+
+    with Session(db) as session:
+        assert len(session.exec(select(OAuthState)).all()) == 1
 
 
 def session_token(settings, clock, shop=SHOP, **changes) -> str:

@@ -7,18 +7,19 @@ Every check happens before any redirect or outbound request: the shop must be
 `<name>.myshopify.com` (no look-alikes), the query HMAC must verify (hex
 HMAC-SHA256 with the client secret, compared in constant time), the timestamp
 must be fresh, and the callback's `state` must be the nonce we set in the
-signed session cookie for that shop.
+signed session cookie for that shop, and one issued, unexpired and unused in
+`oauth_states` (a copy of the cookie cannot be replayed with another code).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-import secrets
 
 from flask import Blueprint, abort, redirect, request, session, url_for
 from sqlmodel import Session
 
+from app import oauth_states
 from app.factory import runtime
 from app.install import after_install, record_install
 from integrations.shopify import is_shop_domain
@@ -44,9 +45,11 @@ def _checked_shop() -> str:
 @bp.get("/install")
 def install():
     shop = _checked_shop()
-    nonce = secrets.token_urlsafe(24)
-    session["oauth"] = {"shop": shop, "state": nonce}
     rt = runtime()
+    with Session(rt.engine) as db:
+        nonce = oauth_states.issue(db, shop, rt.clock.now())
+        db.commit()
+    session["oauth"] = {"shop": shop, "state": nonce}
     scopes = [s.strip() for s in rt.settings.shopify_scopes.split(",") if s.strip()]
     redirect_uri = f"{rt.settings.public_url}{url_for('auth.callback')}"
     return redirect(rt.oauth.authorize_url(shop, scopes, redirect_uri, nonce))
@@ -65,6 +68,11 @@ def callback():
     if not code:
         abort(400, description="Shopify sent no authorization code")
     rt = runtime()
+    with Session(rt.engine) as db:
+        fresh = oauth_states.consume(db, state, shop, rt.clock.now())
+        db.commit()
+    if not fresh:
+        abort(403, description="this sign-in was used or has expired; install the app again")
     try:
         tokens = rt.oauth.exchange_code(shop, code)
     except OAuthError as exc:

@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from app.factory import runtime
 from app.models import Notification, Shop
+from app.web.body import read_body
 from app.web.errors import error_response
 from notifications import outbox
 from notifications.phone import keyword_action, to_e164
@@ -81,6 +82,7 @@ def _twilio_verified() -> bool:
 
 @bp.post("/webhooks/twilio/status")
 def twilio_status():
+    read_body(request.max_content_length, cache=True)  # 413, not a cut body
     if not _twilio_verified():
         return error_response(401, "invalid_signature", "X-Twilio-Signature does not match")
     try:
@@ -116,6 +118,7 @@ def twilio_status():
 
 @bp.post("/webhooks/twilio/inbound")
 def twilio_inbound():
+    read_body(request.max_content_length, cache=True)  # 413, not a cut body
     if not _twilio_verified():
         return error_response(401, "invalid_signature", "X-Twilio-Signature does not match")
     try:
@@ -150,6 +153,7 @@ def _shops_for_number(session: Session, number: str) -> list[int]:
 
 @bp.post("/webhooks/email/postmark")
 def postmark_report():
+    read_body(request.max_content_length, cache=True)  # 413, not a cut body
     settings = runtime().settings
     if not settings.postmark_webhook_password or not verify_webhook_auth(
         "postmark", settings.postmark_webhook_password, request.headers.get("Authorization", "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import re
 import secrets
 
 from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
@@ -20,6 +21,7 @@ from app.models import Shop
 from app.order_state import OrderState
 from app.orders import list_orders, order_document, order_summary
 from app.shops import shop_for_token
+from app.web.params import ROW_ID_MAX, parse_whole_number
 
 bp = Blueprint("pages", __name__, url_prefix="/app")
 PAGE_SIZE = 50
@@ -54,8 +56,12 @@ def csrf_token() -> str:
 
 
 def check_csrf() -> None:
-    sent = request.form.get("csrf", "")
-    if not hmac.compare_digest(sent.encode(), session.get("csrf", "").encode()):
+    """The form's token must equal the one in our session cookie. A request
+    without that cookie (a cross-site form: SameSite=Lax keeps it out of
+    cross-site POSTs) has no token to match, so it never matches, even when
+    the form sends none either."""
+    sent, expected = request.form.get("csrf", ""), session.get("csrf", "")
+    if not (sent and expected and hmac.compare_digest(sent.encode(), expected.encode())):
         abort(400, description="the form expired; reload the page and try again")
 
 
@@ -82,10 +88,15 @@ def login_submit():
     session.clear()
     session["shop_id"] = shop.id
     target = request.form.get("next", "")
-    # Only local paths: never an open redirect.
-    if not target.startswith("/app/") or target.startswith("//"):
+    if not _LOCAL_PAGE.fullmatch(target):
         target = url_for("pages.orders")
     return redirect(target)
+
+
+# Where a sign-in may go on to: one of our pages (a path on this host, never an
+# open redirect), in printable ASCII only: no CR/LF, which a Location header
+# cannot carry (Werkzeug refuses to send it, and the request ended in a 500).
+_LOCAL_PAGE = re.compile(r"/app/[!-~]*")
 
 
 @bp.post("/logout")
@@ -103,7 +114,9 @@ def orders():
     if state is not None and state not in OrderState.__members__.values():
         abort(400, description=f"unknown state {state!r}")
     cursor = request.args.get("cursor", "")
-    after = int(cursor) if cursor.isdigit() else None
+    after = parse_whole_number(cursor, 1, ROW_ID_MAX) if cursor else None
+    if cursor and after is None:
+        abort(400, description="cursor must be the number from a “next page” link")
     with Session(runtime().engine) as db:
         rows = list_orders(db, g.shop.id, state=state, after=after, limit=PAGE_SIZE)
     return render_template(
@@ -116,7 +129,7 @@ def orders():
     )
 
 
-@bp.get("/orders/<int:shopify_id>")
+@bp.get("/orders/<shopify_id:shopify_id>")
 @signed_in
 def order(shopify_id: int):
     with Session(runtime().engine) as db:

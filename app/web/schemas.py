@@ -8,6 +8,7 @@ Python's int() also reads "٣" and " 3", which no client means.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from app.fulfillment import PROVIDERS
 from app.order_state import OrderState
-from app.web.converters import ROW_ID_MAX, SHOPIFY_ID_MAX
+from app.web.params import ROW_ID_MAX, SHOPIFY_ID_MAX
 from notifications import policy, rendering
 from notifications.email import sender_problem
 from notifications.phone import to_e164
@@ -31,6 +32,14 @@ def _digits(value: object) -> object:
         if not (value.isascii() and value.isdigit()) or len(value) > 19:
             raise ValueError("must be a whole number written with the digits 0-9")
         return int(value)
+    return value
+
+
+def _printable(value: str | None) -> str | None:
+    # Providers' signing secrets are printable text; a NUL or a line break is a
+    # copy-and-paste accident (and PostgreSQL refuses NUL in the stored hint).
+    if value is not None and not value.isprintable():
+        raise ValueError("must be printable text (no line breaks or control characters)")
     return value
 
 
@@ -190,7 +199,7 @@ class ProviderAddress(BaseModel):
 
 
 class ProviderSecret(Body):
-    secret: Annotated[Text, Field(max_length=1000)] | None = Field(
+    secret: Annotated[str, Field(max_length=1000), AfterValidator(_printable)] | None = Field(
         default=None, description="The provider's signing secret, where it signs its webhooks"
     )
 
@@ -313,9 +322,16 @@ def _sender(value: str | None) -> str | None:
     return value
 
 
+# A Twilio Messaging Service SID: "MG" and 32 hex digits (34 characters, the
+# width of the column it is stored in).
+MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+
+
 def _sms_sender(value: str | None) -> str | None:
-    if value is not None and not (value.startswith("MG") or to_e164(value, None) == value):
-        raise ValueError("an E.164 number or a messaging service SID")
+    if value is not None and not (
+        MESSAGING_SERVICE_SID.fullmatch(value) or to_e164(value, None) == value
+    ):
+        raise ValueError("an E.164 number or a messaging service SID (MG + 32 hex digits)")
     return value
 
 

@@ -6,11 +6,13 @@ sender retries."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 import orjson
 from flask import Blueprint, Response, request
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session
+from sqlmodel import Session, select
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import inbox, metrics
 from app.clock import parse_timestamp
@@ -18,6 +20,8 @@ from app.crypto import InvalidToken
 from app.events import PayloadError, UnsupportedTopic
 from app.factory import runtime
 from app.fulfillment import PROVIDERS, connection_for_key
+from app.models import Shop
+from app.web.body import read_body
 from app.web.errors import error_response
 from integrations import shopify
 
@@ -32,9 +36,10 @@ class Refused(Exception):
 
 
 def _raw_body() -> bytes:
-    if (request.content_length or 0) > runtime().settings.webhook_max_bytes:
-        raise Refused(413, "too_large", "body exceeds the size limit")
-    return request.get_data(cache=False)
+    try:
+        return read_body(runtime().settings.webhook_max_bytes, cache=False)
+    except RequestEntityTooLarge:
+        raise Refused(413, "too_large", "body exceeds the size limit") from None
 
 
 def _json_object(body: bytes) -> tuple[str, dict]:
@@ -128,11 +133,20 @@ def _receive_shopify():
         raise Refused(422, "unsupported_topic", f"topic {topic[:100]!r} is not handled")
     if not shopify.is_shop_domain(domain):
         raise Refused(400, "bad_shop_domain", "X-Shopify-Shop-Domain is not *.myshopify.com")
-    text, _ = _json_object(body)
+    text, payload = _json_object(body)
+    mismatch = shopify.header_mismatch(topic, domain, payload)
+    if mismatch:
+        raise Refused(400, "header_mismatch", mismatch)
     try:
         triggered_at = parse_timestamp(headers["X-Shopify-Triggered-At"])
     except ValueError:
         raise Refused(400, "bad_header", "X-Shopify-Triggered-At is not ISO-8601") from None
+    if triggered_at is not None and not _within_retry_window(triggered_at):
+        raise Refused(
+            400, "stale_delivery", "X-Shopify-Triggered-At is outside Shopify's retry window"
+        )
+    if topic == "shop/redact" and _still_installed(domain):
+        raise Refused(409, "shop_installed", f"shop {domain} has not uninstalled the app")
     delivery = inbox.Delivery(
         source=shopify.SOURCE,
         shop=domain,
@@ -144,6 +158,31 @@ def _receive_shopify():
         body=text,
     )
     return _store(delivery, allow_uninstalled=topic in shopify.COMPLIANCE_TOPICS)
+
+
+# Shopify retries a failed delivery 8 times over 4 hours, with the payload of
+# trigger time (changelog 2024-09-10, "Updates to webhook retry mechanism";
+# before that, 19 times over 48 hours). A delivery triggered more than 48
+# hours ago is far outside either schedule: a replay. Clocks drift, so a
+# trigger time a little ahead of ours is fine.
+RETRY_WINDOW = timedelta(hours=48)
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _within_retry_window(triggered_at: datetime) -> bool:
+    now = runtime().clock.now()
+    return now - RETRY_WINDOW <= triggered_at <= now + CLOCK_SKEW
+
+
+def _still_installed(domain: str) -> bool:
+    """Whether the shop has the app installed. Shopify sends shop/redact 48
+    hours after an uninstall: before that, such a request is not Shopify's."""
+    try:
+        with Session(runtime().engine) as session:
+            shop = session.exec(select(Shop).where(Shop.domain == domain)).first()
+    except SQLAlchemyError:
+        raise Refused(503, "storage_unavailable", "could not check the shop; retry") from None
+    return shop is not None and shop.uninstalled_at is None
 
 
 @bp.post("/fulfillment/<provider>")
