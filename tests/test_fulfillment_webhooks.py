@@ -465,7 +465,7 @@ def test_generic_provider_event_is_applied(client, shop, deliver, work, db, conn
         (lambda e: e["data"].update(status="teleported"), "data.status must be one of"),
         (lambda e: e["data"].update(order={}), "data.order needs shopify_id or name"),
         (lambda e: e["data"].pop("shipment_id"), "shipment_id is required"),
-        (lambda e: e.update(timestamp="yesterday"), "malformed"),
+        (lambda e: e.update(timestamp="yesterday"), "timestamp is not an ISO 8601 timestamp"),
         (lambda e: e.pop("timestamp"), "timestamp is required"),
         (lambda e: e["data"].update(carrier="x" * 500), "carrier is longer"),
         (lambda e: e.update(type="parcel.teleported"), "is not handled"),
