@@ -46,7 +46,8 @@ def mappings(value: object, name: str) -> list[Mapping]:
     if len(value) > MAX_ITEMS:
         raise PayloadError(f"{name} has more than {MAX_ITEMS} items")
     for index, item in enumerate(value):
-        mapping(item, f"{name}[{index}]")
+        if not isinstance(item, Mapping):
+            raise PayloadError(f"{name}[{index}] must be an object, not {_kind(item)}")
     return value
 
 
