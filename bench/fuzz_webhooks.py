@@ -102,8 +102,11 @@ def summarize(backend: str, results: dict[str, list[tuple[Verdict, str]]]) -> in
         for verdict, _ in verdicts:
             if verdict.stored and verdict.stored.startswith("dead "):
                 reasons[_shape(verdict.stored.removeprefix("dead PayloadError: "))] += 1
-        for verdict, topic in problems:
-            print(f"    BROKEN {source} {topic}: {verdict.problem}")
+        kinds = Counter(
+            f"{topic}: {verdict.problem}"[:160].replace("\n", " ") for verdict, topic in problems
+        )
+        for kind, count in kinds.most_common(5):
+            print(f"    BROKEN {count:>4} x {source} {kind}")
     print("  most common dead-letter reasons:")
     for reason, count in reasons.most_common(8):
         print(f"    {count:>5}  {reason}")
@@ -121,7 +124,7 @@ def main() -> int:
     parser.add_argument("--examples", type=int, default=1000, help="deliveries per source")
     parser.add_argument("--backend", choices=["postgresql", "sqlite", "both"], default="both")
     options = parser.parse_args()
-    logging.disable(logging.WARNING)  # dead letters log a line each; the summary says it all
+    logging.disable(logging.ERROR)  # each dead letter and 5xx logs; the summary counts them
     backends = ["postgresql", "sqlite"] if options.backend == "both" else [options.backend]
     broken = 0
     started = time.monotonic()
