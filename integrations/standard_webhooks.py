@@ -148,7 +148,7 @@ def _text(data: dict, key: str, limit: int = 128) -> str | None:
 
 
 def _identifier(value) -> str:
-    text = str(value).strip() if isinstance(value, str | int) and "\x00" not in str(value) else ""
-    if not text or len(text) > 64:
+    text = None if isinstance(value, bool) else fields.text(value, "data.shipment_id", 64)
+    if text is None:
         raise PayloadError("data.shipment_id is required (at most 64 characters)")
     return text
