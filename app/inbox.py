@@ -239,10 +239,10 @@ def _record_failure(
     never be understood (or whose values the database refuses: that is the
     same payload every time), and after `max_attempts` anything else."""
     permanent = isinstance(error, PayloadError | DataError)
-    if permanent:
+    if isinstance(error, PayloadError):
         log.warning("inbox %s (%s %s) dead-lettered: %s", message.id, message.source,
                     message.topic, type(error).__name__)  # fmt: skip
-    else:
+    else:  # a DataError too: a value our payload checks (integrations.fields) let through
         log.error(
             "inbox %s (%s %s) failed", message.id, message.source, message.topic, exc_info=error
         )

@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session, select
 
 from app import inbox
-from app.events import PayloadError
+from app.events import CustomerSnapshot, PayloadError
 from app.models import Customer, InboxMessage, Order, OrderEvent, Shipment
-from support import load_fixture, with_changes
+from support import ON_POSTGRESQL, load_fixture, with_changes
 
 ORDER_ID = 5001001
 CUSTOMER_ID = 7001001
@@ -370,3 +370,33 @@ def test_a_deeply_nested_field_we_do_not_read_is_no_error(shop, deliver, work, d
     assert deliver("orders/create", body).status_code == 200
     work()
     assert inbox_statuses(db) == ["done"]
+
+
+class OverlongSource:
+    """A stand-in integration whose parser lets through a value too long for
+    its column (customers.locale is VARCHAR(16))."""
+
+    @staticmethod
+    def parse(topic, payload, triggered_at):
+        stamp = datetime(2026, 11, 20, tzinfo=UTC)
+        return [CustomerSnapshot(CUSTOMER_ID, stamp, {"locale": "x" * 40})]
+
+    @staticmethod
+    def references(topic, payload):
+        return None, None
+
+
+@ON_POSTGRESQL
+def test_a_value_the_database_refuses_is_dead_lettered_at_once(
+    shop, rt, clock, monkeypatch, work, db
+):
+    monkeypatch.setitem(inbox.PARSERS, "overlong", OverlongSource)
+    delivery = inbox.Delivery(
+        "overlong", shop.domain, "thing/happened", "d1", None, None, None, "{}"
+    )
+    inbox.store(rt.engine, delivery, clock.now(), allow_uninstalled=False)
+    work()
+    with Session(db) as session:
+        message = session.exec(select(InboxMessage)).one()
+    assert (message.status, message.attempts) == ("dead", 1)
+    assert message.last_error.startswith("DataError:")
