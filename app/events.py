@@ -50,14 +50,6 @@ class OrderMatch:
         return tuple(keys)
 
 
-def clip(value, limit: int) -> str | None:
-    """An outside text field as we store it: stripped, at most `limit`
-    characters (our column sizes), None when empty."""
-    if value is None:
-        return None
-    return str(value).strip()[:limit] or None
-
-
 def order_number(name: str) -> str:
     """ "#1001" and "1001" name the same order."""
     return name.strip().lstrip("#")

@@ -17,18 +17,20 @@ is dead-lettered, where it stays visible and can be retried by hand.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from types import ModuleType
 
+import orjson
 from sqlalchemy import bindparam, text, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DataError
 from sqlmodel import Session, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -174,20 +176,31 @@ def process_next(engine: Engine, now: datetime, max_attempts: int) -> InboxMessa
         ).first()
         if message is None:
             return None
-        try:
-            # A savepoint: on failure only the processing is undone, and the row
-            # lock is kept while the failure is recorded, so no other worker can
-            # claim the message in between and have its result overwritten.
-            with session.begin_nested():
-                _process(session, message, now)
-        except OrderNotKnown as exc:
-            _park(session, message, exc.references, now)
-        except Exception as exc:  # recorded on the row and logged, never swallowed
-            log.exception("inbox %s (%s %s) failed", message.id, message.source, message.topic)
-            permanent = isinstance(exc, PayloadError)
-            _record_failure(session, message, exc, now, max_attempts, permanent=permanent)
+        failure = _attempt(session, lambda: _process(session, message, now))
+        if isinstance(failure, OrderNotKnown):
+            references = failure.references
+            failure = _attempt(session, lambda: _park(session, message, references, now))
+        if failure is not None:
+            _record_failure(session, message, failure, now, max_attempts)
         session.commit()
         return message
+
+
+def _attempt(session: Session, step: Callable[[], None]) -> Exception | None:
+    """Run one step of processing in a savepoint; return what it raised.
+
+    Whatever goes wrong with one message (its payload, our code, a lock
+    timeout) must count as an attempt on that message and let the next one
+    go: a failure that escaped here would leave the row due with its
+    attempts unchanged, at the head of every worker's queue. On failure
+    only the step is undone, and the row lock is kept while the failure is
+    recorded, so no other worker can claim the message in between."""
+    try:
+        with session.begin_nested():
+            step()
+    except Exception as exc:  # recorded on the row by the caller, never swallowed
+        return exc
+    return None
 
 
 def _process(session: Session, message: InboxMessage, now: datetime) -> None:
@@ -195,9 +208,13 @@ def _process(session: Session, message: InboxMessage, now: datetime) -> None:
     if parser is None:
         raise PayloadError(f"no parser for source {message.source!r}")
     try:
-        payload = json.loads(message.body)
-    except json.JSONDecodeError as exc:
+        # orjson, as when it was received: the same strict parser, and one that
+        # refuses nesting past its limit instead of raising RecursionError.
+        payload = orjson.loads(message.body)
+    except orjson.JSONDecodeError as exc:
         raise PayloadError(f"stored body is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise PayloadError("stored body is not a JSON object")
     cause = Cause(label=f"{message.source}:{message.topic}", inbox_id=message.id, now=now)
     for event in parser.parse(message.topic, payload, message.triggered_at):
         rules.react(session, apply(session, message.shop_id, event, cause), now)
@@ -217,14 +234,19 @@ def _process(session: Session, message: InboxMessage, now: datetime) -> None:
 
 
 def _record_failure(
-    session: Session,
-    message: InboxMessage,
-    error: Exception,
-    now: datetime,
-    max_attempts: int,
-    *,
-    permanent: bool,
+    session: Session, message: InboxMessage, error: Exception, now: datetime, max_attempts: int
 ) -> None:
+    """Count the attempt: back off, or dead-letter at once a payload that can
+    never be understood (or whose values the database refuses: that is the
+    same payload every time), and after `max_attempts` anything else."""
+    permanent = isinstance(error, PayloadError | DataError)
+    if isinstance(error, PayloadError):
+        log.warning("inbox %s (%s %s) dead-lettered: %s", message.id, message.source,
+                    message.topic, type(error).__name__)  # fmt: skip
+    else:  # a DataError too: a value our payload checks (integrations.fields) let through
+        log.error(
+            "inbox %s (%s %s) failed", message.id, message.source, message.topic, exc_info=error
+        )
     attempts = message.attempts + 1
     dead = permanent or attempts >= max_attempts
     session.exec(
@@ -233,10 +255,16 @@ def _record_failure(
         .values(
             attempts=attempts,
             status="dead" if dead else "pending",
-            last_error=f"{type(error).__name__}: {error}"[:2000],
+            last_error=_reason(error),
             next_attempt_at=now if dead else now + backoff(attempts),
         )
     )
+
+
+def _reason(error: Exception) -> str:
+    """The failure as stored: readable, bounded, and storable (PostgreSQL
+    text cannot hold NUL, which a payload's value quoted in it may carry)."""
+    return f"{type(error).__name__}: {error}"[:2000].replace("\x00", "\\x00")
 
 
 def _park(

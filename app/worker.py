@@ -64,7 +64,11 @@ def run(rt: Runtime, stop: threading.Event) -> None:
             log.error("worker: database unavailable (%s); retrying", type(exc).__name__)
             stop.wait(DATABASE_RETRY_SECONDS)
             continue
-        except Exception:  # a bug: logged with its traceback; claimed rows come back by lease
+        except Exception:
+            # A bug outside any one message: each message's own failure is an
+            # attempt recorded on its row (app.inbox, notifications.dispatch),
+            # so this never retries one row forever; claimed outbox rows come
+            # back when their lease ends, and count an attempt each time.
             log.exception("worker: unexpected error; carrying on")
             stop.wait(DATABASE_RETRY_SECONDS)
             continue

@@ -18,7 +18,7 @@ import hmac
 from collections.abc import Mapping
 from datetime import datetime
 
-from app.clock import from_unix_seconds, parse_timestamp
+from app.clock import from_unix_seconds
 from app.events import (
     Described,
     Event,
@@ -26,9 +26,9 @@ from app.events import (
     PayloadError,
     ShipmentSnapshot,
     UnsupportedTopic,
-    clip,
 )
 from app.order_state import ShipmentStatus
+from integrations import fields
 
 SOURCE = "aftership"
 SECRET_REQUIRED = True
@@ -67,78 +67,87 @@ def authenticate(secret: str | None, headers: Mapping[str, str], body: bytes) ->
 
 def describe(headers: Mapping[str, str], body: bytes, payload: dict) -> Described:
     topic = payload.get("event")
-    if topic not in TOPICS:
+    if not isinstance(topic, str) or topic not in TOPICS:
         raise UnsupportedTopic(f"event {str(topic)[:60]!r} is not handled")
     event_id = payload.get("event_id")
-    if not isinstance(event_id, str) or not 0 < len(event_id) <= 128:
-        raise PayloadError("event_id is required")
-    ts = payload.get("ts")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= 128 or "\x00" in event_id:
+        raise PayloadError("event_id is required (at most 128 characters)")
+    return Described(topic, event_id, _sent_at(payload.get("ts")))
+
+
+def _sent_at(ts: object) -> datetime | None:
+    """`ts`, Unix seconds, when it is a number."""
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        return None
     try:
-        triggered_at = from_unix_seconds(ts) if isinstance(ts, int) else None
-    except ValueError as exc:
+        return from_unix_seconds(ts)
+    except ValueError as exc:  # past year 9999, or before year 1
         raise PayloadError(f"ts: {exc}") from None
-    return Described(topic, event_id, triggered_at)
 
 
 def parse(topic: str, payload: dict, triggered_at) -> list[Event]:
-    try:
-        return [_tracking(payload["msg"], triggered_at)]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PayloadError(f"{topic} payload: {type(exc).__name__}: {exc}") from None
+    return [_tracking(fields.mapping(payload.get("msg"), "msg"), triggered_at)]
 
 
 def references(topic: str, payload: dict) -> tuple[int | None, int | None]:
-    order_id = str((payload.get("msg") or {}).get("order_id") or "")
-    return None, int(order_id) if order_id.isdigit() else None
+    return None, fields.reference(fields.mapping(payload.get("msg"), "msg").get("order_id"))
 
 
-def _tracking(msg: dict, triggered_at) -> ShipmentSnapshot:
-    stamp = parse_timestamp(msg.get("updated_at")) or triggered_at
+def _tracking(msg: Mapping, triggered_at) -> ShipmentSnapshot:
+    stamp = fields.timestamp(msg.get("updated_at"), "msg.updated_at") or triggered_at
     if stamp is None:
         raise PayloadError("tracking without updated_at")
-    tag = msg.get("tag")
+    tag = fields.text(msg.get("tag"), "msg.tag", 32)
     status = _TAG_STATUS.get(tag)
     if status is None:
         raise PayloadError(f"unknown tag {tag!r}")
     if tag == "Exception" and msg.get("return_to_sender"):
         status = ShipmentStatus.RETURNED
-    tracking_id = clip(msg["id"], 64)
+    tracking_id = fields.text(msg.get("id"), "msg.id", 64)
     if tracking_id is None:
         raise PayloadError("msg.id is empty")
-    order_id = str(msg.get("order_id") or "")
-    tracking_number = clip(msg.get("tracking_number"), 128)
-    scans = [parse_timestamp(c.get("checkpoint_time")) for c in msg.get("checkpoints") or ()]
+    tracking_number = fields.text(msg.get("tracking_number"), "msg.tracking_number", 128)
+    checkpoints = fields.mappings(msg.get("checkpoints"), "msg.checkpoints")
+    scans = [
+        fields.timestamp(c.get("checkpoint_time"), f"msg.checkpoints[{i}].checkpoint_time")
+        for i, c in enumerate(checkpoints)
+    ]
     return ShipmentSnapshot(
         source=SOURCE,
         external_id=tracking_id,
         status=status,
         updated_at=stamp,
         match=OrderMatch(
-            shopify_id=int(order_id) if order_id.isdigit() else None,
-            name=clip(msg.get("order_number"), 64),
+            shopify_id=fields.reference(msg.get("order_id")),
+            name=fields.text(msg.get("order_number"), "msg.order_number", 64),
             tracking_number=tracking_number,
         ),
-        status_detail=clip(msg.get("subtag_message"), 1000),
-        carrier=clip(msg.get("slug"), 128),
+        status_detail=fields.clip(msg.get("subtag_message"), "msg.subtag_message", 1000),
+        carrier=fields.text(msg.get("slug"), "msg.slug", 128),
         tracking_number=tracking_number,
-        tracking_url=clip(msg.get("courier_tracking_link"), 2000),
-        shipped_at=parse_timestamp(msg.get("shipment_pickup_date")),
+        tracking_url=fields.clip(
+            msg.get("courier_tracking_link"), "msg.courier_tracking_link", 2000
+        ),
+        shipped_at=fields.timestamp(msg.get("shipment_pickup_date"), "msg.shipment_pickup_date"),
         estimated_delivery_at=_estimated_delivery(msg),
-        delivered_at=parse_timestamp(msg.get("shipment_delivery_date")),
+        delivered_at=fields.timestamp(
+            msg.get("shipment_delivery_date"), "msg.shipment_delivery_date"
+        ),
         last_scan_at=max((s for s in scans if s), default=None),
     )
 
 
-def _estimated_delivery(msg: dict) -> datetime | None:
+def _estimated_delivery(msg: Mapping) -> datetime | None:
     """The newest estimate AfterShip has: its revised one, then its own EDD,
     then the carrier's. Dates without a time are taken as that day, UTC."""
-    latest = msg.get("latest_estimated_delivery") or {}
     candidates = (
-        latest.get("datetime"),
-        (msg.get("aftership_estimated_delivery_date") or {}).get("estimated_delivery_date"),
-        (msg.get("courier_estimated_delivery_date") or {}).get("estimated_delivery_date"),
+        ("latest_estimated_delivery", "datetime"),
+        ("aftership_estimated_delivery_date", "estimated_delivery_date"),
+        ("courier_estimated_delivery_date", "estimated_delivery_date"),
     )
-    for value in candidates:
+    for outer, inner in candidates:
+        name = f"msg.{outer}.{inner}"
+        value = fields.text(fields.mapping(msg.get(outer), f"msg.{outer}").get(inner), name, 64)
         if value:
-            return parse_timestamp(value if "T" in value else f"{value}T00:00:00+00:00")
+            return fields.timestamp(value if "T" in value else f"{value}T00:00:00+00:00", name)
     return None

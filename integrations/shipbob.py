@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from app.clock import parse_timestamp
 from app.events import (
     Described,
     Event,
@@ -29,10 +28,9 @@ from app.events import (
     PayloadError,
     ShipmentSnapshot,
     UnsupportedTopic,
-    clip,
 )
 from app.order_state import ShipmentStatus
-from integrations import standard_webhooks
+from integrations import fields, standard_webhooks
 
 SOURCE = "shipbob"
 SECRET_REQUIRED = False
@@ -95,40 +93,38 @@ def describe(headers: Mapping[str, str], body: bytes, payload: dict) -> Describe
 
 
 def parse(topic: str, payload: dict, triggered_at) -> list[Event]:
-    try:
-        if topic in ORDER_TOPICS:
-            delivered = topic == "order.delivered"
-            return [
-                event
-                for shipment in payload.get("shipments") or ()
-                if (event := _shipment(shipment, payload, delivered=delivered)) is not None
-            ]
-        if topic in SHIPMENT_TOPIC_STATUS:
-            return [_shipment(payload, payload, status=SHIPMENT_TOPIC_STATUS[topic])]
-        if topic == TRACKING_TOPIC:
-            return [_tracking(payload)]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PayloadError(f"{topic} payload: {type(exc).__name__}: {exc}") from None
+    if topic in ORDER_TOPICS:
+        delivered = topic == "order.delivered"
+        shipments = fields.mappings(payload.get("shipments"), "shipments")
+        return [
+            event
+            for index, shipment in enumerate(shipments)
+            if (event := _shipment(shipment, payload, f"shipments[{index}]", delivered=delivered))
+            is not None
+        ]
+    if topic in SHIPMENT_TOPIC_STATUS:
+        return [_shipment(payload, payload, "shipment", status=SHIPMENT_TOPIC_STATUS[topic])]
+    if topic == TRACKING_TOPIC:
+        return [_tracking(payload)]
     raise PayloadError(f"unsupported topic {topic}")
 
 
 def references(topic: str, payload: dict) -> tuple[int | None, int | None]:
-    reference = str(payload.get("reference_id") or "")
-    return None, int(reference) if reference.isdigit() else None
+    return None, fields.reference(payload.get("reference_id"))
 
 
-def _match(body: dict, tracking_number: str | None) -> OrderMatch:
-    reference = str(body.get("reference_id") or "")
+def _match(body: Mapping, tracking_number: str | None) -> OrderMatch:
     return OrderMatch(
-        shopify_id=int(reference) if reference.isdigit() else None,
-        name=clip(body.get("order_number"), 64),
+        shopify_id=fields.reference(body.get("reference_id")),
+        name=fields.text(body.get("order_number"), "order_number", 64),
         tracking_number=tracking_number,
     )
 
 
 def _shipment(
-    shipment: dict,
-    order: dict,
+    shipment: Mapping,
+    order: Mapping,
+    name: str,
     *,
     status: ShipmentStatus | None = None,
     delivered: bool = False,
@@ -136,59 +132,80 @@ def _shipment(
     if delivered:
         status = ShipmentStatus.DELIVERED
     if status is None:
-        status = _SHIPMENT_STATUS.get(shipment.get("status"))
+        status = _SHIPMENT_STATUS.get(fields.text(shipment.get("status"), f"{name}.status", 32))
         if status is None:
             return None  # still in the warehouse: not a parcel yet
     stamp = (
-        parse_timestamp(shipment.get("last_update_at"))
-        or parse_timestamp(shipment.get("last_tracking_update_at"))
-        or parse_timestamp(shipment.get("created_date"))
+        fields.timestamp(shipment.get("last_update_at"), f"{name}.last_update_at")
+        or fields.timestamp(
+            shipment.get("last_tracking_update_at"), f"{name}.last_tracking_update_at"
+        )
+        or fields.timestamp(shipment.get("created_date"), f"{name}.created_date")
     )
     if stamp is None:
         raise PayloadError("shipment without last_update_at or created_date")
-    tracking = shipment.get("tracking") or {}
-    tracking_number = clip(tracking.get("tracking_number"), 128)
-    details = shipment.get("status_details") or []
+    tracking = fields.mapping(shipment.get("tracking"), f"{name}.tracking")
+    tracking_number = fields.text(
+        tracking.get("tracking_number"), f"{name}.tracking.tracking_number", 128
+    )
+    details = fields.mappings(shipment.get("status_details"), f"{name}.status_details")
     detail = "; ".join(
-        f"{d.get('name')}: {d.get('description')}" for d in details if isinstance(d, dict)
+        f"{fields.clip(d.get('name'), 'status_details.name', 200)}: "
+        f"{fields.clip(d.get('description'), 'status_details.description', 1000)}"
+        for d in details
     )
     return ShipmentSnapshot(
         source=SOURCE,
-        external_id=str(int(shipment["id"])),
+        external_id=str(fields.identifier(shipment.get("id"), f"{name}.id")),
         status=status,
         updated_at=stamp,
         match=_match(shipment if shipment.get("reference_id") else order, tracking_number),
         status_detail=detail[:1000] or None,
-        carrier=clip(tracking.get("carrier"), 128),
+        carrier=fields.text(tracking.get("carrier"), f"{name}.tracking.carrier", 128),
         tracking_number=tracking_number,
-        tracking_url=clip(tracking.get("tracking_url"), 2000),
-        promised_ship_at=parse_timestamp(shipment.get("estimated_fulfillment_date")),
-        shipped_at=parse_timestamp(shipment.get("actual_fulfillment_date"))
-        or parse_timestamp(tracking.get("shipping_date")),
-        delivered_at=parse_timestamp(shipment.get("delivery_date")),
+        tracking_url=fields.clip(
+            tracking.get("tracking_url"), f"{name}.tracking.tracking_url", 2000
+        ),
+        promised_ship_at=fields.timestamp(
+            shipment.get("estimated_fulfillment_date"), f"{name}.estimated_fulfillment_date"
+        ),
+        shipped_at=fields.timestamp(
+            shipment.get("actual_fulfillment_date"), f"{name}.actual_fulfillment_date"
+        )
+        or fields.timestamp(tracking.get("shipping_date"), f"{name}.tracking.shipping_date"),
+        delivered_at=fields.timestamp(shipment.get("delivery_date"), f"{name}.delivery_date"),
     )
 
 
 def _tracking(payload: dict) -> ShipmentSnapshot:
-    stamp = parse_timestamp(payload.get("last_updated"))
+    stamp = fields.timestamp(payload.get("last_updated"), "last_updated")
     if stamp is None:
         raise PayloadError("tracking update without last_updated")
-    history = [parse_timestamp(h.get("timestamp")) for h in payload.get("history") or ()]
-    tracking_number = clip(
-        payload.get("carrier_tracking_number") or payload.get("tracking_id"), 128
+    history = [
+        fields.timestamp(h.get("timestamp"), f"history[{i}].timestamp")
+        for i, h in enumerate(fields.mappings(payload.get("history"), "history"))
+    ]
+    tracking_number = fields.text(
+        payload.get("carrier_tracking_number") or payload.get("tracking_id"),
+        "carrier_tracking_number",
+        128,
     )
-    status = _TRACKING_STATUS.get(payload.get("status"), ShipmentStatus.IN_TRANSIT)
+    status = _TRACKING_STATUS.get(
+        fields.text(payload.get("status"), "status", 32), ShipmentStatus.IN_TRANSIT
+    )
     return ShipmentSnapshot(
         source=SOURCE,
-        external_id=str(int(payload["shipment_id"])),
+        external_id=str(fields.identifier(payload.get("shipment_id"), "shipment_id")),
         status=status,
         updated_at=stamp,
         match=_match(payload, tracking_number),
-        status_detail=clip(payload.get("carrier_message") or payload.get("message"), 1000),
-        carrier=clip(payload.get("carrier"), 128),
+        status_detail=fields.clip(
+            payload.get("carrier_message") or payload.get("message"), "carrier_message", 1000
+        ),
+        carrier=fields.text(payload.get("carrier"), "carrier", 128),
         tracking_number=tracking_number,
-        tracking_url=clip(payload.get("public_tracking_url"), 2000),
-        estimated_delivery_at=parse_timestamp(payload.get("eta")),
+        tracking_url=fields.clip(payload.get("public_tracking_url"), "public_tracking_url", 2000),
+        estimated_delivery_at=fields.timestamp(payload.get("eta"), "eta"),
         last_scan_at=max((h for h in history if h), default=None),
         delivered_at=stamp if status == ShipmentStatus.DELIVERED else None,
     )

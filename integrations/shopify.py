@@ -19,9 +19,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 
-from app.clock import parse_timestamp
 from app.events import (
     BulkOperationFinished,
     ConsentChange,
@@ -36,6 +34,7 @@ from app.events import (
     ShopUninstalled,
 )
 from app.order_state import ShipmentStatus
+from integrations import fields
 
 SOURCE = "shopify"
 
@@ -186,67 +185,71 @@ def _myshopify_host(value: object) -> str | None:
 
 
 def parse(topic: str, payload: dict, triggered_at) -> list[Event]:
-    """Turn one webhook payload into the domain events it carries."""
-    try:
-        if topic in ORDER_TOPICS:
-            return [_order(payload)]
-        if topic in FULFILLMENT_TOPICS:
-            return [_fulfillment(payload, _int(payload["order_id"]))]
-        if topic in CUSTOMER_TOPICS:
-            return [_customer(payload, full=True)]
-        if topic == "customers_email_marketing_consent/update":
-            return [_consent(payload, "email", triggered_at)]
-        if topic == "customers_marketing_consent/update":
-            return [_consent(payload, "sms", triggered_at)]
-        if topic == "app/uninstalled":
-            return [ShopUninstalled()]
-        if topic == "customers/redact":
-            return [
-                CustomerRedaction(
-                    customer_shopify_id=_customer_ref(payload),
-                    order_shopify_ids=_ids(payload.get("orders_to_redact")),
-                )
-            ]
-        if topic == "customers/data_request":
-            request = payload.get("data_request") or {}
-            return [
-                CustomerDataRequest(
-                    request_id=_int(request["id"]) if request.get("id") else None,
-                    customer_shopify_id=_customer_ref(payload),
-                    order_shopify_ids=_ids(payload.get("orders_requested")),
-                )
-            ]
-        if topic == "shop/redact":
-            return [ShopRedaction()]
-        if topic == "bulk_operations/finish":
-            return [
-                BulkOperationFinished(
-                    operation_id=str(payload["admin_graphql_api_id"]),
-                    status=str(payload["status"]).lower(),
-                    error_code=payload.get("error_code"),
-                )
-            ]
-    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
-        raise PayloadError(f"{topic} payload: {type(exc).__name__}: {exc}") from None
+    """Turn one webhook payload into the domain events it carries; a payload
+    whose shape, types or values do not fit raises PayloadError naming the
+    field (`integrations.fields`)."""
+    if topic in ORDER_TOPICS:
+        return [_order(payload)]
+    if topic in FULFILLMENT_TOPICS:
+        return [_fulfillment(payload, fields.identifier(payload.get("order_id"), "order_id"))]
+    if topic in CUSTOMER_TOPICS:
+        return [_customer(payload, "customer", full=True)]
+    if topic == "customers_email_marketing_consent/update":
+        return [_consent(payload, "email", triggered_at)]
+    if topic == "customers_marketing_consent/update":
+        return [_consent(payload, "sms", triggered_at)]
+    if topic == "app/uninstalled":
+        return [ShopUninstalled()]
+    if topic == "customers/redact":
+        return [
+            CustomerRedaction(
+                customer_shopify_id=_customer_ref(payload),
+                order_shopify_ids=fields.identifiers(
+                    payload.get("orders_to_redact"), "orders_to_redact"
+                ),
+            )
+        ]
+    if topic == "customers/data_request":
+        request = fields.mapping(payload.get("data_request"), "data_request")
+        return [
+            CustomerDataRequest(
+                request_id=fields.optional_identifier(request.get("id"), "data_request.id"),
+                customer_shopify_id=_customer_ref(payload),
+                order_shopify_ids=fields.identifiers(
+                    payload.get("orders_requested"), "orders_requested"
+                ),
+            )
+        ]
+    if topic == "shop/redact":
+        return [ShopRedaction()]
+    if topic == "bulk_operations/finish":
+        operation_id = fields.text(payload.get("admin_graphql_api_id"), "admin_graphql_api_id", 128)
+        status = fields.text(payload.get("status"), "status", 32)
+        if operation_id is None or status is None:
+            raise PayloadError("admin_graphql_api_id and status are required")
+        return [
+            BulkOperationFinished(
+                operation_id=operation_id,
+                status=status.lower(),
+                error_code=fields.text(payload.get("error_code"), "error_code", 128),
+            )
+        ]
     raise PayloadError(f"unsupported topic {topic}")
 
 
 def references(topic: str, payload: dict) -> tuple[int | None, int | None]:
     """(customer id, order id) a payload concerns, for finding it at redaction."""
-    try:
-        if topic in ORDER_TOPICS:
-            customer = payload.get("customer") or {}
-            return _opt_int(customer.get("id")), _opt_int(payload.get("id"))
-        if topic in FULFILLMENT_TOPICS:
-            return None, _opt_int(payload.get("order_id"))
-        if topic in CUSTOMER_TOPICS:
-            return _opt_int(payload.get("id")), None
-        if topic in CONSENT_TOPICS:
-            return _opt_int(payload.get("customer_id") or payload.get("id")), None
-        if topic in ("customers/redact", "customers/data_request"):
-            return _customer_ref(payload), None
-    except (TypeError, ValueError):
-        pass
+    if topic in ORDER_TOPICS:
+        return _customer_ref(payload), fields.optional_identifier(payload.get("id"), "id")
+    if topic in FULFILLMENT_TOPICS:
+        return None, fields.optional_identifier(payload.get("order_id"), "order_id")
+    if topic in CUSTOMER_TOPICS:
+        return fields.optional_identifier(payload.get("id"), "id"), None
+    if topic in CONSENT_TOPICS:
+        key = "customer_id" if topic == "customers_email_marketing_consent/update" else "id"
+        return fields.optional_identifier(payload.get(key), key), None
+    if topic in ("customers/redact", "customers/data_request"):
+        return _customer_ref(payload), None
     return None, None
 
 
@@ -275,119 +278,121 @@ _SHIPMENT_STATUS = {
 
 
 def _order(payload: dict) -> OrderSnapshot:
-    order_id = _int(payload["id"])
-    customer = payload.get("customer")
-    if customer and customer.get("id") and payload.get("customer_locale"):
-        customer = {**customer, "locale": payload["customer_locale"]}
+    order_id = fields.identifier(payload.get("id"), "id")
+    customer = fields.mapping(payload.get("customer"), "customer")
+    locale = fields.text(payload.get("customer_locale"), "customer_locale", 16)
+    if customer.get("id") and locale:
+        customer = {**customer, "locale": locale}
+    fulfillments = fields.mappings(payload.get("fulfillments"), "fulfillments")
     return OrderSnapshot(
         shopify_id=order_id,
         updated_at=required_time(payload, "updated_at"),
-        name=payload.get("name"),
-        created_at=parse_timestamp(payload.get("created_at")),
-        financial_status=payload.get("financial_status"),
-        fulfillment_status=payload.get("fulfillment_status"),
-        cancelled_at=parse_timestamp(payload.get("cancelled_at")),
-        currency=payload.get("currency"),
-        total_price=Decimal(str(payload["total_price"])) if payload.get("total_price") else None,
-        email=payload.get("email") or payload.get("contact_email") or None,
-        phone=payload.get("phone") or None,
-        customer=_customer(customer, full=False) if customer and customer.get("id") else None,
-        shipments=tuple(_fulfillment(f, order_id) for f in payload.get("fulfillments") or ()),
+        name=fields.text(payload.get("name"), "name", 64),
+        created_at=fields.timestamp(payload.get("created_at"), "created_at"),
+        financial_status=fields.text(payload.get("financial_status"), "financial_status", 32),
+        fulfillment_status=fields.text(payload.get("fulfillment_status"), "fulfillment_status", 32),
+        cancelled_at=fields.timestamp(payload.get("cancelled_at"), "cancelled_at"),
+        currency=fields.text(payload.get("currency"), "currency", 3),
+        total_price=fields.amount(payload.get("total_price"), "total_price"),
+        email=fields.text(payload.get("email"), "email", 320)
+        or fields.text(payload.get("contact_email"), "contact_email", 320),
+        phone=fields.text(payload.get("phone"), "phone", 32),
+        customer=_customer(customer, "customer", full=False) if customer.get("id") else None,
+        shipments=tuple(
+            _fulfillment(f, order_id, f"fulfillments[{i}]") for i, f in enumerate(fulfillments)
+        ),
     )
 
 
-def _fulfillment(payload: dict, order_id: int) -> ShipmentSnapshot:
+def _fulfillment(payload: Mapping, order_id: int, name: str = "fulfillment") -> ShipmentSnapshot:
     return ShipmentSnapshot(
         source=SOURCE,
-        external_id=str(_int(payload["id"])),
+        external_id=str(fields.identifier(payload.get("id"), f"{name}.id")),
         order_shopify_id=order_id,
-        status=shipment_status(payload.get("status"), payload.get("shipment_status")),
-        updated_at=required_time(payload, "updated_at"),
-        carrier=payload.get("tracking_company") or None,
-        tracking_number=payload.get("tracking_number") or None,
-        tracking_url=payload.get("tracking_url") or None,
-        shipped_at=parse_timestamp(payload.get("created_at")),
-        estimated_delivery_at=parse_timestamp(payload.get("estimated_delivery_at")),
+        status=shipment_status(
+            fields.text(payload.get("status"), f"{name}.status", 32),
+            fields.text(payload.get("shipment_status"), f"{name}.shipment_status", 32),
+        ),
+        updated_at=fields.required_timestamp(payload.get("updated_at"), f"{name}.updated_at"),
+        carrier=fields.text(payload.get("tracking_company"), f"{name}.tracking_company", 128),
+        tracking_number=fields.text(payload.get("tracking_number"), f"{name}.tracking_number", 128),
+        tracking_url=fields.clip(payload.get("tracking_url"), f"{name}.tracking_url", 2000),
+        shipped_at=fields.timestamp(payload.get("created_at"), f"{name}.created_at"),
+        estimated_delivery_at=fields.timestamp(
+            payload.get("estimated_delivery_at"), f"{name}.estimated_delivery_at"
+        ),
     )
 
 
 # The customer resource has no locale; orders carry it as `customer_locale`.
-_CUSTOMER_FIELDS = ("email", "phone", "first_name", "last_name")
+# Each field with its column's length.
+_CUSTOMER_FIELDS = {"email": 320, "phone": 32, "first_name": 255, "last_name": 255}
 
 
-def _customer(payload: dict, *, full: bool) -> CustomerSnapshot:
+def _customer(payload: Mapping, name: str, *, full: bool) -> CustomerSnapshot:
     """A customer resource; `full` payloads (customers/*) set every field,
     embedded ones only those present."""
     attributes: dict[str, object] = {
-        name: payload.get(name) or None
-        for name in _CUSTOMER_FIELDS
-        if full or payload.get(name) is not None
+        key: fields.text(payload.get(key), f"{name}.{key}", limit)
+        for key, limit in _CUSTOMER_FIELDS.items()
+        if full or payload.get(key) is not None
     }
-    if payload.get("locale"):
-        attributes["locale"] = payload["locale"]
-    if payload.get("created_at"):
-        attributes["shopify_created_at"] = parse_timestamp(payload["created_at"])
+    locale = fields.text(payload.get("locale"), f"{name}.locale", 16)
+    if locale:
+        attributes["locale"] = locale
+    created_at = fields.timestamp(payload.get("created_at"), f"{name}.created_at")
+    if created_at:
+        attributes["shopify_created_at"] = created_at
     # Older API versions still embed consent in the customer; keep it when present.
     for channel, key in (("email", "email_marketing_consent"), ("sms", "sms_marketing_consent")):
-        consent = payload.get(key)
-        if isinstance(consent, dict) and consent.get("state"):
-            attributes[f"{channel}_consent"] = consent["state"]
-            attributes[f"{channel}_consent_updated_at"] = parse_timestamp(
-                consent.get("consent_updated_at")
+        consent = fields.mapping(payload.get(key), f"{name}.{key}")
+        state = fields.text(consent.get("state"), f"{name}.{key}.state", 32)
+        if state:
+            attributes[f"{channel}_consent"] = state
+            attributes[f"{channel}_consent_updated_at"] = fields.timestamp(
+                consent.get("consent_updated_at"), f"{name}.{key}.consent_updated_at"
             )
-    updated_at = parse_timestamp(payload.get("updated_at")) or parse_timestamp(
-        payload.get("created_at")
-    )
+    updated_at = fields.timestamp(payload.get("updated_at"), f"{name}.updated_at") or created_at
     if updated_at is None:
-        raise PayloadError("customer without updated_at or created_at")
+        raise PayloadError(f"{name} without updated_at or created_at")
     return CustomerSnapshot(
-        shopify_id=_int(payload["id"]), updated_at=updated_at, attributes=attributes, complete=full
+        shopify_id=fields.identifier(payload.get("id"), f"{name}.id"),
+        updated_at=updated_at,
+        attributes=attributes,
+        complete=full,
     )
 
 
 def _consent(payload: dict, channel: str, triggered_at) -> ConsentChange:
     if channel == "email":
-        customer_id, address = payload["customer_id"], payload.get("email_address")
-        consent = payload.get("email_marketing_consent") or {}
+        id_key, address_key, consent_key, limit = (
+            "customer_id", "email_address", "email_marketing_consent", 320,
+        )  # fmt: skip
     else:
-        customer_id, address = payload["id"], payload.get("phone")
-        consent = payload.get("sms_marketing_consent") or {}
+        id_key, address_key, consent_key, limit = "id", "phone", "sms_marketing_consent", 32
+    consent = fields.mapping(payload.get(consent_key), consent_key)
     # Shopify may leave consent_updated_at null; then the event's own trigger
     # time is the best version stamp we have.
-    updated_at = parse_timestamp(consent.get("consent_updated_at")) or triggered_at
+    updated_at = (
+        fields.timestamp(consent.get("consent_updated_at"), f"{consent_key}.consent_updated_at")
+        or triggered_at
+    )
     if updated_at is None:
         raise PayloadError("consent change without consent_updated_at or trigger time")
     return ConsentChange(
-        customer_shopify_id=_int(customer_id),
+        customer_shopify_id=fields.identifier(payload.get(id_key), id_key),
         channel=channel,
-        state=consent.get("state"),
+        state=fields.text(consent.get("state"), f"{consent_key}.state", 32),
         updated_at=updated_at,
-        address=address or None,
+        address=fields.text(payload.get(address_key), address_key, limit),
     )
 
 
-def _customer_ref(payload: dict) -> int | None:
-    customer = payload.get("customer") or {}
-    return _opt_int(customer.get("id"))
-
-
-def _ids(values) -> tuple[int, ...]:
-    return tuple(_int(v) for v in values or ())
-
-
-def _int(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"expected an id, got {value!r}")
-    return int(value)
-
-
-def _opt_int(value) -> int | None:
-    return None if value in (None, "") else _int(value)
+def _customer_ref(payload: Mapping) -> int | None:
+    customer = fields.mapping(payload.get("customer"), "customer")
+    return fields.optional_identifier(customer.get("id"), "customer.id")
 
 
 def required_time(payload: Mapping, key: str):
     """A timestamp the record cannot do without (REST and GraphQL alike)."""
-    value = parse_timestamp(payload.get(key))
-    if value is None:
-        raise PayloadError(f"missing {key}")
-    return value
+    return fields.required_timestamp(payload.get(key), key)

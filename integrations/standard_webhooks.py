@@ -35,7 +35,7 @@ from datetime import datetime
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from app.clock import from_unix_seconds, parse_timestamp
+from app.clock import from_unix_seconds
 from app.events import (
     Described,
     Event,
@@ -45,10 +45,12 @@ from app.events import (
     UnsupportedTopic,
 )
 from app.order_state import ShipmentStatus
+from integrations import fields
 
 SOURCE = "standard"
 SECRET_REQUIRED = True
 TOPICS = frozenset({"shipment.updated"})
+_STATUSES = tuple(status.value for status in ShipmentStatus)
 _TIMES = ("promised_ship_at", "shipped_at", "estimated_delivery_at", "delivered_at", "last_scan_at")
 
 
@@ -97,7 +99,7 @@ def signed_at(headers: Mapping[str, str]) -> datetime | None:
 
 def describe(headers: Mapping[str, str], body: bytes, payload: dict) -> Described:
     topic = payload.get("type")
-    if topic not in TOPICS:
+    if not isinstance(topic, str) or topic not in TOPICS:
         raise UnsupportedTopic(f"type {str(topic)[:60]!r} is not handled")
     parse(topic, payload, None)  # our own format: refuse what we could never apply
     return Described(topic, headers["webhook-id"], signed_at(headers))
@@ -110,29 +112,25 @@ def parse(topic: str, payload: dict, triggered_at) -> list[Event]:
     order = data.get("order")
     if not isinstance(order, dict) or not (order.get("shopify_id") or order.get("name")):
         raise PayloadError("data.order needs shopify_id or name")
-    shipment_id = data.get("shipment_id")
-    try:
-        status = ShipmentStatus(data.get("status"))
-    except ValueError:
-        raise PayloadError(
-            f"data.status must be one of {', '.join(s.value for s in ShipmentStatus)}"
-        ) from None
-    try:
-        stamp = parse_timestamp(payload.get("timestamp"))
-        times = {name: parse_timestamp(data.get(name)) for name in _TIMES}
-        shopify_id = int(order["shopify_id"]) if order.get("shopify_id") else None
-    except (TypeError, ValueError) as exc:
-        raise PayloadError(f"a timestamp or id is malformed: {exc}") from None
+    status = data.get("status")
+    if not isinstance(status, str) or status not in _STATUSES:
+        raise PayloadError(f"data.status must be one of {', '.join(_STATUSES)}")
+    stamp = fields.timestamp(payload.get("timestamp"), "timestamp")
     if stamp is None:
         raise PayloadError("timestamp is required (ISO-8601)")
+    times = {name: fields.timestamp(data.get(name), f"data.{name}") for name in _TIMES}
     tracking = _text(data, "tracking_number")
     return [
         ShipmentSnapshot(
             source=SOURCE,
-            external_id=_identifier(shipment_id),
-            status=status,
+            external_id=_identifier(data.get("shipment_id")),
+            status=ShipmentStatus(status),
             updated_at=stamp,
-            match=OrderMatch(shopify_id, _text(order, "name", 64), tracking),
+            match=OrderMatch(
+                fields.optional_identifier(order.get("shopify_id"), "data.order.shopify_id"),
+                fields.text(order.get("name"), "data.order.name", 64),
+                tracking,
+            ),
             status_detail=_text(data, "detail", 1000),
             carrier=_text(data, "carrier"),
             tracking_number=tracking,
@@ -143,24 +141,20 @@ def parse(topic: str, payload: dict, triggered_at) -> list[Event]:
 
 
 def references(topic: str, payload: dict) -> tuple[int | None, int | None]:
-    order = (payload.get("data") or {}).get("order") or {}
-    value = order.get("shopify_id")
-    return None, int(value) if isinstance(value, int) or str(value).isdigit() else None
+    order = fields.mapping(fields.mapping(payload.get("data"), "data").get("order"), "data.order")
+    return None, fields.optional_identifier(order.get("shopify_id"), "data.order.shopify_id")
 
 
 def _text(data: dict, key: str, limit: int = 128) -> str | None:
+    """Our own format is strict: a string, never a number, within `limit`."""
     value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise PayloadError(f"{key} must be a string")
-    if len(value) > limit:
-        raise PayloadError(f"{key} is longer than {limit} characters")
-    return value.strip() or None
+    if value is not None and not isinstance(value, str):
+        raise PayloadError(f"data.{key} must be a string")
+    return fields.text(value, f"data.{key}", limit)
 
 
 def _identifier(value) -> str:
-    text = str(value).strip() if isinstance(value, str | int) else ""
-    if not text or len(text) > 64:
+    text = None if isinstance(value, bool) else fields.text(value, "data.shipment_id", 64)
+    if text is None:
         raise PayloadError("data.shipment_id is required (at most 64 characters)")
     return text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -68,14 +69,13 @@ def dispatch_batch(rt: Runtime, transports: Transports) -> int:
         for notification in batch:
             try:
                 item = _prepare(rt, facts, notification, now)
-            except (ValueError, TemplateError) as exc:
-                # This message cannot be made (a bad sender address, a template
-                # bug): it fails alone, visibly, and the batch goes on.
-                log.error("notification %s cannot be prepared: %s", notification.id, exc)
-                facts.changes.append(outbox.change(
-                    notification, outbox.FAILED, now, f"cannot prepare: {exc}"[:500],
-                    lease_until=None,
-                ))  # fmt: skip
+            except Exception as exc:  # recorded on the row, never swallowed
+                # This message cannot be made (a bad address, a missing or
+                # broken template, a stored context we cannot read): it fails
+                # alone, visibly, and the batch goes on.
+                facts.changes.append(
+                    _not_made(notification, exc, now, settings.outbox_max_attempts)
+                )
                 continue
             if item is not None:
                 prepared.append(item)
@@ -104,16 +104,55 @@ def dispatch_batch(rt: Runtime, transports: Transports) -> int:
 def _send(
     transports: Transports, prepared: list[Prepared]
 ) -> list[tuple[Prepared, SendResult, str]]:
-    """Emails in one batch (one connection), texts one by one."""
+    """Emails in one batch (one connection), texts one by one. A provider
+    raises only for a bug (`EmailProvider.send_batch`); then each email of
+    the batch is sent alone, so that one message that breaks it fails alone."""
     emails = [p for p in prepared if p.notification.channel == "email"]
     results: list[tuple[Prepared, SendResult, str]] = []
     if emails:
-        sent = transports.email.send_batch([p.message for p in emails])
-        results += [(p, r, transports.email.name) for p, r in zip(emails, sent, strict=True)]
+        email = transports.email
+        try:
+            sent = email.send_batch([p.message for p in emails])
+        except Exception:  # logged with its traceback; each message gets its own result
+            log.exception("%s: a batch of %d emails failed; sending each alone", email.name,
+                          len(emails))  # fmt: skip
+            sent = [_alone(lambda p=p: email.send_batch([p.message])[0]) for p in emails]
+        results += [(p, r, email.name) for p, r in zip(emails, sent, strict=True)]
+    sms = transports.sms
     for item in prepared:
         if item.notification.channel == "sms":
-            results.append((item, transports.sms.send(item.message), transports.sms.name))
+            results.append((item, _alone(lambda item=item: sms.send(item.message)), sms.name))
     return results
+
+
+def _alone(send: Callable[[], SendResult]) -> SendResult:
+    """One message's send, whatever it raises: a message the provider cannot
+    take as it is fails for good, anything else is tried again later."""
+    try:
+        return send()
+    except ValueError as exc:
+        return SendResult(Outcome.PERMANENT, reason=f"cannot send: {exc}"[:500])
+    except Exception as exc:  # a bug or a fault: logged, and retried with backoff
+        log.exception("sending one message failed")
+        return SendResult(Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}"[:500])
+
+
+# Raised while preparing a message when the message itself is at fault (an
+# address, its stored context, its kind's templates): the same row fails the
+# same way every time, so trying again cannot help.
+_UNPREPARABLE = (ValueError, LookupError, TypeError, ArithmeticError, TemplateError)
+
+
+def _not_made(notification: Notification, error: Exception, now: datetime,
+              max_attempts: int) -> dict:  # fmt: skip
+    """The change for a message that could not be prepared."""
+    reason = f"cannot prepare: {type(error).__name__}: {error}"[:500]
+    if isinstance(error, _UNPREPARABLE):
+        log.error("notification %s cannot be prepared: %s", notification.id,
+                  type(error).__name__)  # fmt: skip
+        return outbox.change(notification, outbox.FAILED, now, reason, lease_until=None)
+    log.error("notification %s: preparing it failed", notification.id, exc_info=error)
+    return outbox.retry(notification, reason, now, max_attempts)
 
 
 def _load(session: Session, batch: list[Notification], now: datetime) -> BatchFacts:
@@ -177,6 +216,7 @@ def _prepare(
         changes.append(outbox.change(notification, outbox.DEAD, now, "never finished sending",
                                      lease_until=None))  # fmt: skip
         return None
+    _one_line_address(notification.recipient, "recipient")
     customer = facts.customers.get(notification.customer_id)
     consent = getattr(customer, f"{notification.channel}_consent", None) if customer else None
     opted_out = (shop.id, notification.channel, notification.recipient) in facts.opted_out
@@ -216,6 +256,7 @@ def _prepare(
     rendered = _render(facts, shop, notification, context)
     if notification.channel == "email":
         sender = shop.email_from or rt.settings.email_from
+        _one_line_address(sender, "sender")
         headers = {}
         if context.get("unsubscribe_url"):
             headers = {
@@ -232,6 +273,7 @@ def _prepare(
     callback = None
     if rt.settings.twilio_account_sid:
         callback = f"{rt.settings.public_url}/webhooks/twilio/status"
+    _one_line_address(shop.sms_from or "", "sender")
     body = rendered.text.strip()
     message = SmsMessage(
         to=notification.recipient,
@@ -240,6 +282,14 @@ def _prepare(
         status_callback=callback,
     )
     return Prepared(notification, message, segments(body)[1])
+
+
+def _one_line_address(address: str, what: str) -> None:
+    """An address goes into a header or a provider's form field: a CR or LF
+    (or any other control character) in it would let it write headers of its
+    own, so the message is refused where it is built."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in address):
+        raise ValueError(f"the {what} address contains a control character")
 
 
 def _render(facts: BatchFacts, shop: Shop, notification: Notification, context: dict):

@@ -23,7 +23,12 @@ class FolderEmailProvider:
         for message in messages:
             file_name = message.message_id.strip("<>").replace("@", "_").replace("/", "_")
             path = self.directory / f"{file_name}.eml"
-            path.write_bytes(build_mime(message))
+            try:
+                mime = build_mime(message)
+            except ValueError as exc:  # as SMTP would refuse it: this message only
+                results.append(SendResult(Outcome.PERMANENT, reason=str(exc)))
+                continue
+            path.write_bytes(mime)
             results.append(SendResult(Outcome.SENT, provider_id=message.message_id))
         return results
 

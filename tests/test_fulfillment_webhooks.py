@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, select
 
+from app import inbox as inbox_module
+from app.cli import main as cli_main
 from app.fulfillment import connect
 from app.models import FulfillmentConnection, InboxMessage, Order, OrderEvent, Shipment
 from integrations import aftership, standard_webhooks
@@ -465,7 +467,7 @@ def test_generic_provider_event_is_applied(client, shop, deliver, work, db, conn
         (lambda e: e["data"].update(status="teleported"), "data.status must be one of"),
         (lambda e: e["data"].update(order={}), "data.order needs shopify_id or name"),
         (lambda e: e["data"].pop("shipment_id"), "shipment_id is required"),
-        (lambda e: e.update(timestamp="yesterday"), "malformed"),
+        (lambda e: e.update(timestamp="yesterday"), "timestamp is not an ISO 8601 timestamp"),
         (lambda e: e.pop("timestamp"), "timestamp is required"),
         (lambda e: e["data"].update(carrier="x" * 500), "carrier is longer"),
         (lambda e: e.update(type="parcel.teleported"), "is not handled"),
@@ -522,7 +524,6 @@ def test_event_matched_by_tracking_number_is_woken_by_the_shopify_fulfillment(
 def test_parked_event_whose_order_never_comes_ends_in_the_dead_letters(
     client, shop, work, db, connect_provider, rt, clock
 ):
-    from app import inbox as inbox_module
 
     url = connect_provider("aftership", AFTERSHIP_SECRET)
     post_aftership(client, url, "tracking_in_transit")
@@ -622,3 +623,56 @@ def test_rotation_without_the_old_key_fails_clearly(connect_provider, runner, mo
     result = runner.invoke(main, ["secrets", "rotate"])
     assert result.exit_code != 0
     assert "keep the old key" in result.output
+
+
+# --- a poisoned delivery never stops the others -------------------------------------
+
+
+def drain_at_most(rt, limit: int) -> list[InboxMessage]:
+    """What the worker processes in `limit` claims: a row it could not settle
+    would come back at the head of the queue and fill them all."""
+    processed = []
+    for _ in range(limit):
+        message = inbox_module.process_next(rt.engine, rt.clock.now(), 8)
+        if message is None:
+            break
+        processed.append(message)
+    return processed
+
+
+@pytest.mark.parametrize("provider", ["shipbob", "aftership"])
+def test_poisoned_row_does_not_block_other_shops(
+    provider, client, shop, other_shop, deliver, db, rt, connect_provider, runner
+):
+    # An event that names no order id, no order number and no tracking number:
+    # it can be neither matched nor parked.
+    url = connect_provider(provider, AFTERSHIP_SECRET if provider == "aftership" else None)
+    if provider == "shipbob":
+        body = provider_fixture("shipbob", "legacy_shipment_delivered")[1]
+        body |= {"reference_id": None, "order_number": None}
+        body["tracking"] |= {"tracking_number": None}
+        assert post_shipbob(client, url, "legacy_shipment_delivered", body=body).status_code == 200
+    else:
+        body = provider_fixture("aftership", "tracking_in_transit")[1]
+        body["msg"] |= {"order_id": None, "order_number": None, "tracking_number": None}
+        assert post_aftership(client, url, body).status_code == 200
+    for topic, name in [
+        ("orders/paid", "orders_paid"),
+        ("fulfillments/create", "fulfillments_create"),
+    ]:
+        assert deliver(topic, name, domain=other_shop.domain).status_code == 200
+
+    assert len(drain_at_most(rt, 10)) == 3
+
+    poisoned, *others = inbox(db)
+    assert [m.status for m in others] == ["done", "done"]
+    assert order_state(db) == "fulfilled"
+    assert (poisoned.status, poisoned.attempts) == ("dead", 1)
+    assert poisoned.last_error == (
+        "PayloadError: the event names no order, shipment or tracking number"
+    )
+    # A dead letter, so the operator sees it and can retry it.
+    listed = runner.invoke(cli_main, ["inbox", "list"])
+    assert listed.output.startswith(f"{poisoned.id}\t")
+    retried = runner.invoke(cli_main, ["inbox", "retry", str(poisoned.id)])
+    assert "requeued 1 message(s)" in retried.output

@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session, select
 
 from app import inbox
-from app.events import PayloadError
+from app.events import CustomerSnapshot, PayloadError
 from app.models import Customer, InboxMessage, Order, OrderEvent, Shipment
-from support import load_fixture, with_changes
+from support import ON_POSTGRESQL, load_fixture, with_changes
 
 ORDER_ID = 5001001
 CUSTOMER_ID = 7001001
@@ -325,3 +326,77 @@ def test_one_failing_message_does_not_block_the_others(
     work()
     assert inbox_statuses(db) == ["dead", "done"]
     assert order_row(db).state == "pending"
+
+
+def _deeply_nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"customer": "ana@example.com"}, "customer must be an object, not a string"),
+        ({"name": "#" + "1" * 64}, "name is longer than 64 characters"),
+        ({"financial_status": {"paid": True}}, "financial_status must be a string, not an object"),
+        ({"name": "#10\x0001"}, "name contains a NUL character"),
+        ({"id": 2**63}, "id is out of range for an id"),
+        ({"total_price": 1e20}, "total_price is out of range for an amount"),
+        ({"updated_at": "9999-12-31T23:00:00-05:00"}, "updated_at is out of range"),
+        ({"customer_locale": "x" * 40}, "customer_locale is longer than 16 characters"),
+        ({"fulfillments": [{"id": "two"}]}, "fulfillments[0].id must be an id"),
+    ],
+)
+def test_malformed_payload_is_dead_lettered_at_once_with_a_readable_reason(
+    shop, other_shop, deliver, work, db, changes, reason
+):
+    assert (
+        deliver(
+            "orders/create", with_changes(load_fixture("shopify", "orders_create"), **changes)
+        ).status_code
+        == 200
+    )
+    deliver("orders/create", "orders_create", domain=other_shop.domain)
+    work()
+    with Session(db) as session:
+        bad, good = session.exec(select(InboxMessage).order_by(InboxMessage.id)).all()
+    assert (bad.status, bad.attempts) == ("dead", 1)
+    assert bad.last_error.startswith(f"PayloadError: {reason}")
+    assert good.status == "done"
+
+
+def test_a_deeply_nested_field_we_do_not_read_is_no_error(shop, deliver, work, db):
+    body = json.dumps(load_fixture("shopify", "orders_create")).encode()
+    body = body[:-1] + b', "note_attributes": ' + _deeply_nested(1000) + b"}"
+    assert deliver("orders/create", body).status_code == 200
+    work()
+    assert inbox_statuses(db) == ["done"]
+
+
+class OverlongSource:
+    """A stand-in integration whose parser lets through a value too long for
+    its column (customers.locale is VARCHAR(16))."""
+
+    @staticmethod
+    def parse(topic, payload, triggered_at):
+        stamp = datetime(2026, 11, 20, tzinfo=UTC)
+        return [CustomerSnapshot(CUSTOMER_ID, stamp, {"locale": "x" * 40})]
+
+    @staticmethod
+    def references(topic, payload):
+        return None, None
+
+
+@ON_POSTGRESQL
+def test_a_value_the_database_refuses_is_dead_lettered_at_once(
+    shop, rt, clock, monkeypatch, work, db
+):
+    monkeypatch.setitem(inbox.PARSERS, "overlong", OverlongSource)
+    delivery = inbox.Delivery(
+        "overlong", shop.domain, "thing/happened", "d1", None, None, None, "{}"
+    )
+    inbox.store(rt.engine, delivery, clock.now(), allow_uninstalled=False)
+    work()
+    with Session(db) as session:
+        message = session.exec(select(InboxMessage)).one()
+    assert (message.status, message.attempts) == ("dead", 1)
+    assert message.last_error.startswith("DataError:")
