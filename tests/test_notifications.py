@@ -385,6 +385,37 @@ def test_a_claimed_message_whose_worker_died_is_sent_after_the_lease(
     assert message.status == "sent" and message.attempts == 2
 
 
+class WorkerKilled(BaseException):
+    """What a SIGKILL does to the worker: nothing after it runs."""
+
+
+@dataclass
+class DiesAfterTheRelayAccepts:
+    """An email transport whose worker is killed right after the relay took
+    the batch, before the outbox could record it as sent."""
+
+    relay: SmtpProvider
+    name: str = "smtp"
+
+    def send_batch(self, messages):
+        self.relay.send_batch(messages)
+        raise WorkerKilled
+
+
+def test_a_copy_sent_again_after_a_worker_died_keeps_its_message_id(
+    shop, deliver, work, rt, clock, transports, send, mailbox
+):
+    ship(deliver, work)
+    dying = Transports(email=DiesAfterTheRelayAccepts(transports.email), sms=transports.sms)
+    with pytest.raises(WorkerKilled):
+        worker.send_due(rt, dying)
+    clock.advance(seconds=rt.settings.outbox_lease_seconds + 1)
+    assert send() == 1  # the claim of the dead worker is taken over and sent again
+
+    first, again = mailbox.messages
+    assert first["Message-ID"] == again["Message-ID"]
+
+
 def test_history_of_each_message_is_listed_by_order(shop, deliver, work, send, client, mailbox):
     ship(deliver, work)
     send()
