@@ -30,7 +30,7 @@ import functools
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -60,6 +60,20 @@ CHANNELS = ("email", "sms")
 DEFAULT_LOCALE = "en"
 MAX_OUTPUT_BYTES = 100_000  # per rendered part; Gmail clips messages over ~102 KB
 MAX_SOURCE_CHARS = 100_000  # per field of a shop's template
+# Jinja parses and compiles by recursion, one level of Python stack per level
+# of nesting (Python stops at 1000); real templates nest a handful deep.
+MAX_NESTING = 20  # brackets within an expression; blocks within blocks
+MAX_TAG_TOKENS = 200  # words, names, operators and literals in one {{ }} or {% %}
+# Checking, parsing and compiling cost ~70 µs per tag and ~20 µs per part of
+# one: these keep a save or a preview near 0.1 s of CPU (5,800 tags took
+# 0.5 s; 1,000 of 25 parts 0.57 s). Real templates have under 100 tags.
+MAX_TAGS = 1000
+MAX_TOKENS = 5000  # in all the tags of a template
+MAX_TREE_DEPTH = 50  # the parsed template, from the top to its deepest value
+MAX_NUMBER_CHARS = 20  # Python refuses to parse an integer over 4,300 digits
+# Loop iterations times the size of the loop's body: what bounds the CPU time
+# of a render that outputs little (the output bound covers one that outputs a lot).
+MAX_RENDER_STEPS = 200_000
 MAX_SMS_CHARS = 1600  # the most an SMS provider (Twilio) accepts in one message
 
 # The context names each kind's templates may use. A kind is data: add its
@@ -257,6 +271,22 @@ def _money_filter(_context: Any, value: Any, currency: Any) -> str:
     return format_currency(value, currency.upper(), locale=_current_locale())
 
 
+_STEPS: contextvars.ContextVar[list[int]] = contextvars.ContextVar("render_steps")
+
+
+@pass_context  # never called while compiling (constant folding)
+def _steps(_context: Any, items: Any, weight: int) -> Iterator[Any]:
+    """Yield `items`, charging `weight` steps for each; past MAX_RENDER_STEPS
+    the render is refused."""
+    budget = _STEPS.get()
+    for item in items:
+        budget[0] -= weight
+        if budget[0] < 0:
+            message = f"the template takes more than {MAX_RENDER_STEPS:,} steps to render (a loop)"
+            raise OverrideRefused([TemplateProblem("text", None, message)])
+        yield item
+
+
 def _is_https_url(value: Any) -> bool:
     """`{% if tracking_url is https_url %}`: only these become links."""
     if not isinstance(value, str) or any(c.isspace() or ord(c) < 32 for c in value):
@@ -296,6 +326,7 @@ def _sandbox(autoescape: bool) -> ImmutableSandboxedEnvironment:
         autoescape=autoescape, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
     )
     _restrict(env)
+    env.filters["_steps"] = _steps  # inserted by _count_loop_steps only
     # Never fold arithmetic at compile time (it is refused anyway, see _ALLOWED_NODES).
     env.intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
     env.intercepted_unops = frozenset({"+", "-"})
@@ -463,10 +494,20 @@ def _compile_field(kind: str, field: Field, source: str) -> tuple[Template | Non
     if len(source) > MAX_SOURCE_CHARS:
         message = f"the template is longer than {MAX_SOURCE_CHARS:,} characters"
         return None, [TemplateProblem(field, None, message)]
+    problems = _text_problems(field, source)
+    if problems:
+        return None, problems
     try:
+        # The parser recurses for each level of nesting: measure it first.
+        problems = _shape_problems(field, env, source)
+        if problems:
+            return None, problems
         tree = env.parse(source)
     except TemplateSyntaxError as exc:
         return None, [TemplateProblem(field, exc.lineno, f"syntax error: {exc.message}")]
+    problems = _depth_problems(field, tree)
+    if problems:
+        return None, problems
     # Nothing is compiled before the constructs are checked: compiling folds
     # constants, and `{{ 'x' * 10**9 }}` would be folded into memory.
     problems = list(_refused_constructs(field, tree, in_loop=False))
@@ -486,10 +527,106 @@ def _compile_field(kind: str, field: Field, source: str) -> tuple[Template | Non
         problems.append(TemplateProblem(field, 2, "the subject must be one line"))
     if problems:
         return None, problems
+    _count_loop_steps(tree)
     try:
         return env.from_string(tree), []
     except TemplateSyntaxError as exc:
         return None, [_compile_problem(field, exc)]
+
+
+def _text_problems(field: Field, source: str) -> list[TemplateProblem]:
+    """Characters no template needs and our storage refuses: NUL (PostgreSQL
+    text cannot hold it) and lone surrogates (not encodable as UTF-8)."""
+    for index, char in enumerate(source):
+        if char == "\0" or "\ud800" <= char <= "\udfff":
+            line = source.count("\n", 0, index) + 1
+            what = "a NUL character" if char == "\0" else "a character that is not Unicode text"
+            return [TemplateProblem(field, line, f"the template contains {what}")]
+    return []
+
+
+_BLOCK_TAGS = frozenset({"if", "for", "macro", "call", "filter", "with", "block", "autoescape"})
+_OPENING = frozenset({"(", "[", "{"})
+_CLOSING = frozenset({")", "]", "}"})
+
+
+def _shape_problems(field: Field, env: Environment, source: str) -> list[TemplateProblem]:
+    """Nesting and literals the parser would choke on, found from the tokens
+    (the lexer does not recurse): more than MAX_TAGS tags or MAX_TOKENS
+    tokens in them, brackets or blocks
+    nested more than MAX_NESTING deep, tags of more than MAX_TAG_TOKENS
+    tokens, numbers of more than MAX_NUMBER_CHARS characters."""
+    blocks, brackets, tags, tokens = 0, 0, 0, 0
+    tag: list[tuple[str, str]] = []
+    for line, kind, value in env.lexer.tokeniter(source, None):
+        problem = None
+        if kind in ("block_begin", "variable_begin"):
+            tag, brackets, tags = [], 0, tags + 1
+            if tags > MAX_TAGS:
+                problem = f"the template has more than {MAX_TAGS:,} tags ({{{{ }}}} and {{% %}})"
+        elif kind in ("block_end", "variable_end"):
+            blocks += _block_change(tag)
+            if blocks > MAX_NESTING:
+                problem = f"blocks are nested more than {MAX_NESTING} deep"
+        elif kind not in ("whitespace", "comment", "comment_begin", "comment_end", "data"):
+            tag.append((kind, value))
+            brackets += (value in _OPENING) - (value in _CLOSING) if kind == "operator" else 0
+            tokens += 1
+            if tokens > MAX_TOKENS:
+                problem = f"the template's tags have more than {MAX_TOKENS:,} parts in all"
+            elif len(tag) > MAX_TAG_TOKENS:
+                problem = f"an expression or tag has more than {MAX_TAG_TOKENS} parts"
+            elif kind in ("integer", "float") and len(value) > MAX_NUMBER_CHARS:
+                problem = f"a number is longer than {MAX_NUMBER_CHARS} characters"
+            elif brackets > MAX_NESTING:
+                problem = f"brackets are nested more than {MAX_NESTING} deep"
+        if problem:
+            return [TemplateProblem(field, line, problem)]
+    return []
+
+
+def _block_change(tag: list[tuple[str, str]]) -> int:
+    """+1 for a tag that opens a block (`{% if %}`, `{% set x %}`), -1 for one
+    that ends it, else 0."""
+    first = next((value for kind, value in tag if kind == "name"), "")
+    if first in _BLOCK_TAGS or (first == "set" and ("operator", "=") not in tag):
+        return 1
+    return -1 if first.startswith("end") else 0
+
+
+def _depth_problems(field: Field, tree: nodes.Template) -> list[TemplateProblem]:
+    """A tree deeper than MAX_TREE_DEPTH (`a.b.c…`, `a or b or c…` nest without
+    brackets), measured without recursion, before anything walks it by recursion."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            message = f"an expression is nested more than {MAX_TREE_DEPTH} deep"
+            return [TemplateProblem(field, node.lineno, message)]
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+    return []
+
+
+def _count_loop_steps(tree: nodes.Template) -> None:
+    """Make every loop charge its body's size to the render's step budget for
+    each item it takes (see `_steps`). Loops do not nest (refused), so this
+    counts nearly all the work a render does beyond one pass over its source."""
+    for loop in tree.find_all(nodes.For):
+        weight = 1 + sum(_size(part) for part in (*loop.body, *loop.else_, loop.test) if part)
+        loop.iter = nodes.Filter(loop.iter, "_steps", [nodes.Const(weight)], [], None, None)
+
+
+def _size(node: nodes.Node) -> int:
+    """Nodes, plus the characters of constants: comparing or joining long
+    strings costs in proportion to their length."""
+    size = 0
+    for each in (node, *node.find_all(nodes.Node)):
+        size += 1
+        if isinstance(each, nodes.Const) and isinstance(each.value, str):
+            size += len(each.value) // 16
+        elif isinstance(each, nodes.TemplateData):
+            size += len(each.data) // 16
+    return size
 
 
 def _compile_problem(field: Field, exc: TemplateSyntaxError) -> TemplateProblem:
@@ -546,22 +683,26 @@ def _compile_override(kind: str, channel: str, source: TemplateSource) -> dict[s
 
 
 def _render_bounded(field: Field, template: Template, values: dict[str, Any]) -> str:
-    """Render a shop's template, stopping as soon as it passes the size bound."""
+    """Render a shop's template, stopping as soon as it passes the size bound
+    or its step budget."""
     chunks, size = [], 0
+    budget = _STEPS.set([MAX_RENDER_STEPS])
     try:
         for chunk in template.generate(values):
             size += len(chunk.encode())
             if size > MAX_OUTPUT_BYTES:
                 raise OverrideRefused([_too_large(field)])
             chunks.append(chunk)
-    except OverrideRefused:
-        raise
+    except OverrideRefused as exc:
+        raise OverrideRefused([replace(p, field=field) for p in exc.problems]) from None
     except SecurityError as exc:
         problem = TemplateProblem(field, _template_line(exc), f"not allowed: {exc}")
         raise OverrideRefused([problem]) from exc
     except Exception as exc:  # anything an untrusted template can cause
         problem = TemplateProblem(field, _template_line(exc), f"{type(exc).__name__}: {exc}")
         raise OverrideRefused([problem]) from exc
+    finally:
+        _STEPS.reset(budget)
     return "".join(chunks)
 
 

@@ -19,7 +19,9 @@ from processes import free_port, serve_wsgi
 from sqlmodel import Session, select
 
 from app import worker
-from app.models import ChannelOptOut, Customer, Notification, Shop
+from app.models import ChannelOptOut, Customer, Notification, Shop, TemplateOverride
+from app.shops import add_shop
+from app.web.render_slots import SLOTS
 from notifications import outbox
 from notifications.smtp import SmtpProvider
 from notifications.transports import Transports
@@ -503,6 +505,67 @@ def test_a_broken_or_hostile_template_is_refused_with_the_reason(
     problems = response.json["error"]["problems"]
     assert problems and (line is None or problems[0]["line"] == line)
     assert words in " ".join(p["message"] for p in problems)
+
+
+HOSTILE_TEMPLATES = {
+    "99 KB of [0]": ("{{ order_name" + "[0]" * 33_000 + " }}", "more than 200 parts"),
+    "300 brackets": ("{{ " + "(" * 300 + "carrier" + ")" * 300 + " }}", "brackets are nested"),
+    "300 blocks": ("{% if carrier %}" * 300 + "x" + "{% endif %}" * 300, "blocks are nested"),
+    "a.b.c... 100 deep": ("{{ carrier" + ".x" * 99 + " }}", "nested more than 50 deep"),
+    "4,301 digits": ("{{ " + "9" * 4301 + " }}", "number is longer"),
+    "NUL": ("Shipped\x00 {{ carrier }}", "NUL"),
+    "lone surrogate": ("Shipped \ud800", "not Unicode"),
+    "1,001 tags": ("{{ carrier }}" * 1001, "more than 1,000 tags"),
+}
+
+
+@pytest.mark.parametrize(("template", "words"), HOSTILE_TEMPLATES.values(), ids=HOSTILE_TEMPLATES)
+def test_templates_past_the_bounds_are_refused_at_save_and_preview_with_the_reason(
+    client, shop, db, template, words
+):
+    saved = client.put(
+        "/api/v1/templates/shipping/sms/en", json={"text": template}, headers=shop.auth
+    )
+    preview = client.post(
+        "/api/v1/templates/preview",
+        json={"kind": "shipping", "channel": "sms", "text": template},
+        headers=shop.auth,
+    )
+    for response in (saved, preview):
+        assert response.status_code == 422
+        assert words in response.json["error"]["problems"][0]["message"]
+    with Session(db) as session:
+        assert session.exec(select(TemplateOverride)).all() == []
+
+
+def test_a_flood_of_renders_from_one_shop_cannot_take_the_other_shops_turns(
+    client, shop, other_shop, db, clock
+):
+    preview = {"kind": "shipping", "channel": "sms", "text": "{{ carrier }}"}
+
+    def post(auth):
+        return client.post("/api/v1/templates/preview", json=preview, headers=auth)
+
+    with Session(db) as session:
+        _, third = add_shop(session, "third-store.myshopify.com", clock.now())
+        session.commit()
+    third_auth = {"Authorization": f"Bearer {third}"}
+    assert SLOTS.take(shop.id) is None  # a render of this shop is running
+    try:
+        busy = post(shop.auth)
+        assert busy.status_code == 429 and busy.headers["Retry-After"] == "1"
+        saving = client.put("/api/v1/templates/shipping/sms/en", json=preview, headers=shop.auth)
+        assert saving.status_code == 429
+        assert post(other_shop.auth).status_code == 200  # another shop still has its turn
+        assert SLOTS.take(other_shop.id) is None  # now two renders are running
+        try:
+            full = post(third_auth)
+            assert full.status_code == 503 and full.headers["Retry-After"] == "1"
+        finally:
+            SLOTS.give_back(other_shop.id)
+    finally:
+        SLOTS.give_back(shop.id)
+    assert post(shop.auth).status_code == 200 and post(third_auth).status_code == 200
 
 
 def test_preview_renders_sample_data_in_the_chosen_language(client, shop):

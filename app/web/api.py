@@ -36,6 +36,7 @@ from app.orders import list_orders, order_document, order_summary
 from app.shop_tokens import NoAccessToken
 from app.shops import TOKEN_PREFIX, shop_for_token
 from app.web.errors import error_response
+from app.web.render_slots import one_render_slot
 from integrations.shopify_admin import AdminError
 from integrations.shopify_auth import OAuthError
 from notifications import policy, rendering
@@ -334,6 +335,7 @@ def _shop_templates(kind: str, channel: str, locales: list[str]):
 
 @bp.put("/templates/<kind>/<channel>/<locale>")
 @require_shop
+@one_render_slot
 def put_template(kind: str, channel: str, locale: str):
     """Save the shop's own template; a broken one is refused with the line
     and the reason."""
@@ -370,6 +372,7 @@ def delete_template(kind: str, channel: str, locale: str):
 
 @bp.post("/templates/preview")
 @require_shop
+@one_render_slot
 def preview_template():
     """Render a template with sample data: the shop's draft if the body has
     `text`, else what would be used now (its saved one, or ours)."""
