@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import html as htmlmodule
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -189,7 +190,7 @@ def render(
         _check_sms_length(channel, parts)
     if channel == "sms":
         return Rendered(subject=None, html=None, text=parts["text"].strip())
-    html = inline_css(parts["html"])
+    html, _ = _safe_links(inline_css(parts["html"]))
     if override is not None and len(html.encode()) > MAX_OUTPUT_BYTES:
         raise OverrideRefused([_too_large("html")])
     return Rendered(subject=_one_line(parts["subject"]), html=html, text=parts["text"].strip())
@@ -202,7 +203,7 @@ def validate_override(kind: str, channel: str, source: TemplateSource) -> list[T
     a subject on more than one line, then renders it with sample data (once
     as `sample_context`, once with every value None) for what only shows
     when it runs: the sandbox refusing something, an SMS over 1600
-    characters, output over 100 KB.
+    characters, output over 100 KB, a link that is not http(s) or mailto.
     """
     _names(kind)
     _check_channel(channel)
@@ -221,9 +222,61 @@ def validate_override(kind: str, channel: str, source: TemplateSource) -> list[T
             _check_sms_length(channel, parts)
         except OverrideRefused as exc:
             refusals += exc.problems
+        if "html" in parts and values is sample:  # None in an href is no scheme
+            refusals += [_bad_link(url) for url in _safe_links(inline_css(parts["html"]))[1]]
         for problem in refusals:  # the same place failing in both renders is one problem
             found.setdefault((problem.field, problem.line), problem)
     return problems + list(found.values())
+
+
+# -- links -------------------------------------------------------------------
+
+LINK_SCHEMES = frozenset({"http", "https", "mailto"})
+# The HTML attributes whose value a mail client may follow or load (WHATWG
+# HTML's URL-valued attributes, SVG's xlink:href); srcset holds several.
+_URL_ATTRIBUTES = (
+    "href|src|srcset|action|formaction|background|poster|cite|longdesc|data|codebase"
+    "|archive|classid|usemap|profile|manifest|icon|ping|lowsrc|dynsrc|xlink:href"
+)
+# `inline_css` re-serializes the HTML as a browser parsed it (html5ever): every
+# attribute is written ` name="value"`, with `"` escaped in the value, so no
+# spelling of an attribute can slip past this pattern.
+_URL_ATTRIBUTE = re.compile(rf'\s({_URL_ATTRIBUTES})="([^"]*)"', re.IGNORECASE)
+
+
+def _safe_links(html: str) -> tuple[str, list[str]]:
+    """`html` (serialized by `inline_css`) without the URL attributes whose
+    scheme is not http, https or mailto, and the URLs it dropped. A link
+    such as `javascript:` runs script where a message is shown in a browser;
+    relative links mean nothing in an email."""
+    dropped: list[str] = []
+
+    def check(match: re.Match) -> str:
+        value = htmlmodule.unescape(match[2])
+        urls = (
+            [c.split()[0] for c in value.split(",") if c.split()]
+            if match[1].lower() == "srcset"
+            else [value]
+        )
+        bad = [url for url in urls if not _allowed_link(url)]
+        dropped.extend(bad)
+        return "" if bad else match[0]
+
+    return _URL_ATTRIBUTE.sub(check, html), dropped
+
+
+def _allowed_link(url: str) -> bool:
+    # Browsers drop leading and trailing C0 controls and spaces, and every tab
+    # and line break inside a URL, before they read its scheme (WHATWG URL).
+    cleaned = re.sub(r"[\t\n\r]", "", url).strip("".join(map(chr, range(33))))
+    scheme, colon, _ = cleaned.partition(":")
+    return bool(colon) and scheme.lower() in LINK_SCHEMES
+
+
+def _bad_link(url: str) -> TemplateProblem:
+    shown = url if len(url) <= 60 else url[:57] + "..."
+    message = f"links may only be http, https or mailto, not {shown!r}"
+    return TemplateProblem("html", None, message)
 
 
 # -- formatting ------------------------------------------------------------

@@ -489,6 +489,58 @@ def test_a_shops_own_template_is_used_for_its_messages(client, shop, deliver, wo
     assert mail.get_body(("plain",)).get_content().strip() == "Va con UPS."
 
 
+SCRIPT_LINKS = [
+    '<a href="javascript:alert(document.cookie)">Track</a>',
+    "<a href=' JaVa&#x09;ScRiPt:alert(1)'>Track</a>",
+    '<a/href="data:text/html,<script>alert(1)</script>">Track</a>',
+    '<img src="javascript:alert(1)">',
+]
+
+
+@pytest.mark.parametrize("link", SCRIPT_LINKS)
+def test_a_template_linking_anything_but_http_or_mailto_is_refused(client, shop, link):
+    template = {"subject": "Shipped", "html": f"<p>{link}</p>", "text": "Shipped"}
+    saved = client.put("/api/v1/templates/shipping/email/en", json=template, headers=shop.auth)
+    preview = client.post("/api/v1/templates/preview", json=template, headers=shop.auth)
+    for response in (saved, preview):
+        assert response.status_code == 422
+        [problem] = response.json["error"]["problems"]
+        assert problem["field"] == "html" and "http, https or mailto" in problem["message"]
+    fine = {
+        **template,
+        "html": '<a href="https://x.example/t">T</a> <a href="mailto:a@x.example">M</a>',
+    }
+    response = client.post("/api/v1/templates/preview", json=fine, headers=shop.auth)
+    assert response.status_code == 200
+    assert 'href="https://x.example/t"' in response.json["html"]
+    assert 'href="mailto:a@x.example"' in response.json["html"]
+
+
+def test_a_script_link_from_a_carrier_is_not_a_link_in_the_sent_email(
+    client, shop, deliver, work, send, mailbox
+):
+    template = {"subject": "Shipped", "html": '<a href="{{ tracking_url }}">Track</a>',
+                "text": "Shipped"}  # fmt: skip
+    assert (
+        client.put(
+            "/api/v1/templates/shipping/email/es", json=template, headers=shop.auth
+        ).status_code
+        == 200
+    )
+    deliver("orders/paid", "orders_paid")
+    fulfillment = load_fixture("shopify", "fulfillments_create")
+    hostile = "javascript:alert(document.cookie)"
+    deliver(
+        "fulfillments/create", fulfillment | {"tracking_url": hostile, "tracking_urls": [hostile]}
+    )
+    work()
+    send()
+
+    [mail] = mailbox.messages
+    html = mail.get_body(("html",)).get_content()
+    assert "Track</a>" in html and "javascript:" not in html
+
+
 @pytest.mark.parametrize(
     ("template", "line", "words"),
     [
