@@ -14,10 +14,13 @@ A shop may save its own template for a kind, channel and locale
 immutable sandbox, with no loader and no globals, only the context names of
 their kind and our two filters, and only constructs that cannot multiply
 their own output (no `{% set %}`, macros, calls, arithmetic, includes or
-nested loops), so that the output bound (100 KB) also bounds memory and
-time. `validate_override` says what is wrong with one, with lines, before it
-is saved; `render` refuses a bad one with `OverrideRefused`, a
-`jinja2.TemplateError`.
+nested loops), so that the output bound (100 KB) also bounds memory. Time
+is bounded before parsing (tags, their parts, nesting and number literals,
+checked on the tokens, since Jinja parses and compiles by recursion) and
+while rendering (a budget of loop steps). In HTML, links other than http,
+https and mailto are dropped. `validate_override` says what is wrong with
+one, with lines, before it is saved; `render` refuses a bad one with
+`OverrideRefused`, a `jinja2.TemplateError`.
 
 Rendering does no I/O besides reading our own templates: CSS is inlined with
 remote and local stylesheets switched off.
@@ -706,6 +709,10 @@ def _refused_constructs(field: Field, node: nodes.Node, in_loop: bool) -> Iterat
         if node.recursive:
             yield TemplateProblem(field, node.lineno, "recursive loops are not allowed")
             return
+    if isinstance(node, nodes.Filter) and node.name not in FILTERS:  # _steps is ours alone
+        message = f"no filter named {node.name!r} (filters: {', '.join(FILTERS)})"
+        yield TemplateProblem(field, node.lineno, message)
+        return
     for child in node.iter_child_nodes():
         yield from _refused_constructs(field, child, in_loop or isinstance(node, nodes.For))
 

@@ -445,6 +445,13 @@ def test_a_loop_that_outputs_nothing_is_stopped_by_the_step_budget():
     assert "more than 200,000 steps" in problem.message and problem.field == "text"
 
 
+def test_the_step_counting_filter_is_not_a_templates_to_use():
+    source = TemplateSource(None, None, "{% for c in 'abc'|_steps(0) %}{{ c }}{% endfor %}")
+
+    [problem] = validate_override("shipping", "sms", source)
+    assert "no filter named '_steps'" in problem.message
+
+
 def test_a_loop_within_the_step_budget_renders():
     source = TemplateSource(None, None, "{% for c in order_name %}[{{ c }}]{% endfor %}")
 
