@@ -593,12 +593,15 @@ def _compile_field(kind: str, field: Field, source: str) -> tuple[Template | Non
 def _text_problems(field: Field, source: str) -> list[TemplateProblem]:
     """Characters no template needs and our storage refuses: NUL (PostgreSQL
     text cannot hold it) and lone surrogates (not encodable as UTF-8)."""
-    for index, char in enumerate(source):
-        if char == "\0" or "\ud800" <= char <= "\udfff":
-            line = source.count("\n", 0, index) + 1
-            what = "a NUL character" if char == "\0" else "a character that is not Unicode text"
-            return [TemplateProblem(field, line, f"the template contains {what}")]
-    return []
+    found = _UNSTORABLE.search(source)
+    if found is None:
+        return []
+    line = source.count("\n", 0, found.start()) + 1
+    what = "a NUL character" if found[0] == "\0" else "a character that is not Unicode text"
+    return [TemplateProblem(field, line, f"the template contains {what}")]
+
+
+_UNSTORABLE = re.compile("[\0\ud800-\udfff]")
 
 
 _BLOCK_TAGS = frozenset({"if", "for", "macro", "call", "filter", "with", "block", "autoescape"})
@@ -607,11 +610,11 @@ _CLOSING = frozenset({")", "]", "}"})
 
 
 def _shape_problems(field: Field, env: Environment, source: str) -> list[TemplateProblem]:
-    """Nesting and literals the parser would choke on, found from the tokens
-    (the lexer does not recurse): more than MAX_TAGS tags or MAX_TOKENS
-    tokens in them, brackets or blocks
-    nested more than MAX_NESTING deep, tags of more than MAX_TAG_TOKENS
-    tokens, numbers of more than MAX_NUMBER_CHARS characters."""
+    """What the parser would take long over or choke on, found from the
+    tokens (the lexer does not recurse): more than MAX_TAGS tags or
+    MAX_TOKENS tokens in them, tags of more than MAX_TAG_TOKENS tokens,
+    brackets or blocks nested more than MAX_NESTING deep, numbers of more
+    than MAX_NUMBER_CHARS characters."""
     blocks, brackets, tags, tokens = 0, 0, 0, 0
     tag: list[tuple[str, str]] = []
     for line, kind, value in env.lexer.tokeniter(source, None):
@@ -724,7 +727,10 @@ def _compile_fields(
     problems: list[TemplateProblem] = []
     templates = {}
     for field, text in _override_fields(channel, source, problems):
-        template, field_problems = _compile_field(kind, field, text)
+        try:
+            template, field_problems = _compile_field(kind, field, text)
+        except RecursionError:  # the bounds above are meant to make this unreachable
+            template, field_problems = None, [TemplateProblem(field, None, "nested too deeply")]
         problems += field_problems
         if template is not None:
             templates[field] = template
@@ -753,8 +759,10 @@ def _render_bounded(field: Field, template: Template, values: dict[str, Any]) ->
             if size > MAX_OUTPUT_BYTES:
                 raise OverrideRefused([_too_large(field)])
             chunks.append(chunk)
-    except OverrideRefused as exc:
-        raise OverrideRefused([replace(p, field=field) for p in exc.problems]) from None
+    except OverrideRefused as exc:  # the step budget: say where the loop is
+        line = _template_line(exc)
+        problems = [replace(p, field=field, line=p.line or line) for p in exc.problems]
+        raise OverrideRefused(problems) from None
     except SecurityError as exc:
         problem = TemplateProblem(field, _template_line(exc), f"not allowed: {exc}")
         raise OverrideRefused([problem]) from exc
