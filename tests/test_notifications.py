@@ -516,6 +516,29 @@ def test_a_template_linking_anything_but_http_or_mailto_is_refused(client, shop,
     assert 'href="mailto:a@x.example"' in response.json["html"]
 
 
+def test_a_saved_template_over_its_step_budget_at_send_time_falls_back_to_ours(
+    client, shop, deliver, work, send, mailbox, db
+):
+    # 300 steps a character: the sample's 55-character URL passes (16,500),
+    # a carrier's 1,000-character one would take 300,000 of the 200,000.
+    loop = "{% for c in tracking_url or '' %}" + "{% if c %}{% endif %}" * 150 + "{% endfor %}"
+    template = {"subject": "Enviado", "html": f"<p>Suyo{loop}</p>", "text": "Suyo"}
+    saved = client.put("/api/v1/templates/shipping/email/es", json=template, headers=shop.auth)
+    assert saved.status_code == 200
+    deliver("orders/paid", "orders_paid")
+    long_url = "https://track.example/" + "x" * 1000
+    fulfillment = load_fixture("shopify", "fulfillments_create")
+    deliver("fulfillments/create", fulfillment | {"tracking_url": long_url,
+                                                  "tracking_urls": [long_url]})  # fmt: skip
+    work()
+    send()
+
+    [mail] = mailbox.messages
+    assert mail["Subject"] != "Enviado" and "Suyo" not in mail.get_body(("plain",)).get_content()
+    [message] = notifications(db)
+    assert message.status == "sent"
+
+
 def test_a_script_link_from_a_carrier_is_not_a_link_in_the_sent_email(
     client, shop, deliver, work, send, mailbox
 ):
