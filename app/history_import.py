@@ -154,17 +154,19 @@ def _dead_letter(
 ) -> None:
     """Keep a line we could not read as a dead inbox message (listed by
     `careloop inbox list` and `GET /api/v1/inbox?status=dead`, with the line
-    and its reason), count it on the import, and say so in its `error`."""
+    and its reason, and the customer and order it names so that a redaction
+    finds it), count it on the import, and say so in its `error`."""
     log.error("history import %s: %s; dead-lettered", run.id, error)
     step = shopify_bulk.STEP_NAMES[run.step]
     # PostgreSQL text holds no NUL; a bad line may have any bytes.
     body = error.line.decode("utf-8", "replace").replace("\0", "\ufffd")
+    customer_ref, order_ref = shopify_bulk.references(error.line)
     session.add(
         InboxMessage(
             shop_id=run.shop_id, source=shopify_bulk.SOURCE, topic=f"bulk_operations/{step}",
             delivery_id=f"import-{run.id}-{step}-line-{error.line_number}", received_at=now,
             body=body, status="dead", next_attempt_at=now, processed_at=now,
-            last_error=str(error),
+            last_error=str(error), customer_ref=customer_ref, order_ref=order_ref,
         )
     )  # fmt: skip
     run.lines_skipped += 1

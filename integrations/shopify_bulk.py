@@ -300,6 +300,26 @@ def parse_record(obj: Mapping) -> list[Event]:
     raise PayloadError(f"unexpected {kind} record; our bulk queries export Customer and Order")
 
 
+def references(line: bytes) -> tuple[int | None, int | None]:
+    """(customer id, order id) that a line names, as far as it can be read,
+    even when the rest of it is bad: what a `customers/redact` finds a kept
+    copy of the line by. (None, None) for a line that is not JSON."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(obj, Mapping):
+        return None, None
+    customer = obj.get("customer")
+    found: dict[str, int | None] = {"Customer": None, "Order": None}
+    for gid in (obj.get("id"), customer.get("id") if isinstance(customer, Mapping) else None):
+        match = _GID.fullmatch(gid) if isinstance(gid, str) else None
+        # Shopify ids are 64-bit; what is longer is no id (and no bigint).
+        if match and match[1] in found and len(match[2]) <= 18 and found[match[1]] is None:
+            found[match[1]] = int(match[2])
+    return found["Customer"], found["Order"]
+
+
 # --- the file -----------------------------------------------------------------------
 
 

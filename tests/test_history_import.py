@@ -192,6 +192,26 @@ def test_an_unreadable_line_is_dead_lettered_with_its_reason_not_fatal(rt, shop,
     assert dead["topic"] == "bulk_operations/orders" and "not JSON" in dead["last_error"]
 
 
+def test_a_dead_lettered_line_is_erased_by_its_customers_redaction(
+    rt, shop, standin, db, deliver, work
+):
+    with Session(db) as session:
+        history_import.begin(session, rt, session.get(Shop, shop.id))
+        session.commit()
+    standin.complete_bulk([])
+    history_import.advance_all(rt)
+    unreadable = json.loads(order_line(5001001, 7001001, "2025-02-06T10:00:00Z"))
+    standin.complete_bulk([json.dumps(unreadable | {"updatedAt": None})])
+    history_import.advance_all(rt)
+    assert current(db).lines_skipped == 1
+
+    deliver("customers/redact", "customers_redact")
+    work()
+    with Session(db) as session:
+        [dead] = session.exec(select(InboxMessage).where(InboxMessage.status == "dead")).all()
+    assert "c7001001@example.com" not in dead.body
+
+
 def test_a_file_with_many_bad_lines_is_downloaded_once_and_every_good_line_applied(
     rt, shop, standin, db
 ):
