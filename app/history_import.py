@@ -165,7 +165,7 @@ def _dead_letter(
         InboxMessage(
             shop_id=run.shop_id, source=shopify_bulk.SOURCE, topic=f"bulk_operations/{step}",
             delivery_id=f"import-{run.id}-{step}-line-{error.line_number}", received_at=now,
-            body=body, status="dead", next_attempt_at=now, processed_at=now,
+            body=body, status="dead", next_attempt_at=now,
             last_error=str(error), customer_ref=customer_ref, order_ref=order_ref,
         )
     )  # fmt: skip
