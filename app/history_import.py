@@ -10,20 +10,24 @@ streamed line by line and applied through the same code as the webhooks, so
 the newer `updated_at` wins whichever arrives first, and a live webhook
 during the import is never overwritten by an older bulk record. Every batch
 commits its rows together with `lines_applied`, so an interrupted import
-resumes where it stopped, without applying a line twice or skipping one.
+resumes where it stopped, without applying a line twice or skipping one. A
+line that cannot be read is dead-lettered (a dead inbox message with the
+line and its reason, counted in `lines_skipped`) in the batch it falls in,
+and the file is read on: one download per step, however many bad lines.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlmodel import Session, select
 
 from app import rules
 from app.factory import Runtime
 from app.ingest import Cause, apply
-from app.models import HistoryImport, Shop
+from app.models import HistoryImport, InboxMessage, Shop
 from app.shop_tokens import with_admin
 from integrations import shopify_bulk
 
@@ -98,24 +102,16 @@ def apply_ready(
             return run
         url, start = run.url, run.lines_applied
 
-    batch: list[tuple[int, list]] = []
-    while True:
-        try:
-            for line_number, events in shopify_bulk.records(
-                url, start_line=start, timeout_seconds=rt.settings.provider_timeout_seconds * 3
-            ):
-                batch.append((line_number, events))
-                if len(batch) >= batch_lines:
-                    _commit_batch(rt, run_id, batch, progress)
-                    batch = []
-            break
-        except shopify_bulk.BulkLineError as exc:
-            # One unreadable record must not stop the import for good: it is
-            # counted and logged, and the stream resumes after it.
-            log.error("history import %s: %s; skipped", run_id, exc)
-            batch.append((exc.line_number, []))
-            _commit_batch(rt, run_id, batch, progress, skipped=1)
-            batch, start = [], exc.line_number + 1
+    # One pass over the file: a line we cannot read is dead-lettered with its
+    # reason in the batch it falls in, and the stream goes on past it.
+    batch: list[tuple[int, list | shopify_bulk.BulkLineError]] = []
+    for line_number, events in shopify_bulk.records(
+        url, start_line=start, timeout_seconds=rt.settings.provider_timeout_seconds * 3
+    ):
+        batch.append((line_number, events))
+        if len(batch) >= batch_lines:
+            _commit_batch(rt, run_id, batch, progress)
+            batch = []
     _commit_batch(rt, run_id, batch, progress)
 
     with Session(rt.engine, expire_on_commit=False) as session:
@@ -132,7 +128,7 @@ def apply_ready(
         return run
 
 
-def _commit_batch(rt: Runtime, run_id: int, batch, progress, skipped: int = 0) -> None:
+def _commit_batch(rt: Runtime, run_id: int, batch, progress) -> None:
     if not batch:
         return
     now = rt.clock.now()
@@ -140,16 +136,45 @@ def _commit_batch(rt: Runtime, run_id: int, batch, progress, skipped: int = 0) -
         run = session.get(HistoryImport, run_id, with_for_update=True)
         cause = Cause(label="shopify:bulk_import", inbox_id=None, now=now)
         for _line, events in batch:
+            if isinstance(events, shopify_bulk.BulkLineError):
+                _dead_letter(session, run, events, now)
+                continue
             for event in events:
                 rules.react(session, apply(session, run.shop_id, event, cause), cause.now)
         run.lines_applied = batch[-1][0] + 1
-        run.lines_skipped += skipped
         run.updated_at = now
         session.add(run)
         session.commit()
         applied, total = run.lines_applied, run.objects_total
     if progress:
         progress(applied, total)
+
+
+def _dead_letter(
+    session: Session, run: HistoryImport, error: shopify_bulk.BulkLineError, now: datetime
+) -> None:
+    """Keep a line we could not read as a dead inbox message (listed by
+    `careloop inbox list` and `GET /api/v1/inbox?status=dead`, with the line
+    and its reason, and the customer and order it names so that a redaction
+    finds it), count it on the import, and say so in its `error`."""
+    log.error("history import %s: %s; dead-lettered", run.id, error)
+    step = shopify_bulk.STEP_NAMES[run.step]
+    # PostgreSQL text holds no NUL; a bad line may have any bytes.
+    body = error.line.decode("utf-8", "replace").replace("\0", "\ufffd")
+    customer_ref, order_ref = shopify_bulk.references(error.line)
+    session.add(
+        InboxMessage(
+            shop_id=run.shop_id, source=shopify_bulk.SOURCE, topic=f"bulk_operations/{step}",
+            delivery_id=f"import-{run.id}-{step}-line-{error.line_number}", received_at=now,
+            body=body, status="dead", next_attempt_at=now,
+            last_error=str(error), customer_ref=customer_ref, order_ref=order_ref,
+        )
+    )  # fmt: skip
+    run.lines_skipped += 1
+    run.error = (
+        f"{run.lines_skipped} line(s) could not be read and were dead-lettered "
+        f"(GET /api/v1/inbox?status=dead); the last: {error}"
+    )
 
 
 def advance_all(rt: Runtime) -> None:

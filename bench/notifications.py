@@ -314,14 +314,14 @@ def start_workers(
 def floor(total: int, smtp_port: int) -> float:
     """(a): seconds to send `total` pre-rendered messages over one connection."""
     from notifications import rendering
-    from notifications.email import build_mime, new_message_id
+    from notifications.email import build_mime, message_id_for
     from notifications.messages import EmailMessage
 
     context = context_for(0) | {"shop_name": "Northwind Outfitters"}
     rendered = rendering.render("shipping", "email", "en", context)
     sender = "notifications@careloop.invalid"
     message = EmailMessage(
-        message_id=new_message_id("careloop.invalid"),
+        message_id=message_id_for("0:0", "bench", "careloop.invalid"),
         sender=sender,
         sender_name="Northwind Outfitters",
         to="customer+0@example.com",
@@ -542,7 +542,7 @@ def show_profile(path: Path, total: int) -> None:
         "sendmail": "smtplib sendmail",
         "commit": "Session.commit",
         "execute": "psycopg execute",
-        "new_message_id": "new_message_id",
+        "message_id_for": "message_id_for",
         "cap_until": "policy.cap_until",
         "opted_out": "outbox.opted_out",
         "transition": "outbox.transition",

@@ -187,6 +187,8 @@ _CHUNK_BYTES = 64 * 1024
 # A Customer or Order line is a few KB; anything this long is not one of ours
 # and would otherwise grow the buffer without bound.
 MAX_LINE_BYTES = 16 * 1024 * 1024
+# What a BulkLineError keeps of its line.
+MAX_KEPT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -205,11 +207,14 @@ class BulkStatus:
 
 class BulkLineError(PayloadError):
     """A line of the result file we cannot interpret. `line_number` counts
-    from 0, as `records` and its `start_line` do."""
+    from 0, as `records` and its `start_line` do; `line` is the line as it
+    was (its first MAX_KEPT_BYTES), for whoever looks into it."""
 
-    def __init__(self, line_number: int, problem: str):
+    def __init__(self, line_number: int, problem: str, line: bytes = b""):
         super().__init__(f"bulk result line {line_number} (counting from 0): {problem}")
         self.line_number = line_number
+        self.problem = problem
+        self.line = line[:MAX_KEPT_BYTES]
 
 
 def start(client: AdminClient, query: str) -> str:
@@ -244,7 +249,7 @@ def records(
     start_line: int = 0,
     session: requests.Session | None = None,
     timeout_seconds: float = 30,
-) -> Iterator[tuple[int, list[Event]]]:
+) -> Iterator[tuple[int, list[Event] | BulkLineError]]:
     """Stream the result file at `url`: (line number, its events) per line,
     numbered from 0 and skipping the first `start_line` lines, so that a
     caller who has applied lines 0..n-1 resumes with `start_line=n`.
@@ -253,9 +258,10 @@ def records(
     "\\n" ourselves rather than with `Response.iter_lines`, which inserts
     phantom empty lines where a piece ends on a line break
     (psf/requests#4121, #5540, #6570): that would shift the numbering a
-    resume depends on. A line we cannot interpret raises `BulkLineError`
-    naming it; an HTTP error answer (say, for a URL past its seven days)
-    raises `requests.HTTPError`.
+    resume depends on. A line we cannot interpret comes as its
+    `BulkLineError` in place of its events, and the stream goes on past it
+    (a file with many bad lines is still read once); an HTTP error answer
+    (say, for a URL past its seven days) raises `requests.HTTPError`.
     """
     own = session is None
     http = session or requests.Session()
@@ -263,8 +269,12 @@ def records(
         with http.get(url, stream=True, timeout=timeout_seconds) as response:
             response.raise_for_status()
             for number, line in enumerate(_lines(response)):
-                if number >= start_line:
+                if number < start_line:
+                    continue
+                try:
                     yield number, _parse_line(number, line)
+                except BulkLineError as exc:
+                    yield number, exc
     finally:
         if own:
             http.close()
@@ -290,35 +300,63 @@ def parse_record(obj: Mapping) -> list[Event]:
     raise PayloadError(f"unexpected {kind} record; our bulk queries export Customer and Order")
 
 
+def references(line: bytes) -> tuple[int | None, int | None]:
+    """(customer id, order id) that a line names, as far as it can be read,
+    even when the rest of it is bad: what a `customers/redact` finds a kept
+    copy of the line by. (None, None) for a line that is not JSON."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(obj, Mapping):
+        return None, None
+    customer = obj.get("customer")
+    found: dict[str, int | None] = {"Customer": None, "Order": None}
+    for gid in (obj.get("id"), customer.get("id") if isinstance(customer, Mapping) else None):
+        match = _GID.fullmatch(gid) if isinstance(gid, str) else None
+        # Shopify ids are 64-bit; what is longer is no id (and no bigint).
+        if match and match[1] in found and len(match[2]) <= 18 and found[match[1]] is None:
+            found[match[1]] = int(match[2])
+    return found["Customer"], found["Order"]
+
+
 # --- the file -----------------------------------------------------------------------
 
 
-def _lines(response: requests.Response) -> Iterator[bytes]:
+def _lines(response: requests.Response) -> Iterator[bytes | None]:
+    """The file's lines, without their "\\n"; None for a line longer than
+    MAX_LINE_BYTES, whose bytes are dropped up to its end."""
     pending = b""
-    number = 0
+    too_long = False  # in the middle of dropping such a line
     for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
         if not chunk:
             continue
         *complete, pending = (pending + chunk).split(b"\n")
-        number += len(complete)
-        yield from complete
-        if len(pending) > MAX_LINE_BYTES:
-            raise BulkLineError(number, f"longer than {MAX_LINE_BYTES} bytes")
-    if pending:
+        if complete and too_long:
+            complete[0], too_long = None, False
+        for line in complete:
+            yield None if line is not None and len(line) > MAX_LINE_BYTES else line
+        if len(pending) > MAX_LINE_BYTES or (too_long and pending):
+            too_long, pending = True, b""
+    if too_long:
+        yield None
+    elif pending:
         yield pending
 
 
-def _parse_line(number: int, line: bytes) -> list[Event]:
+def _parse_line(number: int, line: bytes | None) -> list[Event]:
+    if line is None:
+        raise BulkLineError(number, f"longer than {MAX_LINE_BYTES} bytes")
     if not line.strip():
         return []
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        raise BulkLineError(number, f"not JSON ({exc})") from None
+        raise BulkLineError(number, f"not JSON ({exc})", line) from None
     try:
         return parse_record(obj)
     except PayloadError as exc:
-        raise BulkLineError(number, str(exc)) from None
+        raise BulkLineError(number, str(exc), line) from None
 
 
 # --- records --------------------------------------------------------------------------

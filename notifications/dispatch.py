@@ -24,7 +24,7 @@ from sqlmodel import Session, select
 from app.factory import Runtime
 from app.models import ChannelOptOut, Customer, Notification, Shop, TemplateOverride
 from notifications import outbox, policy, rendering
-from notifications.email import new_message_id
+from notifications.email import message_id_for
 from notifications.messages import EmailMessage, Outcome, SendResult, SmsMessage
 from notifications.phone import segments
 from notifications.transports import Transports
@@ -264,7 +264,10 @@ def _prepare(
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             }
         message = EmailMessage(
-            message_id=new_message_id(sender.rpartition("@")[2]),
+            message_id=message_id_for(
+                f"{shop.id}:{notification.id}:{notification.created_at.isoformat()}",
+                rt.settings.secret_key, sender.rpartition("@")[2],
+            ),
             sender=sender, sender_name=shop.name, to=notification.recipient,
             subject=rendered.subject or shop.name, html=rendered.html or "", text=rendered.text,
             headers=headers,

@@ -9,7 +9,8 @@
 - `inline_css` moves a template's `<style>` rules into `style=""` attributes
   (many mail clients drop `<style>`); `@media` rules, which cannot be inlined,
   are kept. It never fetches remote stylesheets: rendering does no I/O.
-- `new_message_id` makes a globally unique RFC 5322 Message-ID.
+- `message_id_for` makes a notification's RFC 5322 Message-ID: the same for
+  every copy of one notification, unique across notifications.
 
 Nothing here keeps state between calls but a cache of each shop's From field.
 """
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import binascii
 import email.policy
+import hashlib
+import hmac
 import re
 import uuid
 from datetime import UTC, datetime
@@ -182,9 +185,11 @@ def sender_problem(addr_spec: str) -> str | None:
     """Why `addr_spec` cannot be a sender address (None if it can): a bare
     address whose domain can also name our Message-IDs."""
     try:
-        new_message_id(_address(addr_spec).rpartition("@")[2])
+        domain = _address(addr_spec).rpartition("@")[2]
     except ValueError as exc:
         return str(exc)
+    if not _DOMAIN.fullmatch(domain):
+        return f"not a domain name: {domain!r}"
     return None
 
 
@@ -196,9 +201,18 @@ def inline_css(html: str) -> str:
     return inliner.inline(html)
 
 
-def new_message_id(domain: str) -> str:
-    """A new RFC 5322 Message-ID, `<random@domain>`: 122 random bits (UUID 4)
-    make a collision practically impossible without any shared counter."""
+def message_id_for(notification: str, secret: str, domain: str) -> str:
+    """The RFC 5322 Message-ID of one notification, `<digest@domain>`.
+
+    Derived, not drawn at random: a copy sent again after a worker died
+    mid-batch carries the Message-ID of the first, so the recipient's mail
+    system can fold the duplicate (RFC 5322 §3.6.4: one Message-ID names one
+    message). `notification` must name it uniquely and for good (its shop,
+    id and creation time); keying the digest with the deployment's secret
+    keeps two deployments, or one whose database was reset, from ever
+    sharing an id, and does not disclose how many notifications a shop sent.
+    """
     if not _DOMAIN.fullmatch(domain):
         raise ValueError(f"not a domain name: {domain!r}")
-    return f"<{uuid.uuid4().hex}@{domain.lower()}>"
+    digest = hmac.new(secret.encode(), notification.encode(), hashlib.sha256).hexdigest()
+    return f"<{digest[:40]}@{domain.lower()}>"

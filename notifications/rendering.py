@@ -14,10 +14,13 @@ A shop may save its own template for a kind, channel and locale
 immutable sandbox, with no loader and no globals, only the context names of
 their kind and our two filters, and only constructs that cannot multiply
 their own output (no `{% set %}`, macros, calls, arithmetic, includes or
-nested loops), so that the output bound (100 KB) also bounds memory and
-time. `validate_override` says what is wrong with one, with lines, before it
-is saved; `render` refuses a bad one with `OverrideRefused`, a
-`jinja2.TemplateError`.
+nested loops), so that the output bound (100 KB) also bounds memory. Time
+is bounded before parsing (tags, their parts, nesting and number literals,
+checked on the tokens, since Jinja parses and compiles by recursion) and
+while rendering (a budget of loop steps). In HTML, links other than http,
+https and mailto are dropped. `validate_override` says what is wrong with
+one, with lines, before it is saved; `render` refuses a bad one with
+`OverrideRefused`, a `jinja2.TemplateError`.
 
 Rendering does no I/O besides reading our own templates: CSS is inlined with
 remote and local stylesheets switched off.
@@ -27,10 +30,11 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import html as htmlmodule
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -60,6 +64,20 @@ CHANNELS = ("email", "sms")
 DEFAULT_LOCALE = "en"
 MAX_OUTPUT_BYTES = 100_000  # per rendered part; Gmail clips messages over ~102 KB
 MAX_SOURCE_CHARS = 100_000  # per field of a shop's template
+# Jinja parses and compiles by recursion, one level of Python stack per level
+# of nesting (Python stops at 1000); real templates nest a handful deep.
+MAX_NESTING = 20  # brackets within an expression; blocks within blocks
+MAX_TAG_TOKENS = 200  # words, names, operators and literals in one {{ }} or {% %}
+# Checking, parsing and compiling cost ~70 µs per tag and ~20 µs per part of
+# one: these keep a save or a preview near 0.1 s of CPU (5,800 tags took
+# 0.5 s; 1,000 of 25 parts 0.57 s). Real templates have under 100 tags.
+MAX_TAGS = 1000
+MAX_TOKENS = 5000  # in all the tags of a template
+MAX_TREE_DEPTH = 50  # the parsed template, from the top to its deepest value
+MAX_NUMBER_CHARS = 20  # Python refuses to parse an integer over 4,300 digits
+# Loop iterations times the size of the loop's body: what bounds the CPU time
+# of a render that outputs little (the output bound covers one that outputs a lot).
+MAX_RENDER_STEPS = 200_000
 MAX_SMS_CHARS = 1600  # the most an SMS provider (Twilio) accepts in one message
 
 # The context names each kind's templates may use. A kind is data: add its
@@ -175,7 +193,7 @@ def render(
         _check_sms_length(channel, parts)
     if channel == "sms":
         return Rendered(subject=None, html=None, text=parts["text"].strip())
-    html = inline_css(parts["html"])
+    html, _ = _safe_links(inline_css(parts["html"]))
     if override is not None and len(html.encode()) > MAX_OUTPUT_BYTES:
         raise OverrideRefused([_too_large("html")])
     return Rendered(subject=_one_line(parts["subject"]), html=html, text=parts["text"].strip())
@@ -188,7 +206,7 @@ def validate_override(kind: str, channel: str, source: TemplateSource) -> list[T
     a subject on more than one line, then renders it with sample data (once
     as `sample_context`, once with every value None) for what only shows
     when it runs: the sandbox refusing something, an SMS over 1600
-    characters, output over 100 KB.
+    characters, output over 100 KB, a link that is not http(s) or mailto.
     """
     _names(kind)
     _check_channel(channel)
@@ -207,9 +225,61 @@ def validate_override(kind: str, channel: str, source: TemplateSource) -> list[T
             _check_sms_length(channel, parts)
         except OverrideRefused as exc:
             refusals += exc.problems
+        if "html" in parts and values is sample:  # None in an href is no scheme
+            refusals += [_bad_link(url) for url in _safe_links(inline_css(parts["html"]))[1]]
         for problem in refusals:  # the same place failing in both renders is one problem
             found.setdefault((problem.field, problem.line), problem)
     return problems + list(found.values())
+
+
+# -- links -------------------------------------------------------------------
+
+LINK_SCHEMES = frozenset({"http", "https", "mailto"})
+# The HTML attributes whose value a mail client may follow or load (WHATWG
+# HTML's URL-valued attributes, SVG's xlink:href); srcset holds several.
+_URL_ATTRIBUTES = (
+    "href|src|srcset|action|formaction|background|poster|cite|longdesc|data|codebase"
+    "|archive|classid|usemap|profile|manifest|icon|ping|lowsrc|dynsrc|xlink:href"
+)
+# `inline_css` re-serializes the HTML as a browser parsed it (html5ever): every
+# attribute is written ` name="value"`, with `"` escaped in the value, so no
+# spelling of an attribute can slip past this pattern.
+_URL_ATTRIBUTE = re.compile(rf'\s({_URL_ATTRIBUTES})="([^"]*)"', re.IGNORECASE)
+
+
+def _safe_links(html: str) -> tuple[str, list[str]]:
+    """`html` (serialized by `inline_css`) without the URL attributes whose
+    scheme is not http, https or mailto, and the URLs it dropped. A link
+    such as `javascript:` runs script where a message is shown in a browser;
+    relative links mean nothing in an email."""
+    dropped: list[str] = []
+
+    def check(match: re.Match) -> str:
+        value = htmlmodule.unescape(match[2])
+        urls = (
+            [c.split()[0] for c in value.split(",") if c.split()]
+            if match[1].lower() == "srcset"
+            else [value]
+        )
+        bad = [url for url in urls if not _allowed_link(url)]
+        dropped.extend(bad)
+        return "" if bad else match[0]
+
+    return _URL_ATTRIBUTE.sub(check, html), dropped
+
+
+def _allowed_link(url: str) -> bool:
+    # Browsers drop leading and trailing C0 controls and spaces, and every tab
+    # and line break inside a URL, before they read its scheme (WHATWG URL).
+    cleaned = re.sub(r"[\t\n\r]", "", url).strip("".join(map(chr, range(33))))
+    scheme, colon, _ = cleaned.partition(":")
+    return bool(colon) and scheme.lower() in LINK_SCHEMES
+
+
+def _bad_link(url: str) -> TemplateProblem:
+    shown = url if len(url) <= 60 else url[:57] + "..."
+    message = f"links may only be http, https or mailto, not {shown!r}"
+    return TemplateProblem("html", None, message)
 
 
 # -- formatting ------------------------------------------------------------
@@ -257,6 +327,22 @@ def _money_filter(_context: Any, value: Any, currency: Any) -> str:
     return format_currency(value, currency.upper(), locale=_current_locale())
 
 
+_STEPS: contextvars.ContextVar[list[int]] = contextvars.ContextVar("render_steps")
+
+
+@pass_context  # never called while compiling (constant folding)
+def _steps(_context: Any, items: Any, weight: int) -> Iterator[Any]:
+    """Yield `items`, charging `weight` steps for each; past MAX_RENDER_STEPS
+    the render is refused."""
+    budget = _STEPS.get()
+    for item in items:
+        budget[0] -= weight
+        if budget[0] < 0:
+            message = f"the template takes more than {MAX_RENDER_STEPS:,} steps to render (a loop)"
+            raise OverrideRefused([TemplateProblem("text", None, message)])
+        yield item
+
+
 def _is_https_url(value: Any) -> bool:
     """`{% if tracking_url is https_url %}`: only these become links."""
     if not isinstance(value, str) or any(c.isspace() or ord(c) < 32 for c in value):
@@ -296,6 +382,7 @@ def _sandbox(autoescape: bool) -> ImmutableSandboxedEnvironment:
         autoescape=autoescape, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
     )
     _restrict(env)
+    env.filters["_steps"] = _steps  # inserted by _count_loop_steps only
     # Never fold arithmetic at compile time (it is refused anyway, see _ALLOWED_NODES).
     env.intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
     env.intercepted_unops = frozenset({"+", "-"})
@@ -463,10 +550,20 @@ def _compile_field(kind: str, field: Field, source: str) -> tuple[Template | Non
     if len(source) > MAX_SOURCE_CHARS:
         message = f"the template is longer than {MAX_SOURCE_CHARS:,} characters"
         return None, [TemplateProblem(field, None, message)]
+    problems = _text_problems(field, source)
+    if problems:
+        return None, problems
     try:
+        # The parser recurses for each level of nesting: measure it first.
+        problems = _shape_problems(field, env, source)
+        if problems:
+            return None, problems
         tree = env.parse(source)
     except TemplateSyntaxError as exc:
         return None, [TemplateProblem(field, exc.lineno, f"syntax error: {exc.message}")]
+    problems = _depth_problems(field, tree)
+    if problems:
+        return None, problems
     # Nothing is compiled before the constructs are checked: compiling folds
     # constants, and `{{ 'x' * 10**9 }}` would be folded into memory.
     problems = list(_refused_constructs(field, tree, in_loop=False))
@@ -486,10 +583,109 @@ def _compile_field(kind: str, field: Field, source: str) -> tuple[Template | Non
         problems.append(TemplateProblem(field, 2, "the subject must be one line"))
     if problems:
         return None, problems
+    _count_loop_steps(tree)
     try:
         return env.from_string(tree), []
     except TemplateSyntaxError as exc:
         return None, [_compile_problem(field, exc)]
+
+
+def _text_problems(field: Field, source: str) -> list[TemplateProblem]:
+    """Characters no template needs and our storage refuses: NUL (PostgreSQL
+    text cannot hold it) and lone surrogates (not encodable as UTF-8)."""
+    found = _UNSTORABLE.search(source)
+    if found is None:
+        return []
+    line = source.count("\n", 0, found.start()) + 1
+    what = "a NUL character" if found[0] == "\0" else "a character that is not Unicode text"
+    return [TemplateProblem(field, line, f"the template contains {what}")]
+
+
+_UNSTORABLE = re.compile("[\0\ud800-\udfff]")
+
+
+_BLOCK_TAGS = frozenset({"if", "for", "macro", "call", "filter", "with", "block", "autoescape"})
+_OPENING = frozenset({"(", "[", "{"})
+_CLOSING = frozenset({")", "]", "}"})
+
+
+def _shape_problems(field: Field, env: Environment, source: str) -> list[TemplateProblem]:
+    """What the parser would take long over or choke on, found from the
+    tokens (the lexer does not recurse): more than MAX_TAGS tags or
+    MAX_TOKENS tokens in them, tags of more than MAX_TAG_TOKENS tokens,
+    brackets or blocks nested more than MAX_NESTING deep, numbers of more
+    than MAX_NUMBER_CHARS characters."""
+    blocks, brackets, tags, tokens = 0, 0, 0, 0
+    tag: list[tuple[str, str]] = []
+    for line, kind, value in env.lexer.tokeniter(source, None):
+        problem = None
+        if kind in ("block_begin", "variable_begin"):
+            tag, brackets, tags = [], 0, tags + 1
+            if tags > MAX_TAGS:
+                problem = f"the template has more than {MAX_TAGS:,} tags ({{{{ }}}} and {{% %}})"
+        elif kind in ("block_end", "variable_end"):
+            blocks += _block_change(tag)
+            if blocks > MAX_NESTING:
+                problem = f"blocks are nested more than {MAX_NESTING} deep"
+        elif kind not in ("whitespace", "comment", "comment_begin", "comment_end", "data"):
+            tag.append((kind, value))
+            brackets += (value in _OPENING) - (value in _CLOSING) if kind == "operator" else 0
+            tokens += 1
+            if tokens > MAX_TOKENS:
+                problem = f"the template's tags have more than {MAX_TOKENS:,} parts in all"
+            elif len(tag) > MAX_TAG_TOKENS:
+                problem = f"an expression or tag has more than {MAX_TAG_TOKENS} parts"
+            elif kind in ("integer", "float") and len(value) > MAX_NUMBER_CHARS:
+                problem = f"a number is longer than {MAX_NUMBER_CHARS} characters"
+            elif brackets > MAX_NESTING:
+                problem = f"brackets are nested more than {MAX_NESTING} deep"
+        if problem:
+            return [TemplateProblem(field, line, problem)]
+    return []
+
+
+def _block_change(tag: list[tuple[str, str]]) -> int:
+    """+1 for a tag that opens a block (`{% if %}`, `{% set x %}`), -1 for one
+    that ends it, else 0."""
+    first = next((value for kind, value in tag if kind == "name"), "")
+    if first in _BLOCK_TAGS or (first == "set" and ("operator", "=") not in tag):
+        return 1
+    return -1 if first.startswith("end") else 0
+
+
+def _depth_problems(field: Field, tree: nodes.Template) -> list[TemplateProblem]:
+    """A tree deeper than MAX_TREE_DEPTH (`a.b.c…`, `a or b or c…` nest without
+    brackets), measured without recursion, before anything walks it by recursion."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            message = f"an expression is nested more than {MAX_TREE_DEPTH} deep"
+            return [TemplateProblem(field, node.lineno, message)]
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+    return []
+
+
+def _count_loop_steps(tree: nodes.Template) -> None:
+    """Make every loop charge its body's size to the render's step budget for
+    each item it takes (see `_steps`). Loops do not nest (refused), so this
+    counts nearly all the work a render does beyond one pass over its source."""
+    for loop in tree.find_all(nodes.For):
+        weight = 1 + sum(_size(part) for part in (*loop.body, *loop.else_, loop.test) if part)
+        loop.iter = nodes.Filter(loop.iter, "_steps", [nodes.Const(weight)], [], None, None)
+
+
+def _size(node: nodes.Node) -> int:
+    """Nodes, plus the characters of constants: comparing or joining long
+    strings costs in proportion to their length."""
+    size = 0
+    for each in (node, *node.find_all(nodes.Node)):
+        size += 1
+        if isinstance(each, nodes.Const) and isinstance(each.value, str):
+            size += len(each.value) // 16
+        elif isinstance(each, nodes.TemplateData):
+            size += len(each.data) // 16
+    return size
 
 
 def _compile_problem(field: Field, exc: TemplateSyntaxError) -> TemplateProblem:
@@ -516,6 +712,10 @@ def _refused_constructs(field: Field, node: nodes.Node, in_loop: bool) -> Iterat
         if node.recursive:
             yield TemplateProblem(field, node.lineno, "recursive loops are not allowed")
             return
+    if isinstance(node, nodes.Filter) and node.name not in FILTERS:  # _steps is ours alone
+        message = f"no filter named {node.name!r} (filters: {', '.join(FILTERS)})"
+        yield TemplateProblem(field, node.lineno, message)
+        return
     for child in node.iter_child_nodes():
         yield from _refused_constructs(field, child, in_loop or isinstance(node, nodes.For))
 
@@ -527,7 +727,10 @@ def _compile_fields(
     problems: list[TemplateProblem] = []
     templates = {}
     for field, text in _override_fields(channel, source, problems):
-        template, field_problems = _compile_field(kind, field, text)
+        try:
+            template, field_problems = _compile_field(kind, field, text)
+        except RecursionError:  # the bounds above are meant to make this unreachable
+            template, field_problems = None, [TemplateProblem(field, None, "nested too deeply")]
         problems += field_problems
         if template is not None:
             templates[field] = template
@@ -546,22 +749,28 @@ def _compile_override(kind: str, channel: str, source: TemplateSource) -> dict[s
 
 
 def _render_bounded(field: Field, template: Template, values: dict[str, Any]) -> str:
-    """Render a shop's template, stopping as soon as it passes the size bound."""
+    """Render a shop's template, stopping as soon as it passes the size bound
+    or its step budget."""
     chunks, size = [], 0
+    budget = _STEPS.set([MAX_RENDER_STEPS])
     try:
         for chunk in template.generate(values):
             size += len(chunk.encode())
             if size > MAX_OUTPUT_BYTES:
                 raise OverrideRefused([_too_large(field)])
             chunks.append(chunk)
-    except OverrideRefused:
-        raise
+    except OverrideRefused as exc:  # the step budget: say where the loop is
+        line = _template_line(exc)
+        problems = [replace(p, field=field, line=p.line or line) for p in exc.problems]
+        raise OverrideRefused(problems) from None
     except SecurityError as exc:
         problem = TemplateProblem(field, _template_line(exc), f"not allowed: {exc}")
         raise OverrideRefused([problem]) from exc
     except Exception as exc:  # anything an untrusted template can cause
         problem = TemplateProblem(field, _template_line(exc), f"{type(exc).__name__}: {exc}")
         raise OverrideRefused([problem]) from exc
+    finally:
+        _STEPS.reset(budget)
     return "".join(chunks)
 
 

@@ -213,7 +213,7 @@ def test_deleting_a_provider_whose_name_has_a_nul_is_404(shop, client):
 
 
 @pytest.mark.parametrize("part", ["subject", "html", "text"])
-def test_template_with_a_nul_is_400(shop, client, db, part):
+def test_template_with_a_nul_is_refused_with_its_reason(shop, client, db, part):
     source = {
         "subject": "Your order",
         "html": "<p>{{ order_name }}</p>",
@@ -228,7 +228,9 @@ def test_template_with_a_nul_is_400(shop, client, db, part):
         headers=shop.auth,
     )
 
-    assert (saved.status_code, preview.status_code) == (400, 400)
+    # Refused as every other template a shop may not use: 422, saying why.
+    assert (saved.status_code, preview.status_code) == (422, 422)
+    assert "NUL" in saved.text and "NUL" in preview.text
     with Session(db) as session:
         assert session.exec(select(TemplateOverride)).all() == []
 

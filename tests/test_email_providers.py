@@ -38,7 +38,7 @@ from processes import WAIT_TIMEOUT, free_port, serve_wsgi
 from werkzeug.wrappers import Request, Response
 
 from app.events import PayloadError
-from notifications.email import build_mime, inline_css, new_message_id
+from notifications.email import build_mime, inline_css, message_id_for
 from notifications.messages import EmailMessage, Outcome
 from notifications.postmark import (
     DeliveryReport,
@@ -59,7 +59,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiri
 
 def make_message(to: str = "ana@example.com", **changes) -> EmailMessage:
     base = EmailMessage(
-        message_id=new_message_id("careloop.example"),
+        message_id=message_id_for("1:1", "secret", "careloop.example"),
         sender="alerts@shop.example",
         sender_name="Demo Store",
         to=to,
@@ -746,10 +746,12 @@ def test_build_mime_refuses_headers_that_would_rewrite_the_message(headers):
         build_mime(make_message(headers=headers))
 
 
-def test_new_message_ids_are_unique_rfc5322_ids_on_our_domain():
-    ids = {new_message_id("careloop.example") for _ in range(2000)}
+def test_message_ids_are_one_per_notification_rfc5322_ids_on_our_domain():
+    ids = {message_id_for(f"4:{n}", "secret", "careloop.example") for n in range(2000)}
 
     assert len(ids) == 2000
+    assert message_id_for("4:7", "secret", "careloop.example") in ids  # the same every time
+    assert message_id_for("4:7", "another secret", "careloop.example") not in ids
     for message_id in list(ids)[:20]:
         assert message_id.startswith("<") and message_id.endswith("@careloop.example>")
         mime = email.message_from_string(
@@ -758,7 +760,7 @@ def test_new_message_ids_are_unique_rfc5322_ids_on_our_domain():
         assert str(mime["Message-ID"]) == message_id
         assert not mime["Message-ID"].defects
     with pytest.raises(ValueError):
-        new_message_id("not a domain")
+        message_id_for("4:7", "secret", "not a domain")
 
 
 def test_inline_css_moves_rules_into_style_attributes_and_keeps_media_queries(postmark):

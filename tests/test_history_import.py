@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from app import history_import
 from app.factory import create_app
 from app.install import record_install
-from app.models import Customer, HistoryImport, Order, Shop
+from app.models import Customer, HistoryImport, InboxMessage, Order, Shop
 from integrations.shopify_auth import TokenSet
 from support import SHOP_DOMAIN
 
@@ -173,7 +173,7 @@ def test_an_interrupted_import_resumes_without_applying_a_line_twice(rt, shop, s
     assert sorted(orders(db)) == list(range(200, 210))
 
 
-def test_an_unreadable_line_is_skipped_and_counted_not_fatal(rt, shop, standin, db):
+def test_an_unreadable_line_is_dead_lettered_with_its_reason_not_fatal(rt, shop, standin, db, api):
     with Session(db) as session:
         history_import.begin(session, rt, session.get(Shop, shop.id))
         session.commit()
@@ -186,6 +186,55 @@ def test_an_unreadable_line_is_skipped_and_counted_not_fatal(rt, shop, standin, 
     run = current(db)
     assert (run.status, run.lines_applied, run.lines_skipped) == ("done", 3, 1)
     assert sorted(orders(db)) == [301, 302]
+    report = api("GET", "/api/v1/imports").json
+    assert "1 line(s) could not be read" in report["error"] and "line 1" in report["error"]
+    [dead] = api("GET", "/api/v1/inbox?status=dead").json["messages"]
+    assert dead["topic"] == "bulk_operations/orders" and "not JSON" in dead["last_error"]
+
+
+def test_a_dead_lettered_line_is_erased_by_its_customers_redaction(
+    rt, shop, standin, db, deliver, work
+):
+    with Session(db) as session:
+        history_import.begin(session, rt, session.get(Shop, shop.id))
+        session.commit()
+    standin.complete_bulk([])
+    history_import.advance_all(rt)
+    unreadable = json.loads(order_line(5001001, 7001001, "2025-02-06T10:00:00Z"))
+    standin.complete_bulk([json.dumps(unreadable | {"updatedAt": None})])
+    history_import.advance_all(rt)
+    assert current(db).lines_skipped == 1
+
+    deliver("customers/redact", "customers_redact")
+    work()
+    with Session(db) as session:
+        [dead] = session.exec(select(InboxMessage).where(InboxMessage.status == "dead")).all()
+    assert "c7001001@example.com" not in dead.body
+
+
+def test_a_file_with_many_bad_lines_is_downloaded_once_and_every_good_line_applied(
+    rt, shop, standin, db
+):
+    with Session(db) as session:
+        history_import.begin(session, rt, session.get(Shop, shop.id))
+        session.commit()
+    standin.complete_bulk([])
+    history_import.advance_all(rt)
+    good = [order_line(1000 + n, 1, "2025-02-06T10:00:00Z") for n in range(60)]
+    bad = ["{not json", '{"id": "gid://shopify/Order/7", "updatedAt": null}', "\x00\x01"]
+    lines = [line for n, g in enumerate(good) for line in (g, bad[n % 3])]
+    standin.complete_bulk(lines)
+    history_import.advance_all(rt)  # the step of the orders reads the file
+
+    run = current(db)
+    assert (run.status, run.lines_applied, run.lines_skipped) == ("done", 120, 60)
+    assert sorted(orders(db)) == list(range(1000, 1060))
+    downloads = [r for r in standin.requests if r.path.startswith("/bulk-results/")]
+    assert len(downloads) == 2  # one per step: the customers' file, then the orders'
+    with Session(db) as session:
+        dead = session.exec(select(InboxMessage).where(InboxMessage.status == "dead")).all()
+    assert len(dead) == 60
+    assert {m.body for m in dead} == {"{not json", bad[1], "\ufffd\x01"}
 
 
 def test_a_failed_bulk_operation_is_reported(rt, shop, standin, db, api):

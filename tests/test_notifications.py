@@ -19,7 +19,9 @@ from processes import WAIT_TIMEOUT, free_port, serve_wsgi
 from sqlmodel import Session, select
 
 from app import worker
-from app.models import ChannelOptOut, Customer, Notification, Shop
+from app.models import ChannelOptOut, Customer, Notification, Shop, TemplateOverride
+from app.shops import add_shop
+from app.web.render_slots import SLOTS
 from notifications import outbox
 from notifications.smtp import SmtpProvider
 from notifications.transports import Transports
@@ -385,6 +387,37 @@ def test_a_claimed_message_whose_worker_died_is_sent_after_the_lease(
     assert message.status == "sent" and message.attempts == 2
 
 
+class WorkerKilled(BaseException):
+    """What a SIGKILL does to the worker: nothing after it runs."""
+
+
+@dataclass
+class DiesAfterTheRelayAccepts:
+    """An email transport whose worker is killed right after the relay took
+    the batch, before the outbox could record it as sent."""
+
+    relay: SmtpProvider
+    name: str = "smtp"
+
+    def send_batch(self, messages):
+        self.relay.send_batch(messages)
+        raise WorkerKilled
+
+
+def test_a_copy_sent_again_after_a_worker_died_keeps_its_message_id(
+    shop, deliver, work, rt, clock, transports, send, mailbox
+):
+    ship(deliver, work)
+    dying = Transports(email=DiesAfterTheRelayAccepts(transports.email), sms=transports.sms)
+    with pytest.raises(WorkerKilled):
+        worker.send_due(rt, dying)
+    clock.advance(seconds=rt.settings.outbox_lease_seconds + 1)
+    assert send() == 1  # the claim of the dead worker is taken over and sent again
+
+    first, again = mailbox.messages
+    assert first["Message-ID"] == again["Message-ID"]
+
+
 def test_history_of_each_message_is_listed_by_order(shop, deliver, work, send, client, mailbox):
     ship(deliver, work)
     send()
@@ -456,6 +489,81 @@ def test_a_shops_own_template_is_used_for_its_messages(client, shop, deliver, wo
     assert mail.get_body(("plain",)).get_content().strip() == "Va con UPS."
 
 
+SCRIPT_LINKS = [
+    '<a href="javascript:alert(document.cookie)">Track</a>',
+    "<a href=' JaVa&#x09;ScRiPt:alert(1)'>Track</a>",
+    '<a/href="data:text/html,<script>alert(1)</script>">Track</a>',
+    '<img src="javascript:alert(1)">',
+]
+
+
+@pytest.mark.parametrize("link", SCRIPT_LINKS)
+def test_a_template_linking_anything_but_http_or_mailto_is_refused(client, shop, link):
+    template = {"subject": "Shipped", "html": f"<p>{link}</p>", "text": "Shipped"}
+    saved = client.put("/api/v1/templates/shipping/email/en", json=template, headers=shop.auth)
+    preview = client.post("/api/v1/templates/preview", json=template, headers=shop.auth)
+    for response in (saved, preview):
+        assert response.status_code == 422
+        [problem] = response.json["error"]["problems"]
+        assert problem["field"] == "html" and "http, https or mailto" in problem["message"]
+    fine = {
+        **template,
+        "html": '<a href="https://x.example/t">T</a> <a href="mailto:a@x.example">M</a>',
+    }
+    response = client.post("/api/v1/templates/preview", json=fine, headers=shop.auth)
+    assert response.status_code == 200
+    assert 'href="https://x.example/t"' in response.json["html"]
+    assert 'href="mailto:a@x.example"' in response.json["html"]
+
+
+def test_a_saved_template_over_its_step_budget_at_send_time_falls_back_to_ours(
+    client, shop, deliver, work, send, mailbox, db
+):
+    # 300 steps a character: the sample's 55-character URL passes (16,500),
+    # a carrier's 1,000-character one would take 300,000 of the 200,000.
+    loop = "{% for c in tracking_url or '' %}" + "{% if c %}{% endif %}" * 150 + "{% endfor %}"
+    template = {"subject": "Enviado", "html": f"<p>Suyo{loop}</p>", "text": "Suyo"}
+    saved = client.put("/api/v1/templates/shipping/email/es", json=template, headers=shop.auth)
+    assert saved.status_code == 200
+    deliver("orders/paid", "orders_paid")
+    long_url = "https://track.example/" + "x" * 1000
+    fulfillment = load_fixture("shopify", "fulfillments_create")
+    deliver("fulfillments/create", fulfillment | {"tracking_url": long_url,
+                                                  "tracking_urls": [long_url]})  # fmt: skip
+    work()
+    send()
+
+    [mail] = mailbox.messages
+    assert mail["Subject"] != "Enviado" and "Suyo" not in mail.get_body(("plain",)).get_content()
+    [message] = notifications(db)
+    assert message.status == "sent"
+
+
+def test_a_script_link_from_a_carrier_is_not_a_link_in_the_sent_email(
+    client, shop, deliver, work, send, mailbox
+):
+    template = {"subject": "Shipped", "html": '<a href="{{ tracking_url }}">Track</a>',
+                "text": "Shipped"}  # fmt: skip
+    assert (
+        client.put(
+            "/api/v1/templates/shipping/email/es", json=template, headers=shop.auth
+        ).status_code
+        == 200
+    )
+    deliver("orders/paid", "orders_paid")
+    fulfillment = load_fixture("shopify", "fulfillments_create")
+    hostile = "javascript:alert(document.cookie)"
+    deliver(
+        "fulfillments/create", fulfillment | {"tracking_url": hostile, "tracking_urls": [hostile]}
+    )
+    work()
+    send()
+
+    [mail] = mailbox.messages
+    html = mail.get_body(("html",)).get_content()
+    assert "Track</a>" in html and "javascript:" not in html
+
+
 @pytest.mark.parametrize(
     ("template", "line", "words"),
     [
@@ -472,6 +580,69 @@ def test_a_broken_or_hostile_template_is_refused_with_the_reason(
     problems = response.json["error"]["problems"]
     assert problems and (line is None or problems[0]["line"] == line)
     assert words in " ".join(p["message"] for p in problems)
+
+
+HOSTILE_TEMPLATES = {
+    "99 KB of [0]": ("{{ order_name" + "[0]" * 33_000 + " }}", "more than 200 parts"),
+    "300 brackets": ("{{ " + "(" * 300 + "carrier" + ")" * 300 + " }}", "brackets are nested"),
+    "300 blocks": ("{% if carrier %}" * 300 + "x" + "{% endif %}" * 300, "blocks are nested"),
+    "a.b.c... 100 deep": ("{{ carrier" + ".x" * 99 + " }}", "nested more than 50 deep"),
+    "4,301 digits": ("{{ " + "9" * 4301 + " }}", "number is longer"),
+    "NUL": ("Shipped\x00 {{ carrier }}", "NUL"),
+    "lone surrogate": ("Shipped \ud800", "not Unicode"),
+    "1,001 tags": ("{{ carrier }}" * 1001, "more than 1,000 tags"),
+}
+
+
+@pytest.mark.parametrize(("template", "words"), HOSTILE_TEMPLATES.values(), ids=HOSTILE_TEMPLATES)
+def test_templates_past_the_bounds_are_refused_at_save_and_preview_with_the_reason(
+    client, shop, db, template, words
+):
+    saved = client.put(
+        "/api/v1/templates/shipping/sms/en", json={"text": template}, headers=shop.auth
+    )
+    preview = client.post(
+        "/api/v1/templates/preview",
+        json={"kind": "shipping", "channel": "sms", "text": template},
+        headers=shop.auth,
+    )
+    for response in (saved, preview):
+        assert response.status_code == 422
+        assert words in response.json["error"]["problems"][0]["message"]
+    with Session(db) as session:
+        assert session.exec(select(TemplateOverride)).all() == []
+
+
+def test_a_flood_of_renders_from_one_shop_cannot_take_the_other_shops_turns(
+    client, shop, other_shop, db, clock
+):
+    preview = {"kind": "shipping", "channel": "sms", "text": "{{ carrier }}"}
+
+    def post(auth):
+        return client.post("/api/v1/templates/preview", json=preview, headers=auth)
+
+    with Session(db) as session:
+        _, third = add_shop(session, "third-store.myshopify.com", clock.now())
+        session.commit()
+    third_auth = {"Authorization": f"Bearer {third}"}
+    assert SLOTS.take(shop.id) is None  # a render of this shop is running
+    try:
+        busy = post(shop.auth)
+        assert busy.status_code == 429 and busy.headers["Retry-After"] == "1"
+        saving = client.put(
+            "/api/v1/templates/shipping/sms/en", json={"text": "{{ carrier }}"}, headers=shop.auth
+        )
+        assert saving.status_code == 429
+        assert post(other_shop.auth).status_code == 200  # another shop still has its turn
+        assert SLOTS.take(other_shop.id) is None  # now two renders are running
+        try:
+            full = post(third_auth)
+            assert full.status_code == 503 and full.headers["Retry-After"] == "1"
+        finally:
+            SLOTS.give_back(other_shop.id)
+    finally:
+        SLOTS.give_back(shop.id)
+    assert post(shop.auth).status_code == 200 and post(third_auth).status_code == 200
 
 
 def test_preview_renders_sample_data_in_the_chosen_language(client, shop):

@@ -432,6 +432,32 @@ def test_override_output_over_100_kb_is_refused():
     assert any("larger than" in p.message for p in validate_override("shipping", "sms", source))
 
 
+def test_a_loop_that_outputs_nothing_is_stopped_by_the_step_budget():
+    # 50,000 turns of 300 tests: no output to bound, minutes of CPU unstopped.
+    body = "{% if c %}{% endif %}" * 300
+    source = TemplateSource(
+        None, None, "{% for c in '" + "a" * 50_000 + "' %}" + body + "{% endfor %}"
+    )
+
+    with pytest.raises(OverrideRefused, match="more than 200,000 steps"):
+        override(source, channel="sms")
+    [problem] = validate_override("shipping", "sms", source)
+    assert "more than 200,000 steps" in problem.message and problem.field == "text"
+
+
+def test_the_step_counting_filter_is_not_a_templates_to_use():
+    source = TemplateSource(None, None, "{% for c in 'abc'|_steps(0) %}{{ c }}{% endfor %}")
+
+    [problem] = validate_override("shipping", "sms", source)
+    assert "no filter named '_steps'" in problem.message
+
+
+def test_a_loop_within_the_step_budget_renders():
+    source = TemplateSource(None, None, "{% for c in order_name %}[{{ c }}]{% endfor %}")
+
+    assert override(source, channel="sms", order_name="#1042").text == "[#][1][0][4][2]"
+
+
 def test_override_under_the_bound_renders():
     source = email_source("<p>" + "x" * 90_000 + "</p>")
 

@@ -27,6 +27,7 @@ from app.order_state import OrderFacts, OrderState, ShipmentStatus, derive_state
 from integrations.shopify_admin import AdminClient, AdminError, AdminUserErrors
 from integrations.shopify_bulk import (
     BULK_QUERIES,
+    MAX_LINE_BYTES,
     STEP_NAMES,
     BulkLineError,
     parse_record,
@@ -482,17 +483,28 @@ def test_records_resume_from_start_line_and_never_send_the_token(admin, shopify)
     ['{"id": "gid://shopify/Customer/3", "updatedAt": ', line(order_record(updatedAt=None))],
     ids=["not JSON", "not a record"],
 )
-def test_a_line_that_cannot_be_read_raises_payload_error_naming_it(admin, shopify, bad):
+def test_a_line_that_cannot_be_read_comes_as_its_error_and_the_stream_goes_on(admin, shopify, bad):
     lines = [line(customer_record()), line(order_record()), bad, line(customer_record())]
     url = completed_file(admin, shopify, lines)
-    stream = records(url)
-    assert [next(stream)[0], next(stream)[0]] == [0, 1]
-    with pytest.raises(PayloadError) as raised:
-        next(stream)
-    assert isinstance(raised.value, BulkLineError) and raised.value.line_number == 2
-    assert "line 2" in str(raised.value)
+    [first, second, (number, error), fourth] = list(records(url))
+    assert (first[0], second[0], number, fourth[0]) == (0, 1, 2, 3)
+    assert isinstance(error, BulkLineError) and isinstance(error, PayloadError)
+    assert error.line_number == 2 and "line 2" in str(error)
+    assert error.line == bad.encode()  # kept for whoever looks into it
+    assert fourth[1][0].shopify_id == first[1][0].shopify_id
     # Skipping it (start_line) reads past it without parsing it.
     assert [number for number, _ in records(url, start_line=3)] == [3]
+    downloads = [r for r in shopify.requests if r.path.startswith("/bulk-results/")]
+    assert len(downloads) == 2
+
+
+def test_a_line_over_the_length_bound_is_an_error_and_the_next_line_is_read(admin, shopify):
+    huge = '{"id": "gid://shopify/Customer/9", "x": "' + "y" * (MAX_LINE_BYTES + 1) + '"}'
+    lines = [line(customer_record()), huge, line(order_record())]
+    url = completed_file(admin, shopify, lines)
+    [(_, first), (number, error), (_, last)] = list(records(url))
+    assert isinstance(error, BulkLineError) and number == 1 and "longer than" in str(error)
+    assert [type(e).__name__ for e in first + last] == ["CustomerSnapshot", "OrderSnapshot"]
 
 
 def test_a_file_that_is_gone_raises_http_error(shopify):

@@ -215,5 +215,7 @@ _ERROR_DESCRIPTIONS = {
     409: "Not possible in the shop's present state: the message says why",
     413: "Body too large",
     422: "Understood but refused: the message says why",
+    429: "This shop already has one under way: retry after Retry-After",
+    503: "Busy: retry after Retry-After",
     502: "Shopify could not be reached",
 }

@@ -267,10 +267,13 @@ class TemplateAddress(BaseModel):
     locale: Locale
 
 
+# Template texts are plain strings here: what a shop template may hold (no
+# NUL, bounded size and nesting) is `rendering.validate_override`'s to say,
+# with the line, as a 422.
 class TemplateText(Body):
-    subject: Text | None = None
-    html: Text | None = None
-    text: Text
+    subject: str | None = None
+    html: str | None = None
+    text: str
 
 
 class TemplatePreview(Body):
@@ -279,9 +282,9 @@ class TemplatePreview(Body):
     kind: TemplateKind = "shipping"
     channel: Literal["email", "sms"] = "email"
     locale: Locale = "en"
-    subject: Text | None = None
-    html: Text | None = None
-    text: Text | None = None
+    subject: str | None = None
+    html: str | None = None
+    text: str | None = None
 
 
 class TemplateSaved(BaseModel):

@@ -10,6 +10,7 @@ from app.factory import runtime
 from app.models import Shop, TemplateOverride
 from app.web.api.base import api, shop_id
 from app.web.errors import error_response
+from app.web.render_slots import one_render_slot
 from app.web.schemas import Rendered, TemplateAddress, TemplatePreview, TemplateSaved, TemplateText
 from notifications import rendering
 from notifications.dispatch import locale_chain
@@ -36,8 +37,10 @@ def _shop_templates(kind: str, channel: str, locales: list[str]):
 
 
 @api.route(
-    "PUT", ADDRESS, path=TemplateAddress, body=TemplateText, response=TemplateSaved, errors=(422,)
-)
+    "PUT", ADDRESS, path=TemplateAddress, body=TemplateText, response=TemplateSaved,
+    errors=(422, 429, 503),
+)  # fmt: skip
+@one_render_slot
 def put_template(path: TemplateAddress, body: TemplateText):
     """Save the shop's own template; a broken one is refused with the line
     and the reason."""
@@ -73,7 +76,10 @@ def delete_template(path: TemplateAddress):
     return "", 204
 
 
-@api.route("POST", "/templates/preview", body=TemplatePreview, response=Rendered, errors=(422,))
+@api.route(
+    "POST", "/templates/preview", body=TemplatePreview, response=Rendered, errors=(422, 429, 503)
+)
+@one_render_slot
 def preview_template(body: TemplatePreview):
     """Render a template with sample data: the shop's draft if the body has
     `text`, else what would be used now (its saved one, or ours)."""
