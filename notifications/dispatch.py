@@ -30,6 +30,9 @@ from notifications.transports import Transports
 from notifications.unsubscribe import unsubscribe_url
 
 log = logging.getLogger(__name__)
+# A message for a channel without a provider is looked at again this often
+# (a provider configured meanwhile takes effect when the worker restarts).
+NO_PROVIDER_RECHECK = timedelta(hours=1)
 
 
 @dataclass
@@ -66,6 +69,13 @@ def dispatch_batch(rt: Runtime, transports: Transports) -> int:
         facts = _load(session, batch, now)
         prepared = []
         for notification in batch:
+            missing = transports.missing(notification.channel)
+            if missing:
+                # Never "sent" anywhere: it waits, with the reason, for a provider.
+                facts.changes.append(
+                    outbox.deferred(notification, now + NO_PROVIDER_RECHECK, missing, now)
+                )
+                continue
             try:
                 item = _prepare(rt, facts, notification, now)
             except (ValueError, TemplateError) as exc:

@@ -135,6 +135,7 @@ def test_production_on_postgresql_gunicorn_and_a_separate_worker(db, env, tmp_pa
         env
         | {
             "CARELOOP_ENV": "production",
+            "CARELOOP_WITHOUT_PROVIDER": "folder",  # no provider here: files, asked for
             "CARELOOP_WORKER_POLL_SECONDS": "0.2",
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         }

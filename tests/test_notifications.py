@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import email
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.policy import default as default_policy
 
@@ -23,6 +23,7 @@ from app.models import ChannelOptOut, Customer, Notification, Shop
 from notifications import outbox
 from notifications.smtp import SmtpProvider
 from notifications.transports import Transports
+from notifications.transports import from_settings as transports_from_settings
 from notifications.twilio import TwilioProvider, signature
 from notifications.unsubscribe import unsubscribe_url
 from support import POSTMARK_HOOK_PASSWORD, TWILIO_SID, TWILIO_TOKEN, load_fixture
@@ -319,6 +320,30 @@ def test_opt_out_after_queueing_suppresses_at_send_time(shop, deliver, work, db,
     send()
     assert mailbox.messages == []
     assert notifications(db)[0].status == "suppressed"
+
+
+def test_a_message_for_a_channel_without_a_provider_stays_queued_with_the_reason(
+    shop, deliver, work, db, rt, settings, client
+):
+    ship(deliver, work)  # an email, and no email provider: the operator chose "hold"
+    held = transports_from_settings(replace(settings, without_provider="hold"))
+
+    worker.send_due(rt, held)
+
+    listing = client.get(f"/api/v1/notifications?order_id={ORDER_ID}", headers=shop.auth).json
+    [message] = listing["notifications"]
+    assert message["status"] == "queued"
+    assert "no email provider configured (set SMTP_HOST" in message["status_detail"]
+    assert not (settings.instance_dir / "outbox").exists()  # nothing "sent" into a folder
+
+
+def test_without_a_provider_in_development_messages_are_files_in_the_instance_dir(
+    shop, deliver, work, db, rt, settings
+):
+    ship(deliver, work)
+    worker.send_due(rt, transports_from_settings(settings))
+    assert notifications(db)[0].status == "sent"
+    assert len(list((settings.instance_dir / "outbox" / "email").glob("*.eml"))) == 1
 
 
 def test_sms_in_quiet_hours_is_deferred_to_the_morning_not_dropped(
