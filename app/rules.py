@@ -102,6 +102,15 @@ def notify(
         ),
     ]  # fmt: skip
     choice = policy.choose_channel(list(rule.channels), options, rule.category)
+    channel, recipient = choice.channel, choice.address
+    if channel is None:
+        # Suppressed: record the channel and address it was about (the first
+        # the customer has, in the rule's order), never one without the other.
+        about = next(
+            (o for name in rule.channels for o in options if o.channel == name and o.address),
+            None,
+        )
+        channel, recipient = (about.channel, about.address) if about else (rule.channels[0], "")
     who = f"customer:{customer.shopify_id}" if customer else f"order-contact:{order.shopify_id}"
     return outbox.enqueue(
         session,
@@ -109,8 +118,8 @@ def notify(
         key=f"{who}:{rule.kind}:{subject}",
         kind=rule.kind,
         category=rule.category,
-        channel=choice.channel or rule.channels[0],
-        recipient=choice.address or email or phone or "",
+        channel=channel,
+        recipient=recipient or "",
         locale=(customer.locale if customer else None) or shop.locale,
         context={
             "customer_first_name": customer.first_name if customer else None,

@@ -21,8 +21,16 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
 from app.factory import Runtime
-from app.models import ChannelOptOut, Customer, Notification, Shop, TemplateOverride
-from notifications import outbox, policy, rendering
+from app.models import (
+    ChannelOptOut,
+    Customer,
+    Notification,
+    Order,
+    Shipment,
+    Shop,
+    TemplateOverride,
+)
+from notifications import outbox, policy, rendering, truth
 from notifications.email import new_message_id
 from notifications.messages import EmailMessage, Outcome, SendResult, SmsMessage
 from notifications.phone import segments
@@ -53,6 +61,9 @@ class BatchFacts:
     # the window, plus the ones this batch is about to make.
     sends: dict[tuple[int, int], list[datetime]]
     overrides: dict[tuple[int, str, str, str], TemplateOverride]
+    orders: dict[int, Order] = field(default_factory=dict)
+    # The parcel each message is about, as it is now (by tracking number).
+    shipments: dict[tuple[int, str], Shipment] = field(default_factory=dict)
     changes: list[dict] = field(default_factory=list)
 
 
@@ -168,7 +179,18 @@ def _load(session: Session, batch: list[Notification], now: datetime) -> BatchFa
             select(TemplateOverride).where(TemplateOverride.shop_id.in_(shop_ids))
         ).all()
     }
-    return BatchFacts(shops, customers, opted_out, sends, overrides)
+    order_ids = {n.order_id for n in batch if n.order_id}
+    orders = {o.id: o for o in session.exec(select(Order).where(Order.id.in_(order_ids))).all()}
+    shipments = {
+        (s.order_id, s.tracking_number): s
+        for s in session.exec(
+            select(Shipment)
+            .where(Shipment.order_id.in_(order_ids))
+            .order_by(Shipment.source_updated_at)
+        ).all()
+        if s.tracking_number
+    }
+    return BatchFacts(shops, customers, opted_out, sends, overrides, orders, shipments)
 
 
 def _prepare(
@@ -185,6 +207,12 @@ def _prepare(
     if notification.attempts > rt.settings.outbox_max_attempts:
         # Claimed again and again without a result: its sending kills workers.
         changes.append(outbox.change(notification, outbox.DEAD, now, "never finished sending",
+                                     lease_until=None))  # fmt: skip
+        return None
+    order = facts.orders.get(notification.order_id)
+    stale = truth.no_longer_true(notification.kind, order)
+    if stale:
+        changes.append(outbox.change(notification, outbox.SUPPRESSED, now, stale,
                                      lease_until=None))  # fmt: skip
         return None
     customer = facts.customers.get(notification.customer_id)
@@ -218,7 +246,9 @@ def _prepare(
             return None
         sends.append(now)
 
-    context = _revive(json.loads(notification.context)) | {"shop_name": shop.name}
+    queued = _revive(json.loads(notification.context))
+    shipment = facts.shipments.get((notification.order_id, queued.get("tracking_number")))
+    context = truth.current_facts(queued, order, shipment) | {"shop_name": shop.name}
     if notification.category == policy.MARKETING:
         context["unsubscribe_url"] = unsubscribe_url(
             rt.settings, shop.id, notification.channel, notification.recipient

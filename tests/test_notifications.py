@@ -211,6 +211,18 @@ def test_customer_without_email_is_told_by_sms(shop, deliver, work, db):
     assert (message.channel, message.recipient) == ("sms", "+34612345678")
 
 
+def test_a_suppressed_message_names_the_channel_of_the_address_it_was_about(
+    shop, deliver, work, db, rt
+):
+    with Session(db) as session:  # the number texted STOP before the order
+        outbox.opt_out(session, shop.id, "sms", "+34612345678", "STOP", rt.clock.now())
+        session.commit()
+    ship_to_a_phone_only_customer(deliver, work)
+    [message] = notifications(db)
+    assert message.status == "suppressed"
+    assert (message.channel, message.recipient) == ("sms", "+34612345678")
+
+
 def test_nobody_reachable_is_recorded_as_suppressed_with_the_reason(
     shop, deliver, work, db, client
 ):
@@ -244,6 +256,45 @@ def test_email_goes_through_smtp_in_the_customers_language(shop, deliver, work, 
     [message] = notifications(db)
     assert (message.status, message.provider) == ("sent", "smtp")
     assert message.provider_message_id == mail["Message-ID"]
+
+
+def test_a_shipping_message_the_delivery_overtook_is_dropped_with_the_reason(
+    shop, deliver, work, db, send, mailbox
+):
+    ship(deliver, work)  # queued: "your order is on its way"
+    delivered = load_fixture("shopify", "fulfillments_update") | {
+        "shipment_status": "delivered",
+        "updated_at": "2026-11-21T18:00:00+01:00",
+    }
+    deliver("fulfillments/update", delivered)
+    work()
+
+    send()
+
+    assert mailbox.messages == []
+    [message] = notifications(db)
+    assert message.status == "suppressed"
+    assert "the order is delivered" in message.status_detail
+
+
+def test_a_message_tells_the_delivery_date_as_it_is_when_it_leaves(
+    shop, deliver, work, db, send, mailbox
+):
+    first = load_fixture("shopify", "fulfillments_create")
+    deliver("orders/paid", "orders_paid")
+    deliver("fulfillments/create", first | {"estimated_delivery_at": "2026-11-24T18:00:00+01:00"})
+    work()
+    revised = load_fixture("shopify", "fulfillments_update") | {
+        "estimated_delivery_at": "2026-11-29T18:00:00+01:00"
+    }
+    deliver("fulfillments/update", revised)  # a later exception moved the date
+    work()
+
+    send()
+
+    [mail] = mailbox.messages
+    text = mail.get_body(("plain",)).get_content()
+    assert "29 nov 2026" in text and "24 nov 2026" not in text, text
 
 
 def test_sms_goes_through_twilio_with_a_status_callback(shop, deliver, work, db, send, twilio):
