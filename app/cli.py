@@ -37,7 +37,7 @@ from app.fulfillment import (
 from app.logs import configure_logging
 from app.models import FulfillmentConnection, HistoryImport, InboxMessage, Shop
 from app.shop_tokens import NoAccessToken, reencrypt_tokens
-from app.shops import ShopError, add_shop, issue_token
+from app.shops import ShopError, add_shop, issue_token, revoke_tokens
 from integrations.shopify_admin import AdminError
 from integrations.shopify_auth import OAuthError
 from notifications.transports import from_settings
@@ -197,8 +197,9 @@ def shops_add(domain: str, name: str) -> None:
 
 @shops.command("token")
 @click.argument("domain")
-def shops_token(domain: str) -> None:
-    """Issue a new API token for DOMAIN; the previous one stops working."""
+@click.option("--revoke", is_flag=True, help="First revoke every token DOMAIN has (a leak).")
+def shops_token(domain: str, revoke: bool) -> None:
+    """Issue another API token for DOMAIN (the others keep working unless --revoke)."""
     rt, _ = load_runtime()
     with Session(rt.engine) as session:
         shop = session.exec(select(Shop).where(Shop.domain == domain.strip().lower())).first()
@@ -208,8 +209,12 @@ def shops_token(domain: str) -> None:
             raise click.ClickException(
                 f"{shop.domain} has uninstalled CareLoop; `careloop shops add` reinstalls it"
             )
-        token = issue_token(session, shop)
+        revoked = revoke_tokens(session, shop, rt.clock.now()) if revoke else 0
+        token = issue_token(session, shop, rt.clock.now())
+        shop_domain = shop.domain
         session.commit()
+    if revoke:
+        click.echo(f"revoked {revoked} token(s) of {shop_domain}")
     click.echo(f"API token (shown once): {token}")
 
 

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from app.cli import main
 from app.clock import utcnow
 from app.migrate import alembic_config
-from app.models import InboxMessage, Order, Shop
+from app.models import ApiToken, InboxMessage, Order, Shop
 from support import OTHER_SHOP_DOMAIN, SHOP_DOMAIN, load_fixture
 
 TOKEN_LINE = re.compile(r"^API token \(shown once\): (clp_\S+)$", re.MULTILINE)
@@ -65,7 +65,9 @@ def test_shops_add_prints_a_token_that_works_on_the_api(runner, client, db):
         "New Store",
         None,
     )
-    assert shop.api_token_hash and token not in shop.api_token_hash  # only a hash is kept
+    with Session(db) as session:
+        [stored] = session.exec(select(ApiToken)).all()
+    assert stored.token_hash and token not in stored.token_hash  # only a hash is kept
     response = client.get("/api/v1/orders", headers=auth(token))
     assert response.status_code == 200
 
@@ -99,14 +101,25 @@ def test_shops_add_refuses_an_invalid_domain_and_stores_nothing(runner, client, 
     assert shops(db) == []
 
 
-def test_shops_token_rotates_the_token(runner, client, shop, other_shop):
-    assert client.get("/api/v1/orders", headers=shop.auth).status_code == 200
-
+def test_another_token_leaves_the_earlier_ones_working(runner, client, shop, other_shop):
     new = token_from(invoke(runner, "shops", "token", shop.domain))
 
     assert new != shop.token
-    assert client.get("/api/v1/orders", headers=shop.auth).status_code == 401
+    assert client.get("/api/v1/orders", headers=shop.auth).status_code == 200
     assert client.get("/api/v1/orders", headers=auth(new)).status_code == 200
+
+
+def test_shops_token_revoke_stops_every_earlier_token_of_that_shop_only(
+    runner, client, shop, other_shop
+):
+    second = token_from(invoke(runner, "shops", "token", shop.domain))
+
+    result = invoke(runner, "shops", "token", shop.domain, "--revoke")
+
+    assert "revoked 2 token(s)" in result.output
+    for earlier in (shop.token, second):
+        assert client.get("/api/v1/orders", headers=auth(earlier)).status_code == 401
+    assert client.get("/api/v1/orders", headers=auth(token_from(result))).status_code == 200
     assert client.get("/api/v1/orders", headers=other_shop.auth).status_code == 200
 
 
