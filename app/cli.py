@@ -12,6 +12,7 @@ import time
 import click
 from flask import Flask
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, select
 
 from app import history_import, inbox, jobs, migrate, worker
@@ -23,6 +24,7 @@ from app.config import (
     instance_dir,
 )
 from app.crypto import InvalidToken
+from app.db import describe_connection_error
 from app.demo import DEMO_SHOP, ProviderLink
 from app.demo import play as play_demo
 from app.factory import Runtime, create_app
@@ -79,7 +81,28 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CareLoopGroup(click.Group):
+    """Commands whose database cannot be reached (refused, bad credentials, no
+    such database) exit with one line saying what failed and how to fix it,
+    not a driver traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, DBAPIError) as exc:
+            if not _is_connection_error(exc):
+                raise
+            url = os.environ.get("DATABASE_URL") or f"sqlite:///{instance_dir() / 'careloop.db'}"
+            raise click.ClickException(describe_connection_error(exc, url)) from None
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    # A statement that fails on a working connection is a bug worth its
+    # traceback; only failures to connect get the one-line treatment.
+    return isinstance(exc, OperationalError) or bool(exc.connection_invalidated)
+
+
+@click.group(cls=CareLoopGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """CareLoop: proactive customer care for Shopify stores."""
 

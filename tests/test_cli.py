@@ -9,13 +9,14 @@ from datetime import timedelta
 import pytest
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
 from app.cli import main
 from app.clock import utcnow
 from app.migrate import alembic_config
 from app.models import ApiToken, InboxMessage, Order, Shop
-from support import OTHER_SHOP_DOMAIN, SHOP_DOMAIN, load_fixture
+from support import ON_POSTGRESQL, OTHER_SHOP_DOMAIN, SHOP_DOMAIN, load_fixture
 
 TOKEN_LINE = re.compile(r"^API token \(shown once\): (clp_\S+)$", re.MULTILINE)
 
@@ -298,3 +299,40 @@ def test_worker_once_processes_pending_deliveries(runner, shop, client, deliver,
     assert (order.shopify_id, order.state) == (5001001, "fulfilled")
     assert client.get("/api/v1/orders/5001001", headers=shop.auth).json["state"] == "fulfilled"
     assert "processed 0 message(s)" in invoke(runner, "worker", "--once").output
+
+
+# --- a database that cannot be reached ------------------------------------
+
+
+@ON_POSTGRESQL
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"database": "careloop_no_such_database"}, "createdb careloop_no_such_database"),
+        ({"username": "careloop_no_such_role"}, "refused the credentials in DATABASE_URL"),
+        ({"port": 9}, "is PostgreSQL running there"),
+    ],
+)
+def test_db_upgrade_without_a_reachable_database_says_what_failed_in_one_line(
+    runner, env, monkeypatch, change, said
+):
+    url = make_url(env["DATABASE_URL"]).set(**change)
+    monkeypatch.setenv("DATABASE_URL", url.render_as_string(hide_password=False))
+
+    result = invoke(runner, "db", "upgrade")
+
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert said in result.output
+
+
+def test_a_command_on_an_sqlite_file_it_cannot_open_says_so_in_one_line(
+    runner, env, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'missing' / 'careloop.db'}")
+
+    result = invoke(runner, "shops", "list")
+
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert "cannot open the SQLite database" in result.output
