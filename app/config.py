@@ -58,6 +58,8 @@ class Settings:
     inbox_retention_days: int = 30
     worker_poll_seconds: float = 1.0
     log_level: str = "INFO"
+    # When set, /metrics answers only `Authorization: Bearer <this>`.
+    metrics_token: str | None = field(default=None, repr=False)
     # Notifications. With no SMTP host, Postmark token or Twilio account, the
     # messages are written to <instance>/outbox/ instead (development).
     email_from: str = "notifications@careloop.invalid"
@@ -208,6 +210,7 @@ class Settings:
             twilio_from=_optional(values, "TWILIO_FROM"),
             shopify_scopes=values.get("SHOPIFY_SCOPES") or cls.shopify_scopes,
             without_provider=without_provider,
+            metrics_token=_optional(values, "CARELOOP_METRICS_TOKEN"),
             **parsed,
         )
 
