@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import click
 from flask import Flask
@@ -25,7 +26,7 @@ from app.config import (
 )
 from app.crypto import InvalidToken
 from app.db import describe_connection_error
-from app.demo import DEMO_SHOP, ProviderLink
+from app.demo import DEMO_SHOP, ProviderLink, SignaturesRefused
 from app.demo import play as play_demo
 from app.factory import Runtime, create_app
 from app.fulfillment import (
@@ -45,6 +46,8 @@ from integrations.shopify_auth import OAuthError
 from notifications.transports import from_settings
 
 IMPORT_POLL_SECONDS = 2
+DEFAULT_PORT = 8000
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
 def load_runtime(*, generate_secrets: bool = False) -> tuple[Runtime, Flask]:
@@ -109,7 +112,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
 def run(host: str, port: int) -> None:
     """Everything in one process: web, worker and scheduler (embedded default)."""
     rt, app = load_runtime(generate_secrets=True)
@@ -128,12 +131,26 @@ def run(host: str, port: int) -> None:
     ]
     for thread in threads:
         thread.start()
-    click.echo(f"CareLoop on http://{host}:{port}  (database: {_safe_url(rt)})")
-    click.echo("Send it a store day in another terminal:  careloop demo")
-    try:
-        from werkzeug.serving import run_simple
+    from werkzeug.serving import make_server
 
-        run_simple(host, port, app, threaded=True, use_reloader=False)
+    # make_server rather than run_simple: the same server, without Werkzeug's
+    # red "do not use in production" banner, which alarmed newcomers; the
+    # line below says the same calmly.
+    server = make_server(host, port, app, threaded=True)
+    base_url = f"http://{host}:{port}"
+    click.echo(f"CareLoop on {base_url}  (database: {_safe_url(rt)})")
+    click.echo(
+        "`careloop run` is everything in one process, for trying and developing CareLoop; "
+        "production runs `careloop serve`, `careloop worker` and `careloop scheduler`."
+    )
+    demo_url = "" if base_url == DEFAULT_URL else f" --url {base_url}"
+    make_demo = "make demo" + ("" if port == DEFAULT_PORT else f" PORT={port}")
+    click.echo(
+        f"Send it a store day in another terminal:  {_own_command()} demo{demo_url}"
+        f"  (or `{make_demo}` in the checkout)"
+    )
+    try:
+        server.serve_forever()
     finally:
         stop.set()
         rt.inbox_wakeup.set()
@@ -411,7 +428,7 @@ def inbox_retry(ids: tuple[int, ...], retry_all: bool) -> None:
 @main.command()
 @click.option(
     "--url",
-    default="http://127.0.0.1:8000",
+    default=DEFAULT_URL,
     show_default=True,
     help="Where `careloop run` listens.",
 )
@@ -428,13 +445,37 @@ def demo(url: str) -> None:
         session.commit()
     click.echo(f"Playing a store day for {DEMO_SHOP} against {url}:")
     try:
-        ok = play_demo(url, rt.settings.shopify_api_secret, token, links, click.echo)
+        ok = play_demo(
+            url, rt.settings.shopify_api_secret, token, links, click.echo,
+            outbox_dir=str(rt.settings.instance_dir / "outbox"),
+        )  # fmt: skip
     except OSError as exc:
         raise click.ClickException(
             f"could not reach {url} ({type(exc).__name__}); is `careloop run` running?"
         ) from None
+    except SignaturesRefused:
+        raise click.ClickException(
+            f"{url} refused the demo's webhook signatures (401): that server was started "
+            "with other secrets than this command read. This usually means it runs with "
+            "another CARELOOP_INSTANCE_DIR, .env or SHOPIFY_API_SECRET; run the demo with "
+            "the same environment as the server"
+        ) from None
     if not ok:
         raise click.ClickException("the demo orders did not reach their expected states")
+
+
+def _own_command() -> str:
+    """How to run this `careloop` again from the same shell without
+    activating the virtualenv: the script's own path (e.g.
+    `.venv/bin/careloop`), or `python -m app` with this interpreter."""
+    script = Path(sys.argv[0])
+    if script.name != "careloop" or not script.is_file():
+        return f"{sys.executable} -m app"
+    script = script.absolute()
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def _safe_url(rt: Runtime) -> str:

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from processes import serve_wsgi
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
@@ -336,3 +337,17 @@ def test_a_command_on_an_sqlite_file_it_cannot_open_says_so_in_one_line(
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert "cannot open the SQLite database" in result.output
+
+
+# --- the demo ---------------------------------------------------------------
+
+
+def test_demo_against_a_server_with_other_secrets_says_why_it_was_refused(runner, app, monkeypatch):
+    monkeypatch.setenv("SHOPIFY_API_SECRET", "not-the-servers-secret")
+    with serve_wsgi(app) as url:
+        result = invoke(runner, "demo", "--url", url)
+
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.count("  401 ") == 1  # it stops at the first refusal
+    assert "refused the demo's webhook signatures (401)" in result.output
+    assert "SHOPIFY_API_SECRET" in result.output
