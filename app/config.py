@@ -29,6 +29,7 @@ ENVIRONMENTS = ("development", "test", "production")
 # What a channel with no provider does: messages written under <instance>/outbox/,
 # or kept queued with the reason until a provider is configured.
 WITHOUT_PROVIDER = ("folder", "hold")
+SMTP_SECURITY = ("starttls", "tls", "none")
 
 # Secrets the service cannot run without, and how a development one is made.
 DEV_SECRET_FACTORIES = {
@@ -136,59 +137,27 @@ class Settings:
         if bool(values.get("SMTP_USERNAME")) != bool(values.get("SMTP_PASSWORD")):
             problems.append("SMTP_USERNAME and SMTP_PASSWORD go together")
         without_provider = check(_without_provider, values, env, fallback="hold")
-        parsed = {
-            name: check(parse, *args)
-            for name, (parse, *args) in {
-                "secret_key": (required, "CARELOOP_SECRET_KEY"),
-                "shopify_api_key": (required, "SHOPIFY_API_KEY"),
-                "shopify_api_secret": (required, "SHOPIFY_API_SECRET"),
-                "webhook_max_bytes": (
-                    _positive_int,
-                    values,
-                    "CARELOOP_WEBHOOK_MAX_BYTES",
-                    2 * 1024 * 1024,
-                ),
-                "inbox_max_attempts": (_positive_int, values, "CARELOOP_INBOX_MAX_ATTEMPTS", 8),
-                "inbox_retention_days": (
-                    _positive_int,
-                    values,
-                    "CARELOOP_INBOX_RETENTION_DAYS",
-                    30,
-                ),
-                "worker_poll_seconds": (
-                    _positive_float,
-                    values,
-                    "CARELOOP_WORKER_POLL_SECONDS",
-                    1.0,
-                ),
-                "log_level": (_log_level, values.get("CARELOOP_LOG_LEVEL", "INFO")),
-                "smtp_port": (_positive_int, values, "SMTP_PORT", 587),
-                "smtp_security": (
-                    _choice,
-                    values,
-                    "SMTP_SECURITY",
-                    ("starttls", "tls", "none"),
-                    "starttls",
-                ),
-                "smtp_connections": (_positive_int, values, "SMTP_CONNECTIONS", 4, MAX_CONNECTIONS),
-                "outbox_max_attempts": (_positive_int, values, "CARELOOP_OUTBOX_MAX_ATTEMPTS", 6),
-                "outbox_batch_size": (_positive_int, values, "CARELOOP_OUTBOX_BATCH_SIZE", 50),
-                "outbox_lease_seconds": (
-                    _positive_int,
-                    values,
-                    "CARELOOP_OUTBOX_LEASE_SECONDS",
-                    120,
-                ),
-                "provider_timeout_seconds": (
-                    _positive_float,
-                    values,
-                    "CARELOOP_PROVIDER_TIMEOUT",
-                    10.0,
-                ),
-                "shopify_api_version": (_api_version, values),
-                "shopify_url_template": (_url_template, values),
-            }.items()
-        }
+        parsed = dict(
+            secret_key=check(required, "CARELOOP_SECRET_KEY"),
+            shopify_api_key=check(required, "SHOPIFY_API_KEY"),
+            shopify_api_secret=check(required, "SHOPIFY_API_SECRET"),
+            webhook_max_bytes=check(_positive_int, values, "CARELOOP_WEBHOOK_MAX_BYTES", 2 << 20),
+            inbox_max_attempts=check(_positive_int, values, "CARELOOP_INBOX_MAX_ATTEMPTS", 8),
+            inbox_retention_days=check(_positive_int, values, "CARELOOP_INBOX_RETENTION_DAYS", 30),
+            worker_poll_seconds=check(_positive_float, values, "CARELOOP_WORKER_POLL_SECONDS", 1.0),
+            log_level=check(_log_level, values.get("CARELOOP_LOG_LEVEL", "INFO")),
+            smtp_port=check(_positive_int, values, "SMTP_PORT", 587),
+            smtp_security=check(_choice, values, "SMTP_SECURITY", SMTP_SECURITY, "starttls"),
+            smtp_connections=check(_positive_int, values, "SMTP_CONNECTIONS", 4, MAX_CONNECTIONS),
+            outbox_max_attempts=check(_positive_int, values, "CARELOOP_OUTBOX_MAX_ATTEMPTS", 6),
+            outbox_batch_size=check(_positive_int, values, "CARELOOP_OUTBOX_BATCH_SIZE", 50),
+            outbox_lease_seconds=check(_positive_int, values, "CARELOOP_OUTBOX_LEASE_SECONDS", 120),
+            provider_timeout_seconds=check(
+                _positive_float, values, "CARELOOP_PROVIDER_TIMEOUT", 10.0
+            ),
+            shopify_api_version=check(_api_version, values),
+            shopify_url_template=check(_url_template, values),
+        )  # fmt: skip
         if problems:
             raise ConfigError("; ".join(problems))
         return cls(
