@@ -35,6 +35,7 @@ from app.events import (
     order_number,
 )
 from app.models import (
+    ApiToken,
     ChannelOptOut,
     Customer,
     DataRequest,
@@ -525,6 +526,7 @@ def erase_shop(session: Session, shop_id: int) -> None:
         InboxMessage,
         FulfillmentConnection,
         HistoryImport,
+        ApiToken,
     ):
         session.exec(delete(model).where(model.shop_id == shop_id))
     session.exec(delete(Shop).where(Shop.id == shop_id))

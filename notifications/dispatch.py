@@ -180,12 +180,17 @@ def _load(session: Session, batch: list[Notification], now: datetime) -> BatchFa
         ).all()
     }
     order_ids = {n.order_id for n in batch if n.order_id}
-    orders = {o.id: o for o in session.exec(select(Order).where(Order.id.in_(order_ids))).all()}
+    orders = {
+        o.id: o
+        for o in session.exec(
+            select(Order).where(Order.shop_id.in_(shop_ids), Order.id.in_(order_ids))
+        ).all()
+    }
     shipments = {
         (s.order_id, s.tracking_number): s
         for s in session.exec(
             select(Shipment)
-            .where(Shipment.order_id.in_(order_ids))
+            .where(Shipment.shop_id.in_(shop_ids), Shipment.order_id.in_(order_ids))
             .order_by(Shipment.source_updated_at)
         ).all()
         if s.tracking_number
