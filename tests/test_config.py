@@ -362,3 +362,9 @@ def test_production_without_a_provider_starts_only_when_the_operator_chose(base,
 def test_production_without_database_url_is_a_config_error_naming_it(base):
     del base["DATABASE_URL"]
     assert "DATABASE_URL is required" in config_error(base)
+
+
+def test_metrics_token_is_read_and_kept_out_of_the_repr(base):
+    settings = Settings.from_env(base | {"CARELOOP_METRICS_TOKEN": "scrape-secret-value"})
+    assert settings.metrics_token == "scrape-secret-value"
+    assert "scrape-secret-value" not in repr(settings)
