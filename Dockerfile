@@ -7,8 +7,9 @@
 # Every process runs from this one image with the same environment. The image
 # sets CARELOOP_ENV=production, so nothing is generated: give DATABASE_URL
 # (postgresql://...) and every secret (CARELOOP_SECRET_KEY,
-# CARELOOP_ENCRYPTION_KEYS, SHOPIFY_API_KEY, SHOPIFY_API_SECRET), e.g. in an
-# env file:
+# CARELOOP_ENCRYPTION_KEYS, SHOPIFY_API_KEY, SHOPIFY_API_SECRET) and a provider
+# per channel (SMTP_HOST or POSTMARK_SERVER_TOKEN; TWILIO_ACCOUNT_SID and
+# TWILIO_AUTH_TOKEN; or CARELOOP_WITHOUT_PROVIDER=hold), e.g. in an env file:
 #
 #   docker run --rm --env-file careloop.env careloop careloop db upgrade   # first, for each release
 #   docker run -d --env-file careloop.env -p 8000:8000 careloop            # web (the default CMD)

@@ -3,15 +3,17 @@
 #   make test   set up and run every test (SQLite and PostgreSQL)
 PYTHON ?= python3
 VENV := .venv
+# `make run PORT=8001` (and `make demo PORT=8001` to play against it)
+PORT ?= 8000
 BIN := $(VENV)/bin
 
 .PHONY: run test lint demo browser
 
 run: $(VENV)/.runtime
-	$(BIN)/careloop run
+	$(BIN)/careloop run --port $(PORT)
 
 demo: $(VENV)/.runtime
-	$(BIN)/careloop demo
+	$(BIN)/careloop demo --url http://127.0.0.1:$(PORT)
 
 test: $(VENV)/.test browser
 	$(BIN)/ruff check .

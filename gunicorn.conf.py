@@ -10,6 +10,7 @@ root in the Docker image (WORKDIR /app); elsewhere, pass it explicitly
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import socket
 from pathlib import Path
@@ -85,10 +86,34 @@ def _check_addresses_free(server) -> None:
                 raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
+class _ListeningAddress(logging.Filter):
+    """Gunicorn logs "Listening at: %s (%s)" with the arbiter's own sockets,
+    and under reuse_port it opens none, so the address came out empty. Fill
+    in the addresses the workers listen on instead."""
+
+    def __init__(self, addresses: str):
+        super().__init__()
+        self.addresses = addresses
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Listening at: %s") and record.args and not record.args[0]:
+            record.args = (self.addresses, *record.args[1:])
+        return True
+
+
+def _address_text(address) -> str:
+    if isinstance(address, tuple):
+        host = f"[{address[0]}]" if ":" in address[0] else address[0]
+        return f"http://{host}:{address[1]}"
+    return f"unix:{address}"
+
+
 def on_starting(server) -> None:
-    """Check the addresses are free, and start the summed-over-workers metrics
-    from a clean directory (app.metrics)."""
+    """Check the addresses are free, log them, and start the
+    summed-over-workers metrics from a clean directory (app.metrics)."""
     _check_addresses_free(server)
+    addresses = ",".join(_address_text(a) for a in server.cfg.address)
+    server.log.error_log.addFilter(_ListeningAddress(addresses))
     directory = _prometheus_dir()
     if directory is None:
         return

@@ -8,10 +8,12 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import click
 from flask import Flask
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, select
 
 from app import history_import, inbox, jobs, migrate, shop_jobs, worker
@@ -23,7 +25,8 @@ from app.config import (
     instance_dir,
 )
 from app.crypto import InvalidToken
-from app.demo import DEMO_SHOP, ProviderLink
+from app.db import describe_connection_error
+from app.demo import DEMO_SHOP, ProviderLink, SignaturesRefused
 from app.demo import play as play_demo
 from app.factory import Runtime, create_app
 from app.fulfillment import (
@@ -37,12 +40,14 @@ from app.fulfillment import (
 from app.logs import configure_logging
 from app.models import FulfillmentConnection, HistoryImport, InboxMessage, Shop, ShopJob
 from app.shop_tokens import NoAccessToken, reencrypt_tokens
-from app.shops import ShopError, add_shop, issue_token
+from app.shops import ShopError, add_shop, issue_token, revoke_tokens
 from integrations.shopify_admin import AdminError
 from integrations.shopify_auth import OAuthError
 from notifications.transports import from_settings
 
 IMPORT_POLL_SECONDS = 2
+DEFAULT_PORT = 8000
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
 def load_runtime(*, generate_secrets: bool = False) -> tuple[Runtime, Flask]:
@@ -79,14 +84,35 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CareLoopGroup(click.Group):
+    """Commands whose database cannot be reached (refused, bad credentials, no
+    such database) exit with one line saying what failed and how to fix it,
+    not a driver traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, DBAPIError) as exc:
+            if not _is_connection_error(exc):
+                raise
+            url = os.environ.get("DATABASE_URL") or f"sqlite:///{instance_dir() / 'careloop.db'}"
+            raise click.ClickException(describe_connection_error(exc, url)) from None
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    # A statement that fails on a working connection is a bug worth its
+    # traceback; only failures to connect get the one-line treatment.
+    return isinstance(exc, OperationalError) or bool(exc.connection_invalidated)
+
+
+@click.group(cls=CareLoopGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """CareLoop: proactive customer care for Shopify stores."""
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
 def run(host: str, port: int) -> None:
     """Everything in one process: web, worker and scheduler (embedded default)."""
     rt, app = load_runtime(generate_secrets=True)
@@ -105,12 +131,26 @@ def run(host: str, port: int) -> None:
     ]
     for thread in threads:
         thread.start()
-    click.echo(f"CareLoop on http://{host}:{port}  (database: {_safe_url(rt)})")
-    click.echo("Send it a store day in another terminal:  careloop demo")
-    try:
-        from werkzeug.serving import run_simple
+    from werkzeug.serving import make_server
 
-        run_simple(host, port, app, threaded=True, use_reloader=False)
+    # make_server rather than run_simple: the same server, without Werkzeug's
+    # red "do not use in production" banner, which alarmed newcomers; the
+    # line below says the same calmly.
+    server = make_server(host, port, app, threaded=True)
+    base_url = f"http://{host}:{port}"
+    click.echo(f"CareLoop on {base_url}  (database: {_safe_url(rt)})")
+    click.echo(
+        "`careloop run` is everything in one process, for trying and developing CareLoop; "
+        "production runs `careloop serve`, `careloop worker` and `careloop scheduler`."
+    )
+    demo_url = "" if base_url == DEFAULT_URL else f" --url {base_url}"
+    make_demo = "make demo" + ("" if port == DEFAULT_PORT else f" PORT={port}")
+    click.echo(
+        f"Send it a store day in another terminal:  {_own_command()} demo{demo_url}"
+        f"  (or `{make_demo}` in the checkout)"
+    )
+    try:
+        server.serve_forever()
     finally:
         stop.set()
         rt.inbox_wakeup.set()
@@ -197,8 +237,9 @@ def shops_add(domain: str, name: str) -> None:
 
 @shops.command("token")
 @click.argument("domain")
-def shops_token(domain: str) -> None:
-    """Issue a new API token for DOMAIN; the previous one stops working."""
+@click.option("--revoke", is_flag=True, help="First revoke every token DOMAIN has (a leak).")
+def shops_token(domain: str, revoke: bool) -> None:
+    """Issue another API token for DOMAIN (the others keep working unless --revoke)."""
     rt, _ = load_runtime()
     with Session(rt.engine) as session:
         shop = session.exec(select(Shop).where(Shop.domain == domain.strip().lower())).first()
@@ -208,8 +249,12 @@ def shops_token(domain: str) -> None:
             raise click.ClickException(
                 f"{shop.domain} has uninstalled CareLoop; `careloop shops add` reinstalls it"
             )
-        token = issue_token(session, shop)
+        revoked = revoke_tokens(session, shop, rt.clock.now()) if revoke else 0
+        token = issue_token(session, shop, rt.clock.now())
+        shop_domain = shop.domain
         session.commit()
+    if revoke:
+        click.echo(f"revoked {revoked} token(s) of {shop_domain}")
     click.echo(f"API token (shown once): {token}")
 
 
@@ -427,7 +472,7 @@ def jobs_retry(domain: str | None) -> None:
 @main.command()
 @click.option(
     "--url",
-    default="http://127.0.0.1:8000",
+    default=DEFAULT_URL,
     show_default=True,
     help="Where `careloop run` listens.",
 )
@@ -444,13 +489,37 @@ def demo(url: str) -> None:
         session.commit()
     click.echo(f"Playing a store day for {DEMO_SHOP} against {url}:")
     try:
-        ok = play_demo(url, rt.settings.shopify_api_secret, token, links, click.echo)
+        ok = play_demo(
+            url, rt.settings.shopify_api_secret, token, links, click.echo,
+            outbox_dir=str(rt.settings.instance_dir / "outbox"),
+        )  # fmt: skip
     except OSError as exc:
         raise click.ClickException(
             f"could not reach {url} ({type(exc).__name__}); is `careloop run` running?"
         ) from None
+    except SignaturesRefused:
+        raise click.ClickException(
+            f"{url} refused the demo's webhook signatures (401): that server was started "
+            "with other secrets than this command read. This usually means it runs with "
+            "another CARELOOP_INSTANCE_DIR, .env or SHOPIFY_API_SECRET; run the demo with "
+            "the same environment as the server"
+        ) from None
     if not ok:
         raise click.ClickException("the demo orders did not reach their expected states")
+
+
+def _own_command() -> str:
+    """How to run this `careloop` again from the same shell without
+    activating the virtualenv: the script's own path (e.g.
+    `.venv/bin/careloop`), or `python -m app` with this interpreter."""
+    script = Path(sys.argv[0])
+    if script.name != "careloop" or not script.is_file():
+        return f"{sys.executable} -m app"
+    script = script.absolute()
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def _safe_url(rt: Runtime) -> str:

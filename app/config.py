@@ -26,6 +26,10 @@ from notifications.smtp import MAX_CONNECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "test", "production")
+# What a channel with no provider does: messages written under <instance>/outbox/,
+# or kept queued with the reason until a provider is configured.
+WITHOUT_PROVIDER = ("folder", "hold")
+SMTP_SECURITY = ("starttls", "tls", "none")
 
 # Secrets the service cannot run without, and how a development one is made.
 DEV_SECRET_FACTORIES = {
@@ -55,6 +59,8 @@ class Settings:
     inbox_retention_days: int = 30
     worker_poll_seconds: float = 1.0
     log_level: str = "INFO"
+    # When set, /metrics answers only `Authorization: Bearer <this>`.
+    metrics_token: str | None = field(default=None, repr=False)
     # Notifications. With no SMTP host, Postmark token or Twilio account, the
     # messages are written to <instance>/outbox/ instead (development).
     email_from: str = "notifications@careloop.invalid"
@@ -71,6 +77,7 @@ class Settings:
     twilio_auth_token: str | None = field(default=None, repr=False)
     twilio_api_url: str = "https://api.twilio.com"
     twilio_from: str | None = None
+    without_provider: str = "folder"  # WITHOUT_PROVIDER; production never defaults to folder
     outbox_max_attempts: int = 6
     outbox_batch_size: int = 50
     outbox_lease_seconds: int = 120
@@ -103,6 +110,16 @@ class Settings:
             if env != "production":
                 values = {**_read_env_file(instance_dir / "secrets.env"), **values}
 
+        # Every problem is collected, so that one start-up names them all.
+        problems: list[str] = []
+
+        def check(parse, *args, fallback=None):
+            try:
+                return parse(*args)
+            except ConfigError as exc:
+                problems.append(str(exc))
+                return fallback
+
         def required(name: str) -> str:
             value = values.get(name, "").strip()
             if not value:
@@ -110,60 +127,49 @@ class Settings:
                 raise ConfigError(f"{name} is required{hint}")
             return value
 
-        if env == "production" and not values.get("DATABASE_URL", "").strip():
-            # No silent fallback to a local file that a redeploy would lose.
-            raise ConfigError("DATABASE_URL is required in production")
-        database_url = values.get("DATABASE_URL") or f"sqlite:///{instance_dir / 'careloop.db'}"
-        try:
-            url = make_url(database_url)
-        except (ArgumentError, ValueError) as exc:
-            raise ConfigError(f"DATABASE_URL is malformed: {exc}") from None
-        if url.get_backend_name() not in ("sqlite", "postgresql"):
-            raise ConfigError("DATABASE_URL must be a sqlite:// or postgresql:// URL")
-        if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
-            # psycopg 3 is the driver we install; SQLAlchemy's default would be psycopg2.
-            database_url = url.set(drivername="postgresql+psycopg").render_as_string(
-                hide_password=False
-            )
-
-        encryption_keys = tuple(k.strip() for k in required("CARELOOP_ENCRYPTION_KEYS").split(","))
-        for key in encryption_keys:
-            try:
-                Fernet(key)
-            except ValueError:
-                raise ConfigError(
-                    "CARELOOP_ENCRYPTION_KEYS must be comma-separated Fernet keys "
-                    "(32 url-safe base64-encoded bytes each)"
-                ) from None
-
+        database_url = check(_database_url, values, env, instance_dir, fallback="sqlite://")
+        encryption_keys = check(_encryption_keys, required, fallback=())
         email_from = values.get("CARELOOP_EMAIL_FROM") or cls.email_from
         if sender_problem(email_from):
-            raise ConfigError(f"CARELOOP_EMAIL_FROM is not a sender address: {email_from!r}")
+            problems.append(f"CARELOOP_EMAIL_FROM is not a sender address: {email_from!r}")
         if bool(values.get("TWILIO_ACCOUNT_SID")) != bool(values.get("TWILIO_AUTH_TOKEN")):
-            raise ConfigError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN go together")
+            problems.append("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN go together")
         if bool(values.get("SMTP_USERNAME")) != bool(values.get("SMTP_PASSWORD")):
-            raise ConfigError("SMTP_USERNAME and SMTP_PASSWORD go together")
+            problems.append("SMTP_USERNAME and SMTP_PASSWORD go together")
+        without_provider = check(_without_provider, values, env, fallback="hold")
+        parsed = dict(
+            secret_key=check(required, "CARELOOP_SECRET_KEY"),
+            shopify_api_key=check(required, "SHOPIFY_API_KEY"),
+            shopify_api_secret=check(required, "SHOPIFY_API_SECRET"),
+            webhook_max_bytes=check(_positive_int, values, "CARELOOP_WEBHOOK_MAX_BYTES", 2 << 20),
+            inbox_max_attempts=check(_positive_int, values, "CARELOOP_INBOX_MAX_ATTEMPTS", 8),
+            inbox_retention_days=check(_positive_int, values, "CARELOOP_INBOX_RETENTION_DAYS", 30),
+            worker_poll_seconds=check(_positive_float, values, "CARELOOP_WORKER_POLL_SECONDS", 1.0),
+            log_level=check(_log_level, values.get("CARELOOP_LOG_LEVEL", "INFO")),
+            smtp_port=check(_positive_int, values, "SMTP_PORT", 587),
+            smtp_security=check(_choice, values, "SMTP_SECURITY", SMTP_SECURITY, "starttls"),
+            smtp_connections=check(_positive_int, values, "SMTP_CONNECTIONS", 4, MAX_CONNECTIONS),
+            outbox_max_attempts=check(_positive_int, values, "CARELOOP_OUTBOX_MAX_ATTEMPTS", 6),
+            outbox_batch_size=check(_positive_int, values, "CARELOOP_OUTBOX_BATCH_SIZE", 50),
+            outbox_lease_seconds=check(_positive_int, values, "CARELOOP_OUTBOX_LEASE_SECONDS", 120),
+            provider_timeout_seconds=check(
+                _positive_float, values, "CARELOOP_PROVIDER_TIMEOUT", 10.0
+            ),
+            shopify_api_version=check(_api_version, values),
+            shopify_url_template=check(_url_template, values),
+        )  # fmt: skip
+        if problems:
+            raise ConfigError("; ".join(problems))
         return cls(
             env=env,
             database_url=database_url,
-            secret_key=required("CARELOOP_SECRET_KEY"),
             encryption_keys=encryption_keys,
-            shopify_api_key=required("SHOPIFY_API_KEY"),
-            shopify_api_secret=required("SHOPIFY_API_SECRET"),
             instance_dir=instance_dir,
             public_url=values.get("CARELOOP_PUBLIC_URL", cls.public_url).rstrip("/"),
-            webhook_max_bytes=_positive_int(values, "CARELOOP_WEBHOOK_MAX_BYTES", 2 * 1024 * 1024),
-            inbox_max_attempts=_positive_int(values, "CARELOOP_INBOX_MAX_ATTEMPTS", 8),
-            inbox_retention_days=_positive_int(values, "CARELOOP_INBOX_RETENTION_DAYS", 30),
-            worker_poll_seconds=_positive_float(values, "CARELOOP_WORKER_POLL_SECONDS", 1.0),
-            log_level=_log_level(values.get("CARELOOP_LOG_LEVEL", "INFO")),
             email_from=email_from,
             smtp_host=_optional(values, "SMTP_HOST"),
-            smtp_port=_positive_int(values, "SMTP_PORT", 587),
-            smtp_security=_choice(values, "SMTP_SECURITY", ("starttls", "tls", "none"), "starttls"),
             smtp_username=_optional(values, "SMTP_USERNAME"),
             smtp_password=_optional(values, "SMTP_PASSWORD"),
-            smtp_connections=_positive_int(values, "SMTP_CONNECTIONS", 4, MAX_CONNECTIONS),
             postmark_server_token=_optional(values, "POSTMARK_SERVER_TOKEN"),
             postmark_api_url=(values.get("POSTMARK_API_URL") or cls.postmark_api_url).rstrip("/"),
             postmark_webhook_password=_optional(values, "POSTMARK_WEBHOOK_PASSWORD"),
@@ -171,14 +177,72 @@ class Settings:
             twilio_auth_token=_optional(values, "TWILIO_AUTH_TOKEN"),
             twilio_api_url=(values.get("TWILIO_API_URL") or cls.twilio_api_url).rstrip("/"),
             twilio_from=_optional(values, "TWILIO_FROM"),
-            outbox_max_attempts=_positive_int(values, "CARELOOP_OUTBOX_MAX_ATTEMPTS", 6),
-            outbox_batch_size=_positive_int(values, "CARELOOP_OUTBOX_BATCH_SIZE", 50),
-            outbox_lease_seconds=_positive_int(values, "CARELOOP_OUTBOX_LEASE_SECONDS", 120),
-            provider_timeout_seconds=_positive_float(values, "CARELOOP_PROVIDER_TIMEOUT", 10.0),
-            shopify_api_version=_api_version(values),
             shopify_scopes=values.get("SHOPIFY_SCOPES") or cls.shopify_scopes,
-            shopify_url_template=_url_template(values),
+            without_provider=without_provider,
+            metrics_token=_optional(values, "CARELOOP_METRICS_TOKEN"),
+            **parsed,
         )
+
+
+def _database_url(values: Mapping[str, str], env: str, instance_dir: Path) -> str:
+    if env == "production" and not values.get("DATABASE_URL", "").strip():
+        # No silent fallback to a local file that a redeploy would lose.
+        raise ConfigError("DATABASE_URL is required in production")
+    database_url = values.get("DATABASE_URL") or f"sqlite:///{instance_dir / 'careloop.db'}"
+    try:
+        url = make_url(database_url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"DATABASE_URL is malformed: {exc}") from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError("DATABASE_URL must be a sqlite:// or postgresql:// URL")
+    if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
+        # psycopg 3 is the driver we install; SQLAlchemy's default would be psycopg2.
+        database_url = url.set(drivername="postgresql+psycopg").render_as_string(
+            hide_password=False
+        )
+    return database_url
+
+
+def _encryption_keys(required) -> tuple[str, ...]:
+    encryption_keys = tuple(k.strip() for k in required("CARELOOP_ENCRYPTION_KEYS").split(","))
+    for key in encryption_keys:
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ConfigError(
+                "CARELOOP_ENCRYPTION_KEYS must be comma-separated Fernet keys "
+                "(32 url-safe base64-encoded bytes each)"
+            ) from None
+    return encryption_keys
+
+
+def _without_provider(values: Mapping[str, str], env: str) -> str:
+    """What happens to a channel that has no provider. Outside production its
+    messages are written to files (what a newcomer wants to see); in
+    production customers' messages must never be "sent" into a folder, so a
+    channel without a provider stops start-up unless the operator chose."""
+    raw = (values.get("CARELOOP_WITHOUT_PROVIDER") or "").strip().lower()
+    if raw:
+        if raw not in WITHOUT_PROVIDER:
+            raise ConfigError(
+                f"CARELOOP_WITHOUT_PROVIDER must be one of {', '.join(WITHOUT_PROVIDER)}, "
+                f"not {raw!r}"
+            )
+        return raw
+    if env != "production":
+        return "folder"
+    missing = []
+    if not (_optional(values, "SMTP_HOST") or _optional(values, "POSTMARK_SERVER_TOKEN")):
+        missing.append("email needs SMTP_HOST or POSTMARK_SERVER_TOKEN")
+    if not (_optional(values, "TWILIO_ACCOUNT_SID") and _optional(values, "TWILIO_AUTH_TOKEN")):
+        missing.append("SMS needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+    if missing:
+        raise ConfigError(
+            f"no provider in production: {'; '.join(missing)} (or set "
+            "CARELOOP_WITHOUT_PROVIDER=hold to keep such messages queued, "
+            "=folder to write them to files)"
+        )
+    return "hold"
 
 
 def instance_dir_from(values: Mapping[str, str]) -> Path:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
 
@@ -46,3 +47,31 @@ def insert_ignoring_conflicts(session: Session, table, values: dict) -> int | No
     # RETURNING rather than rowcount, which psycopg reports as -1 here.
     statement = insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
     return session.exec(statement).scalar()
+
+
+def describe_connection_error(exc: DBAPIError, database_url: str) -> str:
+    """One line for an operator: what failed on the way to the database and
+    what usually fixes it. Drawn from the driver's first line (libpq's and
+    SQLite's wording), which names no password."""
+    url = make_url(database_url)
+    detail = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+    lowered = detail.lower()
+    if url.get_backend_name() == "sqlite":
+        return (
+            f"cannot open the SQLite database {url.database}: {detail} "
+            "(does its directory exist, and may this user write there?)"
+        )
+    where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}"
+    if "does not exist" in lowered and "database" in lowered:
+        return (
+            f"{where}: {detail}; create it (createdb {url.database}), "
+            "then run `careloop db upgrade`"
+        )
+    if "password" in lowered or "role" in lowered or "authentication" in lowered:
+        return f"{where} refused the credentials in DATABASE_URL: {detail}"
+    if "refused" in lowered or "timeout" in lowered or "could not translate" in lowered:
+        return (
+            f"cannot reach {where}: {detail} "
+            "(is PostgreSQL running there, and are DATABASE_URL's host and port right?)"
+        )
+    return f"database error on {where}: {detail}"

@@ -330,6 +330,11 @@ EXPECTED_STATES = {
 }
 
 
+class SignaturesRefused(Exception):
+    """The server answered 401 to a webhook the demo signed: it holds other
+    secrets than the demo read."""
+
+
 def play(
     base_url: str,
     api_secret: str,
@@ -337,6 +342,7 @@ def play(
     providers: dict[str, ProviderLink],
     echo: Callable[[str], None],
     wait_seconds: float = 30.0,
+    outbox_dir: str = "instance/outbox",
 ) -> bool:
     """Send the day's webhooks, wait for the worker, print the outcome.
     Returns whether every order reached its expected state."""
@@ -359,6 +365,9 @@ def play(
         )  # fmt: skip
         outcome = response.json().get("status") if response.ok else response.text.strip()
         echo(f"  {response.status_code} {outcome:<10} {delivery.topic:<42} {delivery.note}")
+        if response.status_code == 401 and delivery.channel == "shopify":
+            # Every other delivery would be refused the same way.
+            raise SignaturesRefused(base_url)
 
     auth = {"Authorization": f"Bearer {api_token}"}
     deadline = time.monotonic() + wait_seconds
@@ -386,7 +395,7 @@ def play(
     echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/orders")
     echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/notifications")
     echo(f"  curl {base_url}/metrics")
-    echo("  the messages themselves: instance/outbox/ (email as .eml, SMS in sms.log),")
+    echo(f"  the messages themselves: {outbox_dir}/ (email as .eml, SMS in sms.log),")
     echo("  unless SMTP_HOST / POSTMARK_SERVER_TOKEN / TWILIO_ACCOUNT_SID are configured")
     return states == EXPECTED_STATES
 

@@ -19,14 +19,26 @@ def _bigint(nullable: bool = False, index: bool = False) -> Column:
     return Column(BigInteger, nullable=nullable, index=index)
 
 
+class ApiToken(SQLModel, table=True):
+    """One of a shop's CareLoop API tokens. Each works until it is revoked, so
+    issuing another (the demo, a second person) never signs anyone out."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id", index=True)
+    # SHA-256 of the token: the token itself is shown once.
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
 class Shop(SQLModel, table=True):
     __tablename__ = "shops"
 
     id: int | None = Field(default=None, primary_key=True)
     domain: str = Field(max_length=255, unique=True)
     name: str = Field(default="", max_length=255)
-    # SHA-256 of the shop's CareLoop API token: the token itself is shown once.
-    api_token_hash: str | None = Field(default=None, max_length=64, unique=True)
     timezone: str = Field(default="UTC", max_length=64)
     locale: str = Field(default="en", max_length=16)
     currency: str = Field(default="USD", max_length=3)

@@ -107,9 +107,13 @@ def customer_document(customer: Customer) -> dict:
 def list_orders(
     session: Session, shop_id: int, *, state: str | None, after: int | None, limit: int
 ) -> list[Order]:
+    """The shop's orders, newest first (the order we heard of last on top),
+    `limit` at a time. The cursor is the last id of the previous page: ids
+    never change, so a merchant paging through sees every order once even
+    while orders arrive or change state (new ones land before page one)."""
     query = select(Order).where(Order.shop_id == shop_id)
     if state:
         query = query.where(Order.state == state)
     if after:
-        query = query.where(Order.id > after)
-    return list(session.exec(query.order_by(Order.id).limit(limit)).all())
+        query = query.where(Order.id < after)
+    return list(session.exec(query.order_by(Order.id.desc()).limit(limit)).all())

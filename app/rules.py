@@ -157,14 +157,23 @@ def notify(
         if order is not None
         else {}
     )
+    channel, recipient = choice.channel, choice.address
+    if channel is None:
+        # Suppressed: record the channel and address it was about (the first
+        # the customer has, in the rule's order), never one without the other.
+        about = next(
+            (o for name in rule.channels for o in options if o.channel == name and o.address),
+            None,
+        )
+        channel, recipient = (about.channel, about.address) if about else (rule.channels[0], "")
     return outbox.enqueue(
         session,
         shop_id=shop.id,
         key=f"{audience.key}:{rule.kind}:{subject}",
         kind=rule.kind,
         category=rule.category,
-        channel=choice.channel or rule.channels[0],
-        recipient=choice.address or email or phone or "",
+        channel=channel,
+        recipient=recipient or "",
         locale=(customer.locale if customer else None) or shop.locale,
         context={
             "customer_first_name": customer.first_name if customer else None,

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from app.crypto import digest
-from app.models import Shop
+from app.models import ApiToken, Shop
 from integrations.shopify import is_shop_domain
 
 TOKEN_PREFIX = "clp_"
@@ -29,7 +29,8 @@ def add_shop(session: Session, domain: str, now: datetime, name: str = "") -> tu
     if not is_shop_domain(domain):
         raise ShopError(f"{domain!r} is not a shop domain of the form <name>.myshopify.com")
     shop = install_shop(session, domain, now, name)
-    return shop, issue_token(session, shop)
+    session.flush()
+    return shop, issue_token(session, shop, now)
 
 
 def install_shop(session: Session, domain: str, now: datetime, name: str = "") -> Shop:
@@ -43,13 +44,26 @@ def install_shop(session: Session, domain: str, now: datetime, name: str = "") -
     return shop
 
 
-def issue_token(session: Session, shop: Shop) -> str:
-    """A new API token for the shop; the previous one stops working."""
+def issue_token(session: Session, shop: Shop, now: datetime) -> str:
+    """A new API token for the shop. The ones issued before keep working
+    until revoked: `careloop demo` issuing one must not sign out whoever
+    signed in with the token `careloop run` printed."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    shop.api_token_hash = digest(token)
-    session.add(shop)
+    session.add(ApiToken(shop_id=shop.id, token_hash=digest(token), created_at=now))
     session.flush()
     return token
+
+
+def revoke_tokens(session: Session, shop: Shop, now: datetime) -> int:
+    """Every token of the shop stops working (a leak); returns how many."""
+    tokens = session.exec(
+        select(ApiToken).where(ApiToken.shop_id == shop.id, ApiToken.revoked_at.is_(None))
+    ).all()
+    for token in tokens:
+        token.revoked_at = now
+        session.add(token)
+    session.flush()
+    return len(tokens)
 
 
 def shop_for_token(session: Session, token: str) -> Shop | None:
@@ -57,5 +71,11 @@ def shop_for_token(session: Session, token: str) -> Shop | None:
     if not token.startswith(TOKEN_PREFIX):
         return None
     return session.exec(
-        select(Shop).where(Shop.api_token_hash == digest(token), Shop.uninstalled_at.is_(None))
+        select(Shop)
+        .join(ApiToken, ApiToken.shop_id == Shop.id)
+        .where(
+            ApiToken.token_hash == digest(token),
+            ApiToken.revoked_at.is_(None),
+            Shop.uninstalled_at.is_(None),
+        )
     ).first()

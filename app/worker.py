@@ -52,7 +52,9 @@ def run(rt: Runtime, stop: threading.Event) -> None:
     transports = from_settings(rt.settings)
     log.info(
         "worker started (poll every %.1fs; email via %s, SMS via %s)",
-        rt.settings.worker_poll_seconds, transports.email.name, transports.sms.name,
+        rt.settings.worker_poll_seconds,
+        transports.email.name if transports.email else "nothing (held)",
+        transports.sms.name if transports.sms else "nothing (held)",
     )  # fmt: skip
     while not stop.is_set():
         rt.inbox_wakeup.clear()

@@ -22,8 +22,16 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
 from app.factory import Runtime
-from app.models import ChannelOptOut, Customer, Notification, Shop, TemplateOverride
-from notifications import outbox, policy, rendering
+from app.models import (
+    ChannelOptOut,
+    Customer,
+    Notification,
+    Order,
+    Shipment,
+    Shop,
+    TemplateOverride,
+)
+from notifications import outbox, policy, rendering, truth
 from notifications.email import message_id_for
 from notifications.messages import EmailMessage, Outcome, SendResult, SmsMessage
 from notifications.phone import segments
@@ -31,6 +39,9 @@ from notifications.transports import Transports
 from notifications.unsubscribe import unsubscribe_url
 
 log = logging.getLogger(__name__)
+# A message for a channel without a provider is looked at again this often
+# (a provider configured meanwhile takes effect when the worker restarts).
+NO_PROVIDER_RECHECK = timedelta(hours=1)
 
 
 @dataclass
@@ -51,6 +62,9 @@ class BatchFacts:
     # the window, plus the ones this batch is about to make.
     sends: dict[tuple[int, int], list[datetime]]
     overrides: dict[tuple[int, str, str, str], TemplateOverride]
+    orders: dict[int, Order] = field(default_factory=dict)
+    # The parcel each message is about, as it is now (by tracking number).
+    shipments: dict[tuple[int, str], Shipment] = field(default_factory=dict)
     changes: list[dict] = field(default_factory=list)
 
 
@@ -67,6 +81,13 @@ def dispatch_batch(rt: Runtime, transports: Transports) -> int:
         facts = _load(session, batch, now)
         prepared = []
         for notification in batch:
+            missing = transports.missing(notification.channel)
+            if missing:
+                # Never "sent" anywhere: it waits, with the reason, for a provider.
+                facts.changes.append(
+                    outbox.deferred(notification, now + NO_PROVIDER_RECHECK, missing, now)
+                )
+                continue
             try:
                 item = _prepare(rt, facts, notification, now)
             except Exception as exc:  # recorded on the row, never swallowed
@@ -197,7 +218,23 @@ def _load(session: Session, batch: list[Notification], now: datetime) -> BatchFa
             select(TemplateOverride).where(TemplateOverride.shop_id.in_(shop_ids))
         ).all()
     }
-    return BatchFacts(shops, customers, opted_out, sends, overrides)
+    order_ids = {n.order_id for n in batch if n.order_id}
+    orders = {
+        o.id: o
+        for o in session.exec(
+            select(Order).where(Order.shop_id.in_(shop_ids), Order.id.in_(order_ids))
+        ).all()
+    }
+    shipments = {
+        (s.order_id, s.tracking_number): s
+        for s in session.exec(
+            select(Shipment)
+            .where(Shipment.shop_id.in_(shop_ids), Shipment.order_id.in_(order_ids))
+            .order_by(Shipment.source_updated_at)
+        ).all()
+        if s.tracking_number
+    }
+    return BatchFacts(shops, customers, opted_out, sends, overrides, orders, shipments)
 
 
 def _prepare(
@@ -217,6 +254,12 @@ def _prepare(
                                      lease_until=None))  # fmt: skip
         return None
     _one_line_address(notification.recipient, "recipient")
+    order = facts.orders.get(notification.order_id)
+    stale = truth.no_longer_true(notification.kind, order)
+    if stale:
+        changes.append(outbox.change(notification, outbox.SUPPRESSED, now, stale,
+                                     lease_until=None))  # fmt: skip
+        return None
     customer = facts.customers.get(notification.customer_id)
     consent = getattr(customer, f"{notification.channel}_consent", None) if customer else None
     opted_out = (shop.id, notification.channel, notification.recipient) in facts.opted_out
@@ -248,7 +291,9 @@ def _prepare(
             return None
         sends.append(now)
 
-    context = _revive(json.loads(notification.context)) | {"shop_name": shop.name}
+    queued = _revive(json.loads(notification.context))
+    shipment = facts.shipments.get((notification.order_id, queued.get("tracking_number")))
+    context = truth.current_facts(queued, order, shipment) | {"shop_name": shop.name}
     if notification.category == policy.MARKETING:
         context["unsubscribe_url"] = unsubscribe_url(
             rt.settings, shop.id, notification.channel, notification.recipient

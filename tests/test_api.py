@@ -205,7 +205,7 @@ def test_order_list_filters_by_state(shop, other_shop, client, deliver, work):
     assert [o["id"] for o in list_orders(client, shop, state="pending").json["orders"]] == [pending]
     assert list_orders(client, shop, state="delivered").json["orders"] == []
     everything = list_orders(client, shop).json["orders"]
-    assert [(o["id"], o["state"]) for o in everything] == [(pending, "pending"), (paid, "paid")]
+    assert [(o["id"], o["state"]) for o in everything] == [(paid, "paid"), (pending, "pending")]
 
 
 def test_order_list_pages_with_limit_and_cursor(shop, other_shop, client, deliver, work):
@@ -224,8 +224,25 @@ def test_order_list_pages_with_limit_and_cursor(shop, other_shop, client, delive
             break
         assert pages < 10, "pagination does not end"
 
-    assert seen == ids  # every order once, in order, none of the other shop's
+    assert seen == ids[::-1]  # every order once, newest first, none of the other shop's
     assert pages == 3
+
+
+def test_order_list_is_newest_first_and_new_orders_do_not_shift_the_pages(
+    shop, client, deliver, work
+):
+    ids = new_orders(deliver, work, 3)
+    first = list_orders(client, shop, limit=2).json
+    assert [o["id"] for o in first["orders"]] == [ids[2], ids[1]]
+
+    newer = 900101
+    payload = with_changes(load_fixture("shopify", "orders_create"), id=newer, name="#900101")
+    deliver("orders/create", payload)
+    work()
+    rest = list_orders(client, shop, limit=2, cursor=first["next_cursor"]).json
+
+    assert [o["id"] for o in rest["orders"]] == [ids[0]]  # nothing seen twice, nothing missed
+    assert list_orders(client, shop, limit=1).json["orders"][0]["id"] == newer
 
 
 def test_order_list_cursor_combines_with_state_filter(shop, client, deliver, work):
@@ -235,9 +252,9 @@ def test_order_list_cursor_combines_with_state_filter(shop, client, deliver, wor
     work()
 
     first = list_orders(client, shop, state="paid", limit=2).json
-    assert [o["id"] for o in first["orders"]] == ids[1:3]
+    assert [o["id"] for o in first["orders"]] == [ids[3], ids[2]]
     second = list_orders(client, shop, state="paid", limit=2, cursor=first["next_cursor"]).json
-    assert [o["id"] for o in second["orders"]] == ids[3:]
+    assert [o["id"] for o in second["orders"]] == [ids[1]]
     assert second["next_cursor"] is None
 
 

@@ -335,7 +335,9 @@ def test_signed_streamed_body_over_the_limit_is_413_on_every_webhook_route(
 @pytest.mark.e2e
 def test_streamed_body_over_the_limit_is_413_under_gunicorn(db, env, shop, processes):
     """What Shopify's sender would meet: a chunked request, under gunicorn."""
-    production = child_env(env | {"CARELOOP_ENV": "production"})
+    production = child_env(
+        env | {"CARELOOP_ENV": "production", "CARELOOP_WITHOUT_PROVIDER": "hold"}
+    )
     base_url = start_server(processes, "serve", production, "--workers", "1")
     order = load_fixture("shopify", "orders_paid") | {"note": "x" * 2 * 1024 * 1024}
     body = json.dumps(order).encode()

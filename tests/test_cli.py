@@ -9,13 +9,15 @@ from datetime import timedelta
 import pytest
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from processes import serve_wsgi
+from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
 from app.cli import main
 from app.clock import utcnow
 from app.migrate import alembic_config
-from app.models import InboxMessage, Order, Shop
-from support import OTHER_SHOP_DOMAIN, SHOP_DOMAIN, load_fixture, now_header
+from app.models import ApiToken, InboxMessage, Order, Shop
+from support import ON_POSTGRESQL, OTHER_SHOP_DOMAIN, SHOP_DOMAIN, load_fixture, now_header
 
 TOKEN_LINE = re.compile(r"^API token \(shown once\): (clp_\S+)$", re.MULTILINE)
 
@@ -65,7 +67,9 @@ def test_shops_add_prints_a_token_that_works_on_the_api(runner, client, db):
         "New Store",
         None,
     )
-    assert shop.api_token_hash and token not in shop.api_token_hash  # only a hash is kept
+    with Session(db) as session:
+        [stored] = session.exec(select(ApiToken)).all()
+    assert stored.token_hash and token not in stored.token_hash  # only a hash is kept
     response = client.get("/api/v1/orders", headers=auth(token))
     assert response.status_code == 200
 
@@ -99,14 +103,25 @@ def test_shops_add_refuses_an_invalid_domain_and_stores_nothing(runner, client, 
     assert shops(db) == []
 
 
-def test_shops_token_rotates_the_token(runner, client, shop, other_shop):
-    assert client.get("/api/v1/orders", headers=shop.auth).status_code == 200
-
+def test_another_token_leaves_the_earlier_ones_working(runner, client, shop, other_shop):
     new = token_from(invoke(runner, "shops", "token", shop.domain))
 
     assert new != shop.token
-    assert client.get("/api/v1/orders", headers=shop.auth).status_code == 401
+    assert client.get("/api/v1/orders", headers=shop.auth).status_code == 200
     assert client.get("/api/v1/orders", headers=auth(new)).status_code == 200
+
+
+def test_shops_token_revoke_stops_every_earlier_token_of_that_shop_only(
+    runner, client, shop, other_shop
+):
+    second = token_from(invoke(runner, "shops", "token", shop.domain))
+
+    result = invoke(runner, "shops", "token", shop.domain, "--revoke")
+
+    assert "revoked 2 token(s)" in result.output
+    for earlier in (shop.token, second):
+        assert client.get("/api/v1/orders", headers=auth(earlier)).status_code == 401
+    assert client.get("/api/v1/orders", headers=auth(token_from(result))).status_code == 200
     assert client.get("/api/v1/orders", headers=other_shop.auth).status_code == 200
 
 
@@ -286,3 +301,54 @@ def test_worker_once_processes_pending_deliveries(runner, shop, client, deliver,
     assert (order.shopify_id, order.state) == (5001001, "fulfilled")
     assert client.get("/api/v1/orders/5001001", headers=shop.auth).json["state"] == "fulfilled"
     assert "processed 0 message(s)" in invoke(runner, "worker", "--once").output
+
+
+# --- a database that cannot be reached ------------------------------------
+
+
+@ON_POSTGRESQL
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"database": "careloop_no_such_database"}, "createdb careloop_no_such_database"),
+        ({"username": "careloop_no_such_role"}, "refused the credentials in DATABASE_URL"),
+        ({"port": 9}, "is PostgreSQL running there"),
+    ],
+)
+def test_db_upgrade_without_a_reachable_database_says_what_failed_in_one_line(
+    runner, env, monkeypatch, change, said
+):
+    url = make_url(env["DATABASE_URL"]).set(**change)
+    monkeypatch.setenv("DATABASE_URL", url.render_as_string(hide_password=False))
+
+    result = invoke(runner, "db", "upgrade")
+
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert said in result.output
+
+
+def test_a_command_on_an_sqlite_file_it_cannot_open_says_so_in_one_line(
+    runner, env, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'missing' / 'careloop.db'}")
+
+    result = invoke(runner, "shops", "list")
+
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert "cannot open the SQLite database" in result.output
+
+
+# --- the demo ---------------------------------------------------------------
+
+
+def test_demo_against_a_server_with_other_secrets_says_why_it_was_refused(runner, app, monkeypatch):
+    monkeypatch.setenv("SHOPIFY_API_SECRET", "not-the-servers-secret")
+    with serve_wsgi(app) as url:
+        result = invoke(runner, "demo", "--url", url)
+
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.count("  401 ") == 1  # it stops at the first refusal
+    assert "refused the demo's webhook signatures (401)" in result.output
+    assert "SHOPIFY_API_SECRET" in result.output

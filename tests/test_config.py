@@ -28,6 +28,9 @@ def base(tmp_path) -> dict[str, str]:
         "SHOPIFY_API_KEY": "client-id-abc",
         "SHOPIFY_API_SECRET": "shpss_client_secret_value",
         "CARELOOP_INSTANCE_DIR": str(tmp_path / "instance"),
+        "SMTP_HOST": "smtp.internal",
+        "TWILIO_ACCOUNT_SID": "AC0123",
+        "TWILIO_AUTH_TOKEN": "twilio-token",
     }
 
 
@@ -320,6 +323,48 @@ def test_cli_with_a_malformed_database_port_exits_with_one_line_naming_it(base, 
     assert "DATABASE_URL" in result.output
 
 
+def test_every_missing_or_malformed_setting_is_named_at_once(base):
+    del base["CARELOOP_SECRET_KEY"], base["SHOPIFY_API_SECRET"]
+    base |= {"CARELOOP_ENCRYPTION_KEYS": "not-a-key", "SMTP_PORT": "twenty-five"}
+
+    message = config_error(base)
+
+    assert "\n" not in message
+    for name in ("CARELOOP_SECRET_KEY", "SHOPIFY_API_SECRET", "CARELOOP_ENCRYPTION_KEYS",
+                 "SMTP_PORT"):  # fmt: skip
+        assert name in message, message
+
+
+@pytest.mark.parametrize(
+    ("removed", "named"),
+    [
+        (("SMTP_HOST",), "SMTP_HOST or POSTMARK_SERVER_TOKEN"),
+        (("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"), "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"),
+    ],
+)
+def test_production_refuses_a_channel_without_a_provider_naming_what_to_set(base, removed, named):
+    for name in removed:
+        del base[name]
+
+    message = config_error(base)
+
+    assert named in message and "CARELOOP_WITHOUT_PROVIDER" in message
+
+
+@pytest.mark.parametrize("choice", ["hold", "folder"])
+def test_production_without_a_provider_starts_only_when_the_operator_chose(base, choice):
+    del base["SMTP_HOST"]
+    settings = Settings.from_env(base | {"CARELOOP_WITHOUT_PROVIDER": choice})
+    assert settings.without_provider == choice
+    assert "CARELOOP_WITHOUT_PROVIDER" in config_error(base | {"CARELOOP_WITHOUT_PROVIDER": "x"})
+
+
 def test_production_without_database_url_is_a_config_error_naming_it(base):
     del base["DATABASE_URL"]
     assert "DATABASE_URL is required" in config_error(base)
+
+
+def test_metrics_token_is_read_and_kept_out_of_the_repr(base):
+    settings = Settings.from_env(base | {"CARELOOP_METRICS_TOKEN": "scrape-secret-value"})
+    assert settings.metrics_token == "scrape-secret-value"
+    assert "scrape-secret-value" not in repr(settings)

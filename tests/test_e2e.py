@@ -126,6 +126,10 @@ def test_embedded_default_generates_secrets_migrates_and_plays_the_demo(tmp_path
     for where, text in (("server", output), ("demo", demo.stdout + demo.stderr)):
         leaked = sorted(name for name, value in secrets.items() if value in text)
         assert not leaked, f"the {where} output shows the value of {', '.join(leaked)}"
+    # The hint works as printed on this port, and nothing shouts at a newcomer.
+    assert f"{sys.executable} -m app demo --url {base_url}" in output, output
+    assert "development server" not in output and "\x1b[" not in output, output
+    assert "production runs `careloop serve`" in output
 
 
 @ON_POSTGRESQL
@@ -135,6 +139,7 @@ def test_production_on_postgresql_gunicorn_and_a_separate_worker(db, env, tmp_pa
         env
         | {
             "CARELOOP_ENV": "production",
+            "CARELOOP_WITHOUT_PROVIDER": "folder",  # no provider here: files, asked for
             "CARELOOP_WORKER_POLL_SECONDS": "0.2",
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func
@@ -40,7 +42,43 @@ def test_healthz_is_200(client):
 def test_readyz_is_200_with_the_database(client):
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json == {"status": "ok", "database": "ok"}
+    assert response.json["status"] == "ok" and response.json["database"] == "ok"
+    assert response.json["degraded"] == []
+
+
+def test_readyz_says_the_inbox_is_behind_when_no_worker_takes_it(shop, client, deliver, clock):
+    assert deliver("orders/create", "orders_create").status_code == 200
+    clock.advance(minutes=10)  # and no worker ran
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 200  # webhooks are still accepted
+    assert response.json["status"] == "degraded"
+    assert response.json["inbox_lag_seconds"] == 600
+    assert "waited 600 s for a worker" in response.json["degraded"][0]
+
+
+def test_readyz_counts_dead_letters(shop, client, deliver, work):
+    payload = load_fixture("shopify", "orders_create")
+    del payload["id"]  # can never be understood: dead-lettered at once
+    deliver("orders/create", payload)
+    work()
+
+    response = client.get("/readyz").json
+
+    assert (response["status"], response["inbox_dead"]) == ("degraded", 1)
+    assert response["degraded"] == ["inbox: 1 dead letter(s) (careloop inbox list)"]
+
+
+def test_metrics_behind_a_token_answer_only_that_bearer(settings, db, clock):
+    client = create_app(replace(settings, metrics_token="scrape-me"), engine=db, clock=clock)
+    client = client.test_client()
+
+    assert client.get("/metrics").status_code == 401
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    right = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+    assert right.status_code == 200 and b"careloop_inbox_lag_seconds" in right.data
 
 
 def test_readyz_is_503_when_the_database_is_unreachable(settings):

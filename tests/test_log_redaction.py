@@ -49,7 +49,9 @@ def assert_logged_without_secrets(output: str) -> None:
 
 @ON_POSTGRESQL
 def test_gunicorn_logs_carry_no_url_secrets(db, env, processes):
-    production = child_env(env | {"CARELOOP_ENV": "production"})
+    production = child_env(
+        env | {"CARELOOP_ENV": "production", "CARELOOP_WITHOUT_PROVIDER": "hold"}
+    )
     base_url = start_server(processes, "serve", production, "--workers", "1")
 
     visit_with_secrets(base_url)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import email
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.policy import default as default_policy
 
@@ -25,6 +25,7 @@ from app.web.render_slots import SLOTS
 from notifications import outbox
 from notifications.smtp import SmtpProvider
 from notifications.transports import Transports
+from notifications.transports import from_settings as transports_from_settings
 from notifications.twilio import TwilioProvider, signature
 from notifications.unsubscribe import unsubscribe_url
 from support import POSTMARK_HOOK_PASSWORD, TWILIO_SID, TWILIO_TOKEN, load_fixture
@@ -212,6 +213,18 @@ def test_customer_without_email_is_told_by_sms(shop, deliver, work, db):
     assert (message.channel, message.recipient) == ("sms", "+34612345678")
 
 
+def test_a_suppressed_message_names_the_channel_of_the_address_it_was_about(
+    shop, deliver, work, db, rt
+):
+    with Session(db) as session:  # the number texted STOP before the order
+        outbox.opt_out(session, shop.id, "sms", "+34612345678", "STOP", rt.clock.now())
+        session.commit()
+    ship_to_a_phone_only_customer(deliver, work)
+    [message] = notifications(db)
+    assert message.status == "suppressed"
+    assert (message.channel, message.recipient) == ("sms", "+34612345678")
+
+
 def test_nobody_reachable_is_recorded_as_suppressed_with_the_reason(
     shop, deliver, work, db, client
 ):
@@ -245,6 +258,45 @@ def test_email_goes_through_smtp_in_the_customers_language(shop, deliver, work, 
     [message] = notifications(db)
     assert (message.status, message.provider) == ("sent", "smtp")
     assert message.provider_message_id == mail["Message-ID"]
+
+
+def test_a_shipping_message_the_delivery_overtook_is_dropped_with_the_reason(
+    shop, deliver, work, db, send, mailbox
+):
+    ship(deliver, work)  # queued: "your order is on its way"
+    delivered = load_fixture("shopify", "fulfillments_update") | {
+        "shipment_status": "delivered",
+        "updated_at": "2026-11-21T18:00:00+01:00",
+    }
+    deliver("fulfillments/update", delivered)
+    work()
+
+    send()
+
+    assert mailbox.messages == []
+    [message] = notifications(db)
+    assert message.status == "suppressed"
+    assert "the order is delivered" in message.status_detail
+
+
+def test_a_message_tells_the_delivery_date_as_it_is_when_it_leaves(
+    shop, deliver, work, db, send, mailbox
+):
+    first = load_fixture("shopify", "fulfillments_create")
+    deliver("orders/paid", "orders_paid")
+    deliver("fulfillments/create", first | {"estimated_delivery_at": "2026-11-24T18:00:00+01:00"})
+    work()
+    revised = load_fixture("shopify", "fulfillments_update") | {
+        "estimated_delivery_at": "2026-11-29T18:00:00+01:00"
+    }
+    deliver("fulfillments/update", revised)  # a later exception moved the date
+    work()
+
+    send()
+
+    [mail] = mailbox.messages
+    text = mail.get_body(("plain",)).get_content()
+    assert "29 nov 2026" in text and "24 nov 2026" not in text, text
 
 
 def test_sms_goes_through_twilio_with_a_status_callback(shop, deliver, work, db, send, twilio):
@@ -321,6 +373,30 @@ def test_opt_out_after_queueing_suppresses_at_send_time(shop, deliver, work, db,
     send()
     assert mailbox.messages == []
     assert notifications(db)[0].status == "suppressed"
+
+
+def test_a_message_for_a_channel_without_a_provider_stays_queued_with_the_reason(
+    shop, deliver, work, db, rt, settings, client
+):
+    ship(deliver, work)  # an email, and no email provider: the operator chose "hold"
+    held = transports_from_settings(replace(settings, without_provider="hold"))
+
+    worker.send_due(rt, held)
+
+    listing = client.get(f"/api/v1/notifications?order_id={ORDER_ID}", headers=shop.auth).json
+    [message] = listing["notifications"]
+    assert message["status"] == "queued"
+    assert "no email provider configured (set SMTP_HOST" in message["status_detail"]
+    assert not (settings.instance_dir / "outbox").exists()  # nothing "sent" into a folder
+
+
+def test_without_a_provider_in_development_messages_are_files_in_the_instance_dir(
+    shop, deliver, work, db, rt, settings
+):
+    ship(deliver, work)
+    worker.send_due(rt, transports_from_settings(settings))
+    assert notifications(db)[0].status == "sent"
+    assert len(list((settings.instance_dir / "outbox" / "email").glob("*.eml"))) == 1
 
 
 def test_sms_in_quiet_hours_is_deferred_to_the_morning_not_dropped(

@@ -100,3 +100,24 @@ def test_a_port_another_program_listens_on_stops_start_up_with_a_line_naming_it(
         )
     assert result.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+
+
+def test_start_up_logs_the_address_it_listens_on(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        _gunicorn(tmp_path, port), env=child_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        _, log = process.communicate(timeout=15)
+    assert f"Listening at: http://127.0.0.1:{port} ({process.pid})" in log, log
