@@ -10,7 +10,6 @@ import threading
 import time
 
 import click
-from flask import Flask
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
@@ -25,7 +24,6 @@ from app.config import (
 from app.crypto import InvalidToken
 from app.demo import DEMO_SHOP, ProviderLink
 from app.demo import play as play_demo
-from app.factory import Runtime, create_app
 from app.fulfillment import (
     PROVIDERS,
     ProviderConfigError,
@@ -36,6 +34,7 @@ from app.fulfillment import (
 )
 from app.logs import configure_logging
 from app.models import FulfillmentConnection, HistoryImport, InboxMessage, Shop
+from app.runtime import Runtime, build_runtime
 from app.shop_tokens import NoAccessToken, reencrypt_tokens
 from app.shops import ShopError, add_shop, issue_token
 from integrations.shopify_admin import AdminError
@@ -45,8 +44,9 @@ from notifications.transports import from_settings
 IMPORT_POLL_SECONDS = 2
 
 
-def load_runtime(*, generate_secrets: bool = False) -> tuple[Runtime, Flask]:
-    """Settings, app and runtime, or exit with the one-line config error.
+def load_runtime(*, generate_secrets: bool = False) -> Runtime:
+    """Settings and runtime, or exit with the one-line config error. No
+    command but `run` (which serves it) creates a Flask app.
 
     `generate_secrets` (the commands a newcomer starts with) writes missing
     development secrets first; production never generates any.
@@ -64,8 +64,7 @@ def load_runtime(*, generate_secrets: bool = False) -> tuple[Runtime, Flask]:
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
     configure_logging(settings.log_level)
-    app = create_app(settings)
-    return app.extensions["careloop"], app
+    return build_runtime(settings)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -89,7 +88,7 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def run(host: str, port: int) -> None:
     """Everything in one process: web, worker and scheduler (embedded default)."""
-    rt, app = load_runtime(generate_secrets=True)
+    rt = load_runtime(generate_secrets=True)
     migrate.upgrade(rt.settings.database_url)
     if not rt.settings.is_production:
         with Session(rt.engine) as session:
@@ -108,9 +107,12 @@ def run(host: str, port: int) -> None:
     click.echo(f"CareLoop on http://{host}:{port}  (database: {_safe_url(rt)})")
     click.echo("Send it a store day in another terminal:  careloop demo")
     try:
+        # Imported here: the other commands (worker, scheduler) never load Flask.
         from werkzeug.serving import run_simple
 
-        run_simple(host, port, app, threaded=True, use_reloader=False)
+        from app.factory import create_app
+
+        run_simple(host, port, create_app(rt), threaded=True, use_reloader=False)
     finally:
         stop.set()
         rt.inbox_wakeup.set()
@@ -145,7 +147,7 @@ def serve(host: str, port: int, workers: int, threads: int | None) -> None:
 @click.option("--once", is_flag=True, help="Process what is due, then exit.")
 def worker_command(once: bool) -> None:
     """Process the webhook inbox."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     if once:
         processed = worker.drain(rt)
         sent = worker.send_due(rt, from_settings(rt.settings))
@@ -157,7 +159,7 @@ def worker_command(once: bool) -> None:
 @main.command()
 def scheduler() -> None:
     """Run the scheduled jobs (one active replica, elected on PostgreSQL)."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     jobs.run(rt, _stop_on_signals())
 
 
@@ -169,7 +171,7 @@ def db() -> None:
 @db.command()
 def upgrade() -> None:
     """Apply the migrations (run before starting the processes)."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     migrate.upgrade(rt.settings.database_url)
     click.echo(f"database at the latest revision ({_safe_url(rt)})")
 
@@ -184,7 +186,7 @@ def shops() -> None:
 @click.option("--name", default="", help="Display name (default: from the domain).")
 def shops_add(domain: str, name: str) -> None:
     """Register DOMAIN (for development or a custom app) and print its API token."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         try:
             shop, token = add_shop(session, domain, rt.clock.now(), name=name)
@@ -199,7 +201,7 @@ def shops_add(domain: str, name: str) -> None:
 @click.argument("domain")
 def shops_token(domain: str) -> None:
     """Issue a new API token for DOMAIN; the previous one stops working."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         shop = session.exec(select(Shop).where(Shop.domain == domain.strip().lower())).first()
         if shop is None:
@@ -216,7 +218,7 @@ def shops_token(domain: str) -> None:
 @shops.command("list")
 def shops_list() -> None:
     """List the shops."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         for shop in session.exec(select(Shop).order_by(Shop.domain)).all():
             status = "uninstalled" if shop.uninstalled_at else "installed"
@@ -229,7 +231,7 @@ def shops_list() -> None:
               help="Seconds to wait for Shopify's bulk operations.")  # fmt: skip
 def shops_import(domain: str, timeout: int) -> None:
     """Import DOMAIN's customers and orders from before the install (resumable)."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     deadline = time.monotonic() + timeout
     with Session(rt.engine, expire_on_commit=False) as session:
         shop = _installed_shop(session, domain)
@@ -275,7 +277,7 @@ def providers() -> None:
 )
 def providers_connect(domain: str, provider: str, secret: str | None) -> None:
     """Connect PROVIDER for DOMAIN and print the webhook URL to give it (once)."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         shop = _installed_shop(session, domain)
         try:
@@ -294,7 +296,7 @@ def providers_connect(domain: str, provider: str, secret: str | None) -> None:
 @click.argument("domain")
 def providers_list(domain: str) -> None:
     """List DOMAIN's providers (secrets shown only as a hint)."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         shop = _installed_shop(session, domain)
         for connection in session.exec(
@@ -323,7 +325,7 @@ def secrets_rotate() -> None:
 
     To rotate: put the new key first (keep the old one after it), run this,
     then drop the old key."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         try:
             count = reencrypt_secrets(session, rt.secrets)
@@ -352,7 +354,7 @@ def inbox_group() -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 def inbox_list(status: str, limit: int) -> None:
     """List inbox messages by status."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         rows = session.exec(
             select(InboxMessage, Shop.domain)
@@ -375,7 +377,7 @@ def inbox_retry(ids: tuple[int, ...], retry_all: bool) -> None:
     """Put dead-lettered messages back in the queue."""
     if not ids and not retry_all:
         raise click.UsageError("give message ids, or --all")
-    rt, _ = load_runtime()
+    rt = load_runtime()
     count = inbox.retry_dead(rt.engine, None, list(ids), rt.clock.now())
     click.echo(f"requeued {count} message(s)")
 
@@ -389,7 +391,7 @@ def inbox_retry(ids: tuple[int, ...], retry_all: bool) -> None:
 )
 def demo(url: str) -> None:
     """Play a scripted store day against the running service."""
-    rt, _ = load_runtime(generate_secrets=True)
+    rt = load_runtime(generate_secrets=True)
     url = url.rstrip("/")
     links = {}
     with Session(rt.engine) as session:

@@ -21,11 +21,12 @@ from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from notifications.email import sender_problem
-from notifications.smtp import MAX_CONNECTIONS
+from app.email_address import sender_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "test", "production")
+# Parallel SMTP connections a worker may open (notifications.smtp enforces it too).
+SMTP_MAX_CONNECTIONS = 32
 
 # Secrets the service cannot run without, and how a development one is made.
 DEV_SECRET_FACTORIES = {
@@ -163,7 +164,7 @@ class Settings:
             smtp_security=_choice(values, "SMTP_SECURITY", ("starttls", "tls", "none"), "starttls"),
             smtp_username=_optional(values, "SMTP_USERNAME"),
             smtp_password=_optional(values, "SMTP_PASSWORD"),
-            smtp_connections=_positive_int(values, "SMTP_CONNECTIONS", 4, MAX_CONNECTIONS),
+            smtp_connections=_positive_int(values, "SMTP_CONNECTIONS", 4, SMTP_MAX_CONNECTIONS),
             postmark_server_token=_optional(values, "POSTMARK_SERVER_TOKEN"),
             postmark_api_url=(values.get("POSTMARK_API_URL") or cls.postmark_api_url).rstrip("/"),
             postmark_webhook_password=_optional(values, "POSTMARK_WEBHOOK_PASSWORD"),

@@ -1,42 +1,22 @@
-"""The Flask app factory. Creating an app connects to nothing and starts
-nothing: migrations are `careloop db upgrade`, the worker and the scheduler
-are their own commands (or threads of `careloop run`)."""
+"""The Flask app factory. It only wires Flask around a runtime built by
+`app.runtime`: creating an app connects to nothing and starts nothing;
+migrations are `careloop db upgrade`, and the worker and the scheduler are
+their own commands (or threads of `careloop run`) that never create an app."""
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+from flask import Flask, redirect, url_for
 
-from flask import Flask, current_app, redirect, url_for
-from sqlalchemy.engine import Engine
-
-from app.clock import Clock
-from app.config import ROOT, Settings
-from app.crypto import SecretBox
-from app.db import make_engine
+from app.config import ROOT
+from app.runtime import Runtime
+from app.web import api, auth, errors, health, messaging, pages, webhooks
 from app.web.session import CookieSessionInterface
-from integrations.shopify_auth import OAuthClient
+
+__all__ = ["Runtime", "create_app"]
 
 
-@dataclass
-class Runtime:
-    """What every request, job and command needs: settings, database, time."""
-
-    settings: Settings
-    engine: Engine
-    clock: Clock
-    secrets: SecretBox
-    oauth: OAuthClient  # Shopify's token endpoint (code grant, token exchange, refresh)
-    # Set after a webhook is stored so that an in-process worker (`careloop
-    # run`) picks it up at once instead of at its next poll.
-    inbox_wakeup: threading.Event = field(default_factory=threading.Event)
-
-
-def create_app(
-    settings: Settings | None = None, *, engine: Engine | None = None, clock: Clock | None = None
-) -> Flask:
-    settings = settings or Settings.from_env()
-    clock = clock or Clock()
+def create_app(rt: Runtime) -> Flask:
+    settings = rt.settings
     app = Flask(__name__, template_folder=str(ROOT / "templates"))
     app.config["SECRET_KEY"] = settings.secret_key
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
@@ -45,21 +25,7 @@ def create_app(
     app.config["SESSION_COOKIE_SECURE"] = settings.is_production
     app.json.sort_keys = False
     app.session_interface = CookieSessionInterface()
-    app.extensions["careloop"] = Runtime(
-        settings=settings,
-        engine=engine or make_engine(settings.database_url),
-        clock=clock,
-        secrets=SecretBox(settings.encryption_keys),
-        oauth=OAuthClient(
-            settings.shopify_api_key,
-            settings.shopify_api_secret,
-            timeout_seconds=settings.provider_timeout_seconds,
-            base_url_for=lambda shop: settings.shopify_url_template.format(shop=shop),
-            now=clock.now,
-        ),
-    )
-
-    from app.web import api, auth, errors, health, messaging, pages, webhooks
+    app.extensions["careloop"] = rt
 
     errors.register(app)
     app.register_blueprint(health.bp)
@@ -70,7 +36,3 @@ def create_app(
     app.register_blueprint(auth.bp)
     app.add_url_rule("/", "index", lambda: redirect(url_for("pages.orders")))
     return app
-
-
-def runtime() -> Runtime:
-    return current_app.extensions["careloop"]

@@ -20,9 +20,9 @@ from collections.abc import Callable
 
 from sqlmodel import Session, select
 
-from app.factory import Runtime
 from app.ingest import Cause, apply
 from app.models import HistoryImport, Shop
+from app.runtime import Runtime
 from app.shop_tokens import with_admin
 from integrations import shopify_bulk
 

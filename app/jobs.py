@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import history_import, inbox, reconcile
-from app.factory import Runtime
+from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

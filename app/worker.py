@@ -9,7 +9,7 @@ import threading
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import inbox, metrics
-from app.factory import Runtime
+from app.runtime import Runtime
 from notifications.dispatch import dispatch_batch
 from notifications.transports import Transports, from_settings
 

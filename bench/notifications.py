@@ -420,7 +420,7 @@ def analyze(engine, shop_id: int, total: int, smtp_port: int, batch_size: int) -
 
     from app.clock import Clock
     from app.config import Settings
-    from app.factory import Runtime
+    from app.runtime import Runtime
     from notifications import dispatch, smtp
     from notifications.transports import from_settings
 

@@ -15,12 +15,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from jinja2 import TemplateError
 from sqlalchemy import func, or_
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from app.factory import Runtime
+from app.clock import Clock
+from app.config import Settings
 from app.models import ChannelOptOut, Customer, Notification, Shop, TemplateOverride
 from notifications import outbox, policy, rendering
 from notifications.email import new_message_id
@@ -30,6 +33,16 @@ from notifications.transports import Transports
 from notifications.unsubscribe import unsubscribe_url
 
 log = logging.getLogger(__name__)
+
+
+class Runtime(Protocol):
+    """What sending needs from a process: `app.runtime.Runtime` is one. A
+    protocol, so that notifications do not depend on the app's runtime (and,
+    through it, on the outside systems' clients)."""
+
+    settings: Settings
+    engine: Engine
+    clock: Clock
 
 
 @dataclass

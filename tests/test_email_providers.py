@@ -37,12 +37,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from processes import free_port, serve_wsgi
 from werkzeug.wrappers import Request, Response
 
-from app.events import PayloadError
 from notifications.email import build_mime, inline_css, new_message_id
 from notifications.messages import EmailMessage, Outcome
 from notifications.postmark import (
     DeliveryReport,
     PostmarkProvider,
+    WebhookError,
     parse_webhook,
     verify_webhook_auth,
 )
@@ -1136,7 +1136,7 @@ def test_parse_webhook_ignores_other_record_types():
 def test_parse_webhook_names_the_field_it_cannot_use(fixture, change, field_name):
     payload = {**load_fixture("postmark", fixture), **change}
 
-    with pytest.raises(PayloadError, match=field_name):
+    with pytest.raises(WebhookError, match=field_name):
         parse_webhook(payload)
 
 

@@ -11,6 +11,7 @@ from app.clock import Clock
 from app.db import make_engine
 from app.factory import create_app
 from app.models import InboxMessage
+from app.runtime import build_runtime
 from support import load_fixture
 
 UNREACHABLE = "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2"
@@ -44,7 +45,7 @@ def test_readyz_is_200_with_the_database(client):
 
 
 def test_readyz_is_503_when_the_database_is_unreachable(settings):
-    app = create_app(settings, engine=make_engine(UNREACHABLE), clock=Clock())
+    app = create_app(build_runtime(settings, engine=make_engine(UNREACHABLE), clock=Clock()))
     client = app.test_client()
 
     response = client.get("/readyz")

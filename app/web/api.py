@@ -13,7 +13,7 @@ from sqlalchemy import delete, func
 from sqlmodel import Session, select
 
 from app import history_import, inbox
-from app.factory import runtime
+from app.email_address import sender_problem
 from app.fulfillment import (
     ProviderConfigError,
     connect,
@@ -35,12 +35,12 @@ from app.order_state import OrderState
 from app.orders import list_orders, order_document, order_summary
 from app.shop_tokens import NoAccessToken
 from app.shops import TOKEN_PREFIX, shop_for_token
+from app.web.context import runtime
 from app.web.errors import error_response
 from integrations.shopify_admin import AdminError
 from integrations.shopify_auth import OAuthError
 from notifications import policy, rendering
 from notifications.dispatch import locale_chain
-from notifications.email import sender_problem
 from notifications.phone import to_e164
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
