@@ -25,10 +25,10 @@ from app.events import (
     OrderMatch,
     PayloadError,
     ShipmentSnapshot,
+    ShipmentStatus,
     UnsupportedTopic,
     clip,
 )
-from app.order_state import ShipmentStatus
 
 SOURCE = "aftership"
 SECRET_REQUIRED = True

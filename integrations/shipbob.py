@@ -28,10 +28,10 @@ from app.events import (
     OrderMatch,
     PayloadError,
     ShipmentSnapshot,
+    ShipmentStatus,
     UnsupportedTopic,
     clip,
 )
-from app.order_state import ShipmentStatus
 from integrations import standard_webhooks
 
 SOURCE = "shipbob"

@@ -32,10 +32,10 @@ from app.events import (
     OrderSnapshot,
     PayloadError,
     ShipmentSnapshot,
+    ShipmentStatus,
     ShopRedaction,
     ShopUninstalled,
 )
-from app.order_state import ShipmentStatus
 
 SOURCE = "shopify"
 

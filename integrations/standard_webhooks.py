@@ -42,9 +42,9 @@ from app.events import (
     OrderMatch,
     PayloadError,
     ShipmentSnapshot,
+    ShipmentStatus,
     UnsupportedTopic,
 )
-from app.order_state import ShipmentStatus
 
 SOURCE = "standard"
 SECRET_REQUIRED = True

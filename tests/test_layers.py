@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def loaded_after(statement: str, modules: tuple[str, ...]) -> list[str]:
@@ -27,3 +30,12 @@ def test_models_load_without_flask_jwt_or_smtp(statement):
 def test_cli_worker_and_scheduler_never_load_flask():
     statement = "import app.cli, app.worker, app.jobs"
     assert loaded_after(statement, ("flask", "app.factory", "app.web")) == []
+
+
+def test_layer_contracts_hold():
+    """The contracts in pyproject.toml's [tool.importlinter] (DESIGN.md's layers)."""
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run(
+        [str(lint_imports), "--no-cache"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
