@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, or_, update
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
 from app import rules
 from app.db import insert_ignoring_conflicts
@@ -38,17 +38,14 @@ from app.models import (
     ChannelOptOut,
     Customer,
     DataRequest,
-    FulfillmentConnection,
     HistoryImport,
     InboxMessage,
     Notification,
-    NotificationEvent,
     Order,
     OrderEvent,
     ParkedReference,
     Shipment,
     Shop,
-    TemplateOverride,
 )
 from app.order_state import (
     OrderFacts,
@@ -510,23 +507,12 @@ def _record_data_request(
 
 
 def erase_shop(session: Session, shop_id: int) -> None:
-    """Delete everything we hold for a shop (shop/redact), the shop included."""
-    for model in (
-        NotificationEvent,
-        Notification,
-        ChannelOptOut,
-        TemplateOverride,
-        OrderEvent,
-        Shipment,
-        Order,
-        Customer,
-        DataRequest,
-        ParkedReference,
-        InboxMessage,
-        FulfillmentConnection,
-        HistoryImport,
-    ):
-        session.exec(delete(model).where(model.shop_id == shop_id))
+    """Delete everything we hold for a shop (shop/redact), the shop included:
+    every table's rows of the shop (as each model's `__privacy__` declares),
+    dependents first."""
+    for table in reversed(SQLModel.metadata.sorted_tables):
+        if table.name != Shop.__tablename__:
+            session.exec(delete(table).where(table.c.shop_id == shop_id))
     session.exec(delete(Shop).where(Shop.id == shop_id))
     session.flush()
 

@@ -135,7 +135,11 @@ def parse(topic: str, payload: dict, triggered_at) -> list[Event]:
 
 
 def references(topic: str, payload: dict) -> tuple[int | None, int | None]:
-    """(customer id, order id) a payload concerns, for finding it at redaction."""
+    """(customer id, order id) a payload concerns, for finding it at redaction.
+
+    Read from the same fields `parse` reads, and never guessed: a message
+    whose references cannot be read fails (PayloadError, a visible dead
+    letter) rather than be stored where redaction would not find it."""
     try:
         if topic in ORDER_TOPICS:
             customer = payload.get("customer") or {}
@@ -144,12 +148,14 @@ def references(topic: str, payload: dict) -> tuple[int | None, int | None]:
             return None, _opt_int(payload.get("order_id"))
         if topic in CUSTOMER_TOPICS:
             return _opt_int(payload.get("id")), None
-        if topic in CONSENT_TOPICS:
-            return _opt_int(payload.get("customer_id") or payload.get("id")), None
+        if topic == "customers_email_marketing_consent/update":
+            return _opt_int(payload.get("customer_id")), None
+        if topic == "customers_marketing_consent/update":
+            return _opt_int(payload.get("id")), None
         if topic in ("customers/redact", "customers/data_request"):
             return _customer_ref(payload), None
-    except (TypeError, ValueError):
-        pass
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise PayloadError(f"{topic} references: {type(exc).__name__}: {exc}") from None
     return None, None
 
 
