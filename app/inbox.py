@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import weakref
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from app.events import PayloadError
 from app.inbox_writer import InboxWriter
 from app.ingest import REDACTED_BODY, Cause, OrderNotKnown, apply, concerns_redacted
 from app.models import InboxMessage, ParkedReference, Shop
+from app.retry import backoff_seconds
 from integrations import aftership, shipbob, shopify, standard_webhooks
 
 log = logging.getLogger(__name__)
@@ -293,8 +293,7 @@ def recheck_parked(engine: Engine, now: datetime, give_up_after: timedelta) -> t
 
 def backoff(attempts: int) -> timedelta:
     """Exponential, capped, with up to 20% jitter so that retries spread out."""
-    seconds = min(BACKOFF_BASE_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS)
-    return timedelta(seconds=seconds * (1 + random.random() * 0.2))
+    return timedelta(seconds=backoff_seconds(attempts, BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS))
 
 
 def retry_dead(engine: Engine, shop_id: int | None, message_ids: list[int], now: datetime) -> int:

@@ -29,6 +29,7 @@ from notifications import outbox, policy, rendering
 from notifications.email import new_message_id
 from notifications.messages import EmailMessage, Outcome, SendResult, SmsMessage
 from notifications.phone import segments
+from notifications.rendering import locale_chain
 from notifications.transports import Transports
 from notifications.unsubscribe import unsubscribe_url
 
@@ -291,12 +292,6 @@ def _revive(context: dict) -> dict:
     if context.get("total") is not None:
         context["total"] = Decimal(str(context["total"]))
     return context
-
-
-def locale_chain(locale: str) -> list[str]:
-    """The locales whose shop template serves `locale`: itself, then its language."""
-    base = locale.split("-")[0]
-    return [locale, base] if base != locale else [locale]
 
 
 def _outcome(

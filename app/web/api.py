@@ -40,8 +40,8 @@ from app.web.errors import error_response
 from integrations.shopify_admin import AdminError
 from integrations.shopify_auth import OAuthError
 from notifications import policy, rendering
-from notifications.dispatch import locale_chain
 from notifications.phone import to_e164
+from notifications.rendering import locale_chain
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
