@@ -63,7 +63,7 @@ def load_runtime(*, generate_secrets: bool = False) -> Runtime:
         settings = Settings.from_env()
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, json_lines=settings.is_production)
     return build_runtime(settings)
 
 

@@ -93,14 +93,17 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Parse settings from `environ` (default: the process environment plus
-        `.env` and, outside production, the generated `instance/secrets.env`)."""
+        `.env` in development only, and outside production the generated
+        `instance/secrets.env`). A deployed process takes its settings from its
+        environment alone, never from a file left in the working directory."""
         values = dict(os.environ if environ is None else environ)
         env = values.get("CARELOOP_ENV", "development")
         if env not in ENVIRONMENTS:
             raise ConfigError(f"CARELOOP_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
         instance_dir = instance_dir_from(values)
         if environ is None:
-            values = {**_read_env_file(ROOT / ".env"), **values}
+            if env == "development":
+                values = {**_read_env_file(ROOT / ".env"), **values}
             if env != "production":
                 values = {**_read_env_file(instance_dir / "secrets.env"), **values}
 

@@ -34,6 +34,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from app.events import PayloadError
 from app.inbox_writer import InboxWriter
 from app.ingest import REDACTED_BODY, Cause, OrderNotKnown, apply, concerns_redacted
+from app.logs import add_log_context
 from app.models import InboxMessage, ParkedReference, Shop
 from app.retry import backoff_seconds
 from integrations import aftership, shipbob, shopify, standard_webhooks
@@ -173,6 +174,9 @@ def process_next(engine: Engine, now: datetime, max_attempts: int) -> InboxMessa
         ).first()
         if message is None:
             return None
+        add_log_context(
+            shop_id=message.shop_id, inbox_id=message.id, webhook_id=message.delivery_id
+        )
         try:
             # A savepoint: on failure only the processing is undone, and the row
             # lock is kept while the failure is recorded, so no other worker can

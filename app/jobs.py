@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import history_import, inbox, reconcile
+from app.logs import log_context
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -62,11 +64,21 @@ JOBS = (
 )
 
 
+def _with_log_context(job: Job) -> Callable[[Runtime], None]:
+    """The job's function, its log lines carrying the job and the run."""
+
+    def run_logged(rt: Runtime) -> None:
+        with log_context(job_id=f"{job.id}:{uuid.uuid4().hex[:8]}"):
+            job.func(rt)
+
+    return run_logged
+
+
 def build_scheduler(rt: Runtime) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     for job in JOBS:
         scheduler.add_job(
-            job.func,
+            _with_log_context(job),
             job.trigger,
             args=[rt],
             id=job.id,

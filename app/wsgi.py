@@ -6,5 +6,5 @@ from app.logs import configure_logging
 from app.runtime import build_runtime
 
 settings = Settings.from_env()
-configure_logging(settings.log_level)
+configure_logging(settings.log_level, json_lines=settings.is_production)
 application = create_app(build_runtime(settings))
