@@ -1,5 +1,2 @@
-"""CareLoop: proactive customer care for Shopify stores."""
-
-from app.factory import create_app
-
-__all__ = ["create_app"]
+"""CareLoop: proactive customer care for Shopify stores. Importing the package
+imports nothing else: each process builds what it needs (`app.runtime`)."""

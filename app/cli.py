@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import click
-from flask import Flask
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, select
@@ -28,7 +27,6 @@ from app.crypto import InvalidToken
 from app.db import describe_connection_error
 from app.demo import DEMO_SHOP, ProviderLink, SignaturesRefused
 from app.demo import play as play_demo
-from app.factory import Runtime, create_app
 from app.fulfillment import (
     PROVIDERS,
     ProviderConfigError,
@@ -39,6 +37,7 @@ from app.fulfillment import (
 )
 from app.logs import configure_logging
 from app.models import FulfillmentConnection, HistoryImport, InboxMessage, Shop, ShopJob
+from app.runtime import Runtime, build_runtime
 from app.shop_tokens import NoAccessToken, reencrypt_tokens
 from app.shops import ShopError, add_shop, issue_token, revoke_tokens
 from integrations.shopify_admin import AdminError
@@ -50,8 +49,9 @@ DEFAULT_PORT = 8000
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
-def load_runtime(*, generate_secrets: bool = False) -> tuple[Runtime, Flask]:
-    """Settings, app and runtime, or exit with the one-line config error.
+def load_runtime(*, generate_secrets: bool = False) -> Runtime:
+    """Settings and runtime, or exit with the one-line config error. No
+    command but `run` (which serves it) creates a Flask app.
 
     `generate_secrets` (the commands a newcomer starts with) writes missing
     development secrets first; production never generates any.
@@ -68,9 +68,8 @@ def load_runtime(*, generate_secrets: bool = False) -> tuple[Runtime, Flask]:
         settings = Settings.from_env()
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
-    configure_logging(settings.log_level)
-    app = create_app(settings)
-    return app.extensions["careloop"], app
+    configure_logging(settings.log_level, json_lines=settings.is_production)
+    return build_runtime(settings)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -115,7 +114,7 @@ def main() -> None:
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
 def run(host: str, port: int) -> None:
     """Everything in one process: web, worker and scheduler (embedded default)."""
-    rt, app = load_runtime(generate_secrets=True)
+    rt = load_runtime(generate_secrets=True)
     migrate.upgrade(rt.settings.database_url)
     if not rt.settings.is_production:
         with Session(rt.engine) as session:
@@ -131,12 +130,15 @@ def run(host: str, port: int) -> None:
     ]
     for thread in threads:
         thread.start()
+    # Imported here: the other commands (worker, scheduler) never load Flask.
     from werkzeug.serving import make_server
+
+    from app.factory import create_app
 
     # make_server rather than run_simple: the same server, without Werkzeug's
     # red "do not use in production" banner, which alarmed newcomers; the
     # line below says the same calmly.
-    server = make_server(host, port, app, threaded=True)
+    server = make_server(host, port, create_app(rt), threaded=True)
     base_url = f"http://{host}:{port}"
     click.echo(f"CareLoop on {base_url}  (database: {_safe_url(rt)})")
     click.echo(
@@ -185,7 +187,7 @@ def serve(host: str, port: int, workers: int, threads: int | None) -> None:
 @click.option("--once", is_flag=True, help="Process what is due, then exit.")
 def worker_command(once: bool) -> None:
     """Process the webhook inbox."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     if once:
         processed = worker.drain(rt)
         sent = worker.send_due(rt, from_settings(rt.settings))
@@ -197,7 +199,7 @@ def worker_command(once: bool) -> None:
 @main.command()
 def scheduler() -> None:
     """Run the scheduled jobs (one active replica, elected on PostgreSQL)."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     jobs.run(rt, _stop_on_signals())
 
 
@@ -209,7 +211,7 @@ def db() -> None:
 @db.command()
 def upgrade() -> None:
     """Apply the migrations (run before starting the processes)."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     migrate.upgrade(rt.settings.database_url)
     click.echo(f"database at the latest revision ({_safe_url(rt)})")
 
@@ -224,7 +226,7 @@ def shops() -> None:
 @click.option("--name", default="", help="Display name (default: from the domain).")
 def shops_add(domain: str, name: str) -> None:
     """Register DOMAIN (for development or a custom app) and print its API token."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         try:
             shop, token = add_shop(session, domain, rt.clock.now(), name=name)
@@ -240,7 +242,7 @@ def shops_add(domain: str, name: str) -> None:
 @click.option("--revoke", is_flag=True, help="First revoke every token DOMAIN has (a leak).")
 def shops_token(domain: str, revoke: bool) -> None:
     """Issue another API token for DOMAIN (the others keep working unless --revoke)."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         shop = session.exec(select(Shop).where(Shop.domain == domain.strip().lower())).first()
         if shop is None:
@@ -261,7 +263,7 @@ def shops_token(domain: str, revoke: bool) -> None:
 @shops.command("list")
 def shops_list() -> None:
     """List the shops."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         for shop in session.exec(select(Shop).order_by(Shop.domain)).all():
             status = "uninstalled" if shop.uninstalled_at else "installed"
@@ -274,7 +276,7 @@ def shops_list() -> None:
               help="Seconds to wait for Shopify's bulk operations.")  # fmt: skip
 def shops_import(domain: str, timeout: int) -> None:
     """Import DOMAIN's customers and orders from before the install (resumable)."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     deadline = time.monotonic() + timeout
     with Session(rt.engine, expire_on_commit=False) as session:
         shop = _installed_shop(session, domain)
@@ -320,7 +322,7 @@ def providers() -> None:
 )
 def providers_connect(domain: str, provider: str, secret: str | None) -> None:
     """Connect PROVIDER for DOMAIN and print the webhook URL to give it (once)."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         shop = _installed_shop(session, domain)
         try:
@@ -339,7 +341,7 @@ def providers_connect(domain: str, provider: str, secret: str | None) -> None:
 @click.argument("domain")
 def providers_list(domain: str) -> None:
     """List DOMAIN's providers (secrets shown only as a hint)."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         shop = _installed_shop(session, domain)
         for connection in session.exec(
@@ -368,7 +370,7 @@ def secrets_rotate() -> None:
 
     To rotate: put the new key first (keep the old one after it), run this,
     then drop the old key."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         try:
             count = reencrypt_secrets(session, rt.secrets)
@@ -397,7 +399,7 @@ def inbox_group() -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 def inbox_list(status: str, limit: int) -> None:
     """List inbox messages by status."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         rows = session.exec(
             select(InboxMessage, Shop.domain)
@@ -420,7 +422,7 @@ def inbox_retry(ids: tuple[int, ...], retry_all: bool) -> None:
     """Put dead-lettered messages back in the queue."""
     if not ids and not retry_all:
         raise click.UsageError("give message ids, or --all")
-    rt, _ = load_runtime()
+    rt = load_runtime()
     count = inbox.retry_dead(rt.engine, None, list(ids), rt.clock.now())
     click.echo(f"requeued {count} message(s)")
 
@@ -440,7 +442,7 @@ def jobs_group() -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 def jobs_list(status: str, limit: int) -> None:
     """List shop jobs by status, newest first, with their last error."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     with Session(rt.engine) as session:
         rows = session.exec(
             select(ShopJob, Shop.domain)
@@ -460,7 +462,7 @@ def jobs_list(status: str, limit: int) -> None:
 @click.option("--shop", "domain", help="Only this shop's dead jobs (default: every shop's).")
 def jobs_retry(domain: str | None) -> None:
     """Put dead shop jobs back in the queue."""
-    rt, _ = load_runtime()
+    rt = load_runtime()
     shop_id = None
     if domain is not None:
         with Session(rt.engine) as session:
@@ -478,7 +480,7 @@ def jobs_retry(domain: str | None) -> None:
 )
 def demo(url: str) -> None:
     """Play a scripted store day against the running service."""
-    rt, _ = load_runtime(generate_secrets=True)
+    rt = load_runtime(generate_secrets=True)
     url = url.rstrip("/")
     links = {}
     with Session(rt.engine) as session:

@@ -21,8 +21,7 @@ from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from notifications.email import sender_problem
-from notifications.smtp import MAX_CONNECTIONS
+from app.email_address import sender_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "test", "production")
@@ -30,6 +29,8 @@ ENVIRONMENTS = ("development", "test", "production")
 # or kept queued with the reason until a provider is configured.
 WITHOUT_PROVIDER = ("folder", "hold")
 SMTP_SECURITY = ("starttls", "tls", "none")
+# Parallel SMTP connections a worker may open (notifications.smtp enforces it too).
+SMTP_MAX_CONNECTIONS = 32
 
 # Secrets the service cannot run without, and how a development one is made.
 DEV_SECRET_FACTORIES = {
@@ -99,14 +100,17 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Parse settings from `environ` (default: the process environment plus
-        `.env` and, outside production, the generated `instance/secrets.env`)."""
+        `.env` in development only, and outside production the generated
+        `instance/secrets.env`). A deployed process takes its settings from its
+        environment alone, never from a file left in the working directory."""
         values = dict(os.environ if environ is None else environ)
         env = values.get("CARELOOP_ENV", "development")
         if env not in ENVIRONMENTS:
             raise ConfigError(f"CARELOOP_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
         instance_dir = instance_dir_from(values)
         if environ is None:
-            values = {**_read_env_file(ROOT / ".env"), **values}
+            if env == "development":
+                values = {**_read_env_file(ROOT / ".env"), **values}
             if env != "production":
                 values = {**_read_env_file(instance_dir / "secrets.env"), **values}
 
@@ -148,7 +152,9 @@ class Settings:
             log_level=check(_log_level, values.get("CARELOOP_LOG_LEVEL", "INFO")),
             smtp_port=check(_positive_int, values, "SMTP_PORT", 587),
             smtp_security=check(_choice, values, "SMTP_SECURITY", SMTP_SECURITY, "starttls"),
-            smtp_connections=check(_positive_int, values, "SMTP_CONNECTIONS", 4, MAX_CONNECTIONS),
+            smtp_connections=check(
+                _positive_int, values, "SMTP_CONNECTIONS", 4, SMTP_MAX_CONNECTIONS
+            ),
             outbox_max_attempts=check(_positive_int, values, "CARELOOP_OUTBOX_MAX_ATTEMPTS", 6),
             outbox_batch_size=check(_positive_int, values, "CARELOOP_OUTBOX_BATCH_SIZE", 50),
             outbox_lease_seconds=check(_positive_int, values, "CARELOOP_OUTBOX_LEASE_SECONDS", 120),

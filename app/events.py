@@ -6,8 +6,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 
-from app.order_state import ShipmentStatus
+
+class ShipmentStatus(StrEnum):
+    """Where a parcel is, in our words; every source's statuses map onto these."""
+
+    LABEL_CREATED = "label_created"
+    SHIPPED = "shipped"
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    ATTEMPTED = "attempted"
+    AVAILABLE_FOR_PICKUP = "available_for_pickup"
+    DELIVERED = "delivered"
+    EXCEPTION = "exception"
+    ON_HOLD = "on_hold"
+    CANCELLED = "cancelled"
+    RETURNED = "returned"
 
 
 class PayloadError(ValueError):

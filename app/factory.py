@@ -1,43 +1,29 @@
-"""The Flask app factory. Creating an app connects to nothing and starts
-nothing: migrations are `careloop db upgrade`, the worker and the scheduler
-are their own commands (or threads of `careloop run`)."""
+"""The Flask app factory. It only wires Flask around a runtime built by
+`app.runtime`: creating an app connects to nothing and starts nothing;
+migrations are `careloop db upgrade`, and the worker and the scheduler are
+their own commands (or threads of `careloop run`) that never create an app."""
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+import re
+import uuid
 
-from flask import Flask, current_app, redirect, url_for
-from sqlalchemy.engine import Engine
+from flask import Flask, g, redirect, request, url_for
 
-from app.clock import Clock
-from app.config import ROOT, Settings
-from app.crypto import SecretBox
-from app.db import make_engine
+from app.config import ROOT
+from app.logs import log_context
+from app.runtime import Runtime
+from app.web import auth, errors, health, messaging, pages, webhooks
+from app.web.api import routes as api
 from app.web.params import CONVERTERS
 from app.web.session import CookieSessionInterface
-from integrations.shopify_auth import OAuthClient
+from integrations.shopify import is_shop_domain
+
+__all__ = ["Runtime", "create_app"]
 
 
-@dataclass
-class Runtime:
-    """What every request, job and command needs: settings, database, time."""
-
-    settings: Settings
-    engine: Engine
-    clock: Clock
-    secrets: SecretBox
-    oauth: OAuthClient  # Shopify's token endpoint (code grant, token exchange, refresh)
-    # Set after a webhook is stored so that an in-process worker (`careloop
-    # run`) picks it up at once instead of at its next poll.
-    inbox_wakeup: threading.Event = field(default_factory=threading.Event)
-
-
-def create_app(
-    settings: Settings | None = None, *, engine: Engine | None = None, clock: Clock | None = None
-) -> Flask:
-    settings = settings or Settings.from_env()
-    clock = clock or Clock()
+def create_app(rt: Runtime) -> Flask:
+    settings = rt.settings
     app = Flask(__name__, template_folder=str(ROOT / "templates"))
     app.config["SECRET_KEY"] = settings.secret_key
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
@@ -47,22 +33,7 @@ def create_app(
     app.json.sort_keys = False
     app.url_map.converters.update(CONVERTERS)
     app.session_interface = CookieSessionInterface()
-    app.extensions["careloop"] = Runtime(
-        settings=settings,
-        engine=engine or make_engine(settings.database_url),
-        clock=clock,
-        secrets=SecretBox(settings.encryption_keys),
-        oauth=OAuthClient(
-            settings.shopify_api_key,
-            settings.shopify_api_secret,
-            timeout_seconds=settings.provider_timeout_seconds,
-            base_url_for=lambda shop: settings.shopify_url_template.format(shop=shop),
-            now=clock.now,
-        ),
-    )
-
-    from app.web import auth, errors, health, messaging, pages, webhooks
-    from app.web.api import routes as api
+    app.extensions["careloop"] = rt
 
     errors.register(app)
     app.register_blueprint(health.bp)
@@ -72,8 +43,31 @@ def create_app(
     app.register_blueprint(messaging.bp)
     app.register_blueprint(auth.bp)
     app.add_url_rule("/", "index", lambda: redirect(url_for("pages.orders")))
+    app.before_request(_open_log_context)
+    app.teardown_request(_close_log_context)
     return app
 
 
-def runtime() -> Runtime:
-    return current_app.extensions["careloop"]
+# A caller's X-Request-Id is kept when it is a plain token (it goes into logs).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _open_log_context() -> None:
+    """The request's log lines carry its id and, for a Shopify webhook, the
+    shop and the webhook id (Shopify's X-Shopify-Shop-Domain and
+    X-Shopify-Webhook-Id headers)."""
+    request_id = request.headers.get("X-Request-Id", "")
+    webhook_id = request.headers.get("X-Shopify-Webhook-Id", "")
+    shop = request.headers.get("X-Shopify-Shop-Domain", "")
+    g.log_context = log_context(
+        request_id=request_id if _REQUEST_ID.fullmatch(request_id) else uuid.uuid4().hex,
+        webhook_id=webhook_id if _REQUEST_ID.fullmatch(webhook_id) else None,
+        shop=shop if is_shop_domain(shop) else None,
+    )
+    g.log_context.__enter__()
+
+
+def _close_log_context(_error: BaseException | None) -> None:
+    context = g.pop("log_context", None)
+    if context is not None:
+        context.__exit__(None, None, None)

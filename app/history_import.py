@@ -25,9 +25,9 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from app import rules
-from app.factory import Runtime
 from app.ingest import Cause, apply
 from app.models import HistoryImport, InboxMessage, Shop
+from app.runtime import Runtime
 from app.shop_tokens import with_admin
 from integrations import shopify_bulk
 

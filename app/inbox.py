@@ -18,7 +18,6 @@ is dead-lettered, where it stays visible and can be retried by hand.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import weakref
 from collections.abc import Callable
@@ -38,7 +37,9 @@ from app import rules
 from app.events import PayloadError
 from app.inbox_writer import InboxWriter
 from app.ingest import REDACTED_BODY, Cause, OrderNotKnown, apply, concerns_redacted
+from app.logs import add_log_context
 from app.models import InboxMessage, ParkedReference, Shop
+from app.retry import backoff_seconds
 from integrations import aftership, shipbob, shopify, standard_webhooks
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,9 @@ def process_next(engine: Engine, now: datetime, max_attempts: int) -> InboxMessa
         ).first()
         if message is None:
             return None
+        add_log_context(
+            shop_id=message.shop_id, inbox_id=message.id, webhook_id=message.delivery_id
+        )
         failure = _attempt(session, lambda: _process(session, message, now))
         if isinstance(failure, OrderNotKnown):
             references = failure.references
@@ -322,8 +326,7 @@ def recheck_parked(engine: Engine, now: datetime, give_up_after: timedelta) -> t
 
 def backoff(attempts: int) -> timedelta:
     """Exponential, capped, with up to 20% jitter so that retries spread out."""
-    seconds = min(BACKOFF_BASE_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS)
-    return timedelta(seconds=seconds * (1 + random.random() * 0.2))
+    return timedelta(seconds=backoff_seconds(attempts, BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS))
 
 
 def retry_dead(engine: Engine, shop_id: int | None, message_ids: list[int], now: datetime) -> int:

@@ -536,11 +536,10 @@ def _record_data_request(
 
 
 def erase_shop(session: Session, shop_id: int) -> None:
-    """Delete everything we hold for a shop (shop/redact), the shop included.
-
-    Every table that carries `shop_id`, found from the models rather than
-    listed, so that a table added later is erased too; children before
-    their parents, so that no foreign key stands in the way."""
+    """Delete everything we hold for a shop (shop/redact), the shop included:
+    the rows of every table that carries `shop_id` (as each model's
+    `__privacy__` declares), found from the models rather than listed, so
+    that a table added later is erased too; dependents first."""
     for table in reversed(SQLModel.metadata.sorted_tables):
         if "shop_id" in table.c:
             session.exec(delete(table).where(table.c.shop_id == shop_id))

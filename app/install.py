@@ -9,8 +9,8 @@ import logging
 from sqlmodel import Session, select
 
 from app import history_import
-from app.factory import Runtime
 from app.models import Shop
+from app.runtime import Runtime
 from app.shop_tokens import NoAccessToken, store_tokens, with_admin
 from app.shops import install_shop
 from integrations.shopify_admin import AdminError, ensure_webhook_subscriptions

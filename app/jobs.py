@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,8 +29,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import history_import, inbox, reconcile, shop_jobs
-from app.factory import Runtime
+from app.logs import log_context
 from app.models import Shop
+from app.runtime import Runtime
 from app.shop_jobs import Every, ShopSchedule
 
 log = logging.getLogger(__name__)
@@ -132,11 +134,21 @@ JOBS = (
 )
 
 
+def _with_log_context(job: Job) -> Callable[[Runtime], None]:
+    """The job's function, its log lines carrying the job and the run."""
+
+    def run_logged(rt: Runtime) -> None:
+        with log_context(job_id=f"{job.id}:{uuid.uuid4().hex[:8]}"):
+            job.func(rt)
+
+    return run_logged
+
+
 def build_scheduler(rt: Runtime) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     for job in JOBS:
         scheduler.add_job(
-            job.func,
+            _with_log_context(job),
             job.trigger,
             args=[rt],
             id=job.id,

@@ -1,6 +1,11 @@
 """Logging set-up. Log lines name what happened and to which shop; they never
 carry request bodies, headers or secrets.
 
+Production writes one JSON object a line (for a log pipeline to index);
+development writes readable text. Either way each line carries the context
+it happened in, where known: the shop, the request or job id, and the
+webhook or inbox message id (`log_context`, `add_log_context`).
+
 Request lines are the exception we cannot avoid writing, so secrets that
 travel in URLs are blanked out of every line on its way to a handler: ours
 (the embedded server's request log comes through the `werkzeug` logger, and
@@ -10,8 +15,14 @@ error logs (gunicorn.conf.py installs the same filter there).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
+
+from pythonjsonlogger.json import JsonFormatter
 
 # Secrets that travel in URLs: ShipBob's legacy webhook URL `key` (the only
 # thing that authenticates those deliveries), Shopify's App Bridge session
@@ -44,10 +55,72 @@ def redact_handlers(logger: logging.Logger) -> None:
             handler.addFilter(RedactSecrets())
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
+# The fields a line may carry, in the order text lines show them.
+FIELDS = ("shop", "shop_id", "request_id", "job_id", "webhook_id", "inbox_id")
+# Never changed in place: each change sets a new mapping.
+_CONTEXT: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar(
+    "careloop_log_context", default=MappingProxyType({})
+)
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(context)s"
+
+
+@contextmanager
+def log_context(**fields: object) -> Iterator[None]:
+    """Within the block, every log line carries `fields` (and the enclosing
+    block's); a request, a job run or one inbox message is one block."""
+    token = _CONTEXT.set({**_CONTEXT.get(), **_known(fields)})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def add_log_context(**fields: object) -> None:
+    """Add fields learnt inside a block (the message a worker just claimed)."""
+    _CONTEXT.set({**_CONTEXT.get(), **_known(fields)})
+
+
+def _known(fields: dict[str, object]) -> dict[str, object]:
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"not a log context field: {', '.join(sorted(unknown))}")
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+class _FieldsFilter(logging.Filter):
+    """Sets the known context fields on each record; the JSON formatter
+    writes a record's extra attributes as fields of the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _CONTEXT.get().items():
+            setattr(record, name, value)
+        return True
+
+
+class _TextFilter(logging.Filter):
+    """Puts the context after the message, as ` key=value` pairs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = _CONTEXT.get()
+        record.context = "".join(f" {name}={context[name]}" for name in FIELDS if name in context)
+        return True
+
+
+def configure_logging(level: str, *, json_lines: bool = False) -> None:
+    """Log to stderr at `level`: JSON lines when `json_lines` (production)."""
+    handler = logging.StreamHandler()
+    if json_lines:
+        handler.addFilter(_FieldsFilter())
+        handler.setFormatter(
+            JsonFormatter(
+                ["asctime", "levelname", "name", "message"],
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.addFilter(_TextFilter())
+        handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     redact_handlers(logging.getLogger())
     # The embedded server logs each request line; keep it, but not at DEBUG noise.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)

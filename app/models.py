@@ -4,15 +4,44 @@ shop (Citus distributes on that column).
 
 Timestamps are aware UTC datetimes (see `app.clock`). Shopify ids are 64-bit, so they
 are BIGINT on PostgreSQL.
+
+Every table declares its personal data (`__privacy__`): which columns hold a
+customer's personal data and how customers/redact erases each, and how
+shop/redact erases the shop's rows. tests/test_privacy.py fails for a table
+without a declaration and checks every declared column after both erasures.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
 
 from sqlalchemy import BigInteger, Column, Index, Numeric, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+
+class Erasure(StrEnum):
+    """How a personal column is erased when its customer asks (customers/redact)."""
+
+    NULL = "null"  # set to NULL; the row stays, so counts and cohorts still add up
+    EMPTY = "empty"  # set to the column's empty value ("" or "{}"): it cannot be NULL
+    DELETE_ROW = "delete_row"  # the whole row goes: it exists only for that person
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """A table's personal data. `customer` maps each column holding a
+    customer's personal data to its erasure (empty: the table holds none).
+    shop/redact deletes every row of the shop (`shop_rows`), in every table:
+    after an uninstall, Shopify asks for everything to go (`app.ingest.erase_shop`)."""
+
+    customer: dict[str, Erasure] = field(default_factory=dict)
+    # "transient": rows that belong to no installed shop yet and expire on
+    # their own within minutes (an install in flight, keyed by its domain).
+    shop_rows: Literal["delete", "transient"] = "delete"
 
 
 def _bigint(nullable: bool = False, index: bool = False) -> Column:
@@ -24,6 +53,7 @@ class ApiToken(SQLModel, table=True):
     issuing another (the demo, a second person) never signs anyone out."""
 
     __tablename__ = "api_tokens"
+    __privacy__ = Privacy()  # hashes of the shop's own tokens
 
     id: int | None = Field(default=None, primary_key=True)
     shop_id: int = Field(foreign_key="shops.id", index=True)
@@ -35,6 +65,7 @@ class ApiToken(SQLModel, table=True):
 
 class Shop(SQLModel, table=True):
     __tablename__ = "shops"
+    __privacy__ = Privacy()  # the merchant's own settings; the row goes with shop/redact
 
     id: int | None = Field(default=None, primary_key=True)
     domain: str = Field(max_length=255, unique=True)
@@ -67,6 +98,9 @@ class Shop(SQLModel, table=True):
 
 class Customer(SQLModel, table=True):
     __tablename__ = "customers"
+    __privacy__ = Privacy(
+        {name: Erasure.NULL for name in ("email", "phone", "first_name", "last_name", "birth_date")}
+    )
     __table_args__ = (UniqueConstraint("shop_id", "shopify_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
@@ -94,6 +128,7 @@ class Customer(SQLModel, table=True):
 
 class Order(SQLModel, table=True):
     __tablename__ = "orders"
+    __privacy__ = Privacy({"email": Erasure.NULL, "phone": Erasure.NULL})
     __table_args__ = (
         UniqueConstraint("shop_id", "shopify_id"),
         Index("ix_orders_shop_state", "shop_id", "state"),
@@ -126,6 +161,7 @@ class Shipment(SQLModel, table=True):
     fulfillment providers and trackers later)."""
 
     __tablename__ = "shipments"
+    __privacy__ = Privacy()
     __table_args__ = (
         UniqueConstraint("shop_id", "source", "external_id"),
         # Events are matched to orders by tracking number; one parcel may be
@@ -160,6 +196,7 @@ class OrderEvent(SQLModel, table=True):
     """The order's timeline: state transitions and shipment status changes."""
 
     __tablename__ = "order_events"
+    __privacy__ = Privacy()
     __table_args__ = (Index("ix_order_events_order", "shop_id", "order_id", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
@@ -183,6 +220,9 @@ class InboxMessage(SQLModel, table=True):
     """
 
     __tablename__ = "inbox"
+    __privacy__ = Privacy(
+        {"body": Erasure.EMPTY}
+    )  # the raw webhook, found by customer_ref/order_ref
     __table_args__ = (
         UniqueConstraint("shop_id", "source", "delivery_id", name="uq_inbox_delivery"),
         UniqueConstraint("shop_id", "source", "topic", "event_id", name="uq_inbox_event"),
@@ -215,6 +255,7 @@ class DataRequest(SQLModel, table=True):
     """A customer's request for their data (Shopify's customers/data_request)."""
 
     __tablename__ = "data_requests"
+    __privacy__ = Privacy({"export": Erasure.DELETE_ROW})  # a copy of what we hold on them
 
     id: int | None = Field(default=None, primary_key=True)
     shop_id: int = Field(foreign_key="shops.id", index=True)
@@ -229,6 +270,7 @@ class ParkedReference(SQLModel, table=True):
     not know yet, by one of the references it could be matched on."""
 
     __tablename__ = "parked_references"
+    __privacy__ = Privacy()
     __table_args__ = (Index("ix_parked_references_ref", "shop_id", "reference"),)
 
     id: int | None = Field(default=None, primary_key=True)
@@ -243,6 +285,7 @@ class FulfillmentConnection(SQLModel, table=True):
     a delivery is for, and the signing secret, encrypted."""
 
     __tablename__ = "fulfillment_connections"
+    __privacy__ = Privacy()
     __table_args__ = (UniqueConstraint("shop_id", "provider"),)
 
     id: int | None = Field(default=None, primary_key=True)
@@ -264,6 +307,7 @@ class Notification(SQLModel, table=True):
     """
 
     __tablename__ = "notifications"
+    __privacy__ = Privacy({"recipient": Erasure.EMPTY, "context": Erasure.EMPTY})
     __table_args__ = (
         UniqueConstraint("shop_id", "key", name="uq_notifications_key"),
         Index("ix_notifications_due", "status", "next_attempt_at"),
@@ -300,6 +344,7 @@ class NotificationEvent(SQLModel, table=True):
     """Every status change of a notification, for the record."""
 
     __tablename__ = "notification_events"
+    __privacy__ = Privacy()
     __table_args__ = (Index("ix_notification_events_notification", "shop_id", "notification_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
@@ -315,6 +360,7 @@ class ChannelOptOut(SQLModel, table=True):
     hard bounce, a complaint): never messaged on that channel again."""
 
     __tablename__ = "channel_opt_outs"
+    __privacy__ = Privacy({"address": Erasure.DELETE_ROW})
     __table_args__ = (UniqueConstraint("shop_id", "channel", "address"),)
 
     id: int | None = Field(default=None, primary_key=True)
@@ -330,6 +376,7 @@ class TemplateOverride(SQLModel, table=True):
     rendered in Jinja2's sandbox."""
 
     __tablename__ = "template_overrides"
+    __privacy__ = Privacy()
     __table_args__ = (UniqueConstraint("shop_id", "kind", "channel", "locale"),)
 
     id: int | None = Field(default=None, primary_key=True)
@@ -349,6 +396,7 @@ class HistoryImport(SQLModel, table=True):
     of the current step's result file are committed with the rows they made."""
 
     __tablename__ = "history_imports"
+    __privacy__ = Privacy()
     __table_args__ = (Index("ix_history_imports_shop", "shop_id", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
@@ -372,6 +420,7 @@ class ShopJob(SQLModel, table=True):
     one slow shop delays no other and more workers mean more throughput."""
 
     __tablename__ = "shop_jobs"
+    __privacy__ = Privacy()  # what is due for the shop, and its errors
     __table_args__ = (
         UniqueConstraint("shop_id", "kind", "slot", name="uq_shop_jobs_slot"),
         Index("ix_shop_jobs_due", "status", "due_at"),
@@ -397,6 +446,7 @@ class OAuthState(SQLModel, table=True):
     No shop row exists yet, hence the domain instead of `shop_id`."""
 
     __tablename__ = "oauth_states"
+    __privacy__ = Privacy(shop_rows="transient")  # a nonce and a domain, for 10 minutes
     __table_args__ = (Index("ix_oauth_states_expires_at", "expires_at"),)
 
     nonce: str = Field(primary_key=True, max_length=64)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from app.events import ShipmentStatus
+
 
 class OrderState(StrEnum):
     PENDING = "pending"
@@ -35,20 +37,6 @@ class OrderState(StrEnum):
     DELIVERED = "delivered"
     CANCELLED = "cancelled"
     REFUNDED = "refunded"
-
-
-class ShipmentStatus(StrEnum):
-    LABEL_CREATED = "label_created"
-    SHIPPED = "shipped"
-    IN_TRANSIT = "in_transit"
-    OUT_FOR_DELIVERY = "out_for_delivery"
-    ATTEMPTED = "attempted"
-    AVAILABLE_FOR_PICKUP = "available_for_pickup"
-    DELIVERED = "delivered"
-    EXCEPTION = "exception"
-    ON_HOLD = "on_hold"
-    CANCELLED = "cancelled"
-    RETURNED = "returned"
 
 
 # How far along a shipment is; used to combine several shipments into one

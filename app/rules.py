@@ -36,6 +36,22 @@ UNDER_WAY = {ShipmentStatus.SHIPPED, ShipmentStatus.IN_TRANSIT, ShipmentStatus.O
 STALE_AFTER = timedelta(hours=72)
 
 
+# Order states after which a message of this kind tells the customer
+# something no longer true (or no longer wanted): "on its way" after the
+# delivery, for one.
+PASSED: dict[str, frozenset[str]] = {
+    SHIPPING.kind: frozenset({OrderState.DELIVERED, OrderState.CANCELLED, OrderState.REFUNDED}),
+}
+
+
+def no_longer_true(kind: str, order: Order | None) -> str | None:
+    """Why a queued message of `kind` about `order` must not go out now, or
+    None. The worker asks just before sending, with the order as it is now."""
+    if order is not None and order.state in PASSED.get(kind, ()):
+        return f"no longer true: the order is {order.state} (the {kind} message came too late)"
+    return None
+
+
 def react(session: Session, changes: list[Change], now: datetime) -> None:
     """The rules' subscriptions to what applying an event changed. Called by
     whoever applied it (the inbox, reconciliation, the history import), in

@@ -20,7 +20,7 @@ from integrations.shopify_admin import AdminAuthError, AdminClient
 from integrations.shopify_auth import OAuthClient, TokenSet
 
 if TYPE_CHECKING:
-    from app.factory import Runtime
+    from app.runtime import Runtime
 
 REFRESH_AHEAD = timedelta(minutes=5)
 T = TypeVar("T")

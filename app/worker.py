@@ -8,8 +8,9 @@ import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import inbox, jobs, metrics
-from app.factory import Runtime
+from app import inbox, jobs, metrics, rules
+from app.logs import log_context
+from app.runtime import Runtime
 from notifications.dispatch import dispatch_batch
 from notifications.transports import Transports, from_settings
 
@@ -21,7 +22,8 @@ def drain(rt: Runtime, stop: threading.Event | None = None) -> int:
     """Process due inbox messages until none is due; returns how many."""
     count = 0
     while stop is None or not stop.is_set():
-        message = inbox.process_next(rt.engine, rt.clock.now(), rt.settings.inbox_max_attempts)
+        with log_context():  # each message's lines carry its shop and ids
+            message = inbox.process_next(rt.engine, rt.clock.now(), rt.settings.inbox_max_attempts)
         if message is None:
             return count
         metrics.INBOX_PROCESSED.labels(message.source, message.status).inc()
@@ -33,7 +35,7 @@ def send_due(rt: Runtime, transports: Transports, stop: threading.Event | None =
     """Send due notifications batch by batch until none is due; returns how many."""
     count = 0
     while stop is None or not stop.is_set():
-        claimed = dispatch_batch(rt, transports)
+        claimed = dispatch_batch(rt, transports, rules.no_longer_true)
         if not claimed:
             return count
         count += claimed

@@ -42,6 +42,7 @@ from app.clock import Clock  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.db import make_engine  # noqa: E402
 from app.factory import create_app  # noqa: E402
+from app.runtime import build_runtime  # noqa: E402
 from app.shops import add_shop  # noqa: E402
 from support import OTHER_SHOP_DOMAIN, SHOP_DOMAIN, TEST_SECRET  # noqa: E402
 
@@ -55,7 +56,7 @@ def run(url: str, examples: int, instance: Path) -> dict[str, list[tuple[Verdict
         encryption_keys=(Fernet.generate_key().decode(),), shopify_api_key="bench-client-id",
         shopify_api_secret=TEST_SECRET, instance_dir=instance, webhook_max_bytes=256 * 1024,
     )  # fmt: skip
-    app = create_app(settings_, engine=engine, clock=Clock())
+    app = create_app(build_runtime(settings_, engine=engine, clock=Clock()))
     rt = app.extensions["careloop"]
     with Session(engine) as session:
         shop, _ = add_shop(session, SHOP_DOMAIN, datetime.now(UTC))

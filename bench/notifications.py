@@ -418,9 +418,10 @@ def analyze(engine, shop_id: int, total: int, smtp_port: int, batch_size: int) -
 
     from sqlalchemy import event
 
+    from app import rules
     from app.clock import Clock
     from app.config import Settings
-    from app.factory import Runtime
+    from app.runtime import Runtime
     from notifications import dispatch, smtp
     from notifications.transports import from_settings
 
@@ -498,7 +499,9 @@ def analyze(engine, shop_id: int, total: int, smtp_port: int, batch_size: int) -
     started = time.perf_counter()
     try:
         sent = 0
-        while claimed := timed("dispatch_batch", dispatch.dispatch_batch)(rt, transports):
+        while claimed := timed("dispatch_batch", dispatch.dispatch_batch)(
+            rt, transports, rules.no_longer_true
+        ):
             sent += claimed
     finally:
         (

@@ -25,9 +25,9 @@ from app.events import (
     OrderMatch,
     PayloadError,
     ShipmentSnapshot,
+    ShipmentStatus,
     UnsupportedTopic,
 )
-from app.order_state import ShipmentStatus
 from integrations import fields
 
 SOURCE = "aftership"

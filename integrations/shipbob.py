@@ -27,9 +27,9 @@ from app.events import (
     OrderMatch,
     PayloadError,
     ShipmentSnapshot,
+    ShipmentStatus,
     UnsupportedTopic,
 )
-from app.order_state import ShipmentStatus
 from integrations import fields, standard_webhooks
 
 SOURCE = "shipbob"

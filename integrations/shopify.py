@@ -30,10 +30,10 @@ from app.events import (
     OrderSnapshot,
     PayloadError,
     ShipmentSnapshot,
+    ShipmentStatus,
     ShopRedaction,
     ShopUninstalled,
 )
-from app.order_state import ShipmentStatus
 from integrations import fields
 
 SOURCE = "shopify"
@@ -238,7 +238,11 @@ def parse(topic: str, payload: dict, triggered_at) -> list[Event]:
 
 
 def references(topic: str, payload: dict) -> tuple[int | None, int | None]:
-    """(customer id, order id) a payload concerns, for finding it at redaction."""
+    """(customer id, order id) a payload concerns, for finding it at redaction.
+
+    Read from the same fields `parse` reads, and never guessed: a message
+    whose references cannot be read fails (PayloadError, a visible dead
+    letter) rather than be stored where redaction would not find it."""
     if topic in ORDER_TOPICS:
         return _customer_ref(payload), fields.optional_identifier(payload.get("id"), "id")
     if topic in FULFILLMENT_TOPICS:

@@ -57,6 +57,8 @@ from dataclasses import dataclass
 
 import requests
 
+from app import retry
+
 log = logging.getLogger(__name__)
 
 # REST topic name (what X-Shopify-Topic and shopify.app.toml use) -> the
@@ -322,7 +324,7 @@ class AdminClient:
             raise AdminUnavailable(
                 f"Shopify Admin API for {self.shop_domain} failed {failures} times ({what})"
             )
-        delay = self.backoff_seconds * 2 ** (failures - 1)
+        delay = retry.backoff_seconds(failures, self.backoff_seconds)
         log.warning(
             "Shopify %s: %s, retrying in %.1fs (attempt %d of %d)",
             self.shop_domain, what, delay, failures + 1, self.max_attempts,

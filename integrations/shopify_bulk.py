@@ -78,8 +78,14 @@ import orjson
 import requests
 
 from app.clock import parse_timestamp
-from app.events import CustomerSnapshot, Event, OrderSnapshot, PayloadError, ShipmentSnapshot
-from app.order_state import ShipmentStatus
+from app.events import (
+    CustomerSnapshot,
+    Event,
+    OrderSnapshot,
+    PayloadError,
+    ShipmentSnapshot,
+    ShipmentStatus,
+)
 from integrations.shopify import SOURCE, required_time, shipment_status
 from integrations.shopify_admin import AdminClient, AdminError
 

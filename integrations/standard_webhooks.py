@@ -21,7 +21,7 @@ shipment's facts as the sender knows them at `timestamp`:
               "estimated_delivery_at": "...", "delivered_at": "...",
               "last_scan_at": "..."}}
 
-`status` is one of `app.order_state.ShipmentStatus`; `order` needs a
+`status` is one of `app.events.ShipmentStatus`; `order` needs a
 `shopify_id` or a `name` (a `tracking_number` known to us also matches);
 timestamps are ISO-8601 with an offset.
 """
@@ -42,9 +42,9 @@ from app.events import (
     OrderMatch,
     PayloadError,
     ShipmentSnapshot,
+    ShipmentStatus,
     UnsupportedTopic,
 )
-from app.order_state import ShipmentStatus
 from integrations import fields
 
 SOURCE = "standard"

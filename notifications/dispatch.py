@@ -16,12 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from jinja2 import TemplateError
 from sqlalchemy import func, or_
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from app.factory import Runtime
+from app.clock import Clock
+from app.config import Settings
 from app.models import (
     ChannelOptOut,
     Customer,
@@ -35,6 +38,7 @@ from notifications import outbox, policy, rendering, truth
 from notifications.email import message_id_for
 from notifications.messages import EmailMessage, Outcome, SendResult, SmsMessage
 from notifications.phone import segments
+from notifications.rendering import locale_chain
 from notifications.transports import Transports
 from notifications.unsubscribe import unsubscribe_url
 
@@ -42,6 +46,16 @@ log = logging.getLogger(__name__)
 # A message for a channel without a provider is looked at again this often
 # (a provider configured meanwhile takes effect when the worker restarts).
 NO_PROVIDER_RECHECK = timedelta(hours=1)
+
+
+class Runtime(Protocol):
+    """What sending needs from a process: `app.runtime.Runtime` is one. A
+    protocol, so that notifications do not depend on the app's runtime (and,
+    through it, on the outside systems' clients)."""
+
+    settings: Settings
+    engine: Engine
+    clock: Clock
 
 
 @dataclass
@@ -68,7 +82,14 @@ class BatchFacts:
     changes: list[dict] = field(default_factory=list)
 
 
-def dispatch_batch(rt: Runtime, transports: Transports) -> int:
+# Why a message of this kind about this order must not leave now, or None.
+# The rules that queue messages know when each stops being true
+# (`app.rules.no_longer_true`); the worker passes that in, so that sending
+# knows no order states.
+StaleCheck = Callable[[str, Order | None], str | None]
+
+
+def dispatch_batch(rt: Runtime, transports: Transports, no_longer_true: StaleCheck) -> int:
     """Claim, send and record one batch; returns how many were claimed."""
     settings = rt.settings
     now = rt.clock.now()
@@ -89,7 +110,7 @@ def dispatch_batch(rt: Runtime, transports: Transports) -> int:
                 )
                 continue
             try:
-                item = _prepare(rt, facts, notification, now)
+                item = _prepare(rt, facts, notification, now, no_longer_true)
             except Exception as exc:  # recorded on the row, never swallowed
                 # This message cannot be made (a bad address, a missing or
                 # broken template, a stored context we cannot read): it fails
@@ -238,7 +259,11 @@ def _load(session: Session, batch: list[Notification], now: datetime) -> BatchFa
 
 
 def _prepare(
-    rt: Runtime, facts: BatchFacts, notification: Notification, now: datetime
+    rt: Runtime,
+    facts: BatchFacts,
+    notification: Notification,
+    now: datetime,
+    no_longer_true: StaleCheck,
 ) -> Prepared | None:
     """The message to send, or None after suppressing or deferring it (the
     change is added to `facts.changes`)."""
@@ -255,7 +280,7 @@ def _prepare(
         return None
     _one_line_address(notification.recipient, "recipient")
     order = facts.orders.get(notification.order_id)
-    stale = truth.no_longer_true(notification.kind, order)
+    stale = no_longer_true(notification.kind, order)
     if stale:
         changes.append(outbox.change(notification, outbox.SUPPRESSED, now, stale,
                                      lease_until=None))  # fmt: skip
@@ -376,12 +401,6 @@ def _revive(context: dict) -> dict:
     if context.get("total") is not None:
         context["total"] = Decimal(str(context["total"]))
     return context
-
-
-def locale_chain(locale: str) -> list[str]:
-    """The locales whose shop template serves `locale`: itself, then its language."""
-    base = locale.split("-")[0]
-    return [locale, base] if base != locale else [locale]
 
 
 def _outcome(

@@ -24,7 +24,6 @@ import hmac
 import re
 import uuid
 from datetime import UTC, datetime
-from email.errors import HeaderParseError
 from email.header import Header
 from email.headerregistry import Address
 from email.utils import format_datetime
@@ -32,6 +31,8 @@ from functools import lru_cache
 
 import css_inline
 
+from app.email_address import DOMAIN as _DOMAIN
+from app.email_address import address as _address
 from notifications.messages import EmailMessage
 
 # Headers that `build_mime` sets itself; `EmailMessage.headers` may not set them.
@@ -53,9 +54,6 @@ _RESERVED_HEADERS = frozenset(
 )
 # RFC 5322 §3.6.8: a field name is printable ASCII except ":" and space.
 _FIELD_NAME = re.compile(r"[!-9;-~]+")
-# A dot-atom domain (RFC 5322 §3.2.3 / §3.6.4 `id-right`), as hosts are written.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
 
 def build_mime(message: EmailMessage, *, date: datetime | None = None) -> bytes:
@@ -158,39 +156,6 @@ def _part(boundary: str, subtype: str, content: str) -> bytes:
         encoded,
         b"\r\n",
     ])  # fmt: skip
-
-
-# RFC 5322 §3.2.3 dot-atom addresses, the form nearly every address takes; any
-# other form goes through the standard library's full address parser.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_DOT_ATOM_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*")
-
-
-def _address(addr_spec: str) -> str:
-    """`addr_spec` as it is written in a header; ValueError if it is not one."""
-    if _DOT_ATOM_ADDRESS.fullmatch(addr_spec):
-        return addr_spec
-    if any(ch in addr_spec for ch in "\r\n"):
-        raise ValueError("Header values may not contain linefeed or carriage return characters")
-    try:
-        address = Address(addr_spec=addr_spec)
-    except (ValueError, IndexError, HeaderParseError) as exc:  # the header parser's errors
-        raise ValueError(f"invalid address {addr_spec!r}: {exc}") from exc
-    if not address.username or not address.domain:
-        raise ValueError(f"invalid address {addr_spec!r}")
-    return address.addr_spec
-
-
-def sender_problem(addr_spec: str) -> str | None:
-    """Why `addr_spec` cannot be a sender address (None if it can): a bare
-    address whose domain can also name our Message-IDs."""
-    try:
-        domain = _address(addr_spec).rpartition("@")[2]
-    except ValueError as exc:
-        return str(exc)
-    if not _DOMAIN.fullmatch(domain):
-        return f"not a domain name: {domain!r}"
-    return None
 
 
 def inline_css(html: str) -> str:

@@ -17,7 +17,6 @@ at most the messages in flight at the kill can go out twice.
 from __future__ import annotations
 
 import json
-import random
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, case, insert, or_, update
@@ -26,6 +25,7 @@ from sqlmodel import Session, select
 
 from app.db import insert_ignoring_conflicts
 from app.models import ChannelOptOut, Notification, NotificationEvent
+from app.retry import backoff_seconds
 
 QUEUED, SENDING, SENT, DELIVERED = "queued", "sending", "sent", "delivered"
 BOUNCED, FAILED, SUPPRESSED, DEAD = "bounced", "failed", "suppressed", "dead"
@@ -217,8 +217,9 @@ def retry(notification: Notification, reason: str, now: datetime, max_attempts: 
     if notification.attempts >= max_attempts:
         return change(notification, DEAD, now, f"gave up after {max_attempts} attempts: {reason}",
                       lease_until=None)  # fmt: skip
-    delay = min(BACKOFF_BASE * 2 ** (notification.attempts - 1), BACKOFF_MAX)
-    delay *= 1 + random.random() * 0.2
+    delay = timedelta(seconds=backoff_seconds(
+        notification.attempts, BACKOFF_BASE.total_seconds(), BACKOFF_MAX.total_seconds()
+    ))  # fmt: skip
     return change(notification, QUEUED, now, reason, next_attempt_at=now + delay, lease_until=None)
 
 

@@ -67,9 +67,14 @@ from typing import Any, Literal, cast
 import requests
 
 from app.clock import parse_timestamp
-from app.events import PayloadError
 from notifications.email import build_mime
 from notifications.messages import EmailMessage, Outcome, SendResult
+
+
+class WebhookError(ValueError):
+    """A Postmark webhook body we cannot interpret. Our own error rather than
+    the domain's: a provider module knows nothing of the domain."""
+
 
 log = logging.getLogger(__name__)
 
@@ -281,10 +286,10 @@ def parse_webhook(payload: dict) -> DeliveryReport | None:
     A spam complaint is always permanent: Postmark deactivates the address
     and does not let it be reactivated.
 
-    Raises PayloadError (a ValueError) naming the field when a known record
+    Raises WebhookError (a ValueError) naming the field when a known record
     type lacks what we need."""
     if not isinstance(payload, dict):
-        raise PayloadError("a Postmark webhook body is a JSON object")
+        raise WebhookError("a Postmark webhook body is a JSON object")
     record_type = payload.get("RecordType")
     if record_type == "Delivery":
         return DeliveryReport(
@@ -332,12 +337,12 @@ def _bounce_detail(payload: dict, bounce_type: str) -> str:
 def _required(payload: dict, name: str) -> str:
     value = payload.get(name)
     if not isinstance(value, str) or not value.strip():
-        raise PayloadError(f"{name}: missing or not a string")
+        raise WebhookError(f"{name}: missing or not a string")
     text = value.strip()
     # Ids and addresses are printable; a NUL would reach the database query
     # (PostgreSQL refuses it in text).
     if not text.isprintable():
-        raise PayloadError(f"{name}: control characters")
+        raise WebhookError(f"{name}: control characters")
     return text
 
 
@@ -345,9 +350,9 @@ def _moment(payload: dict, name: str) -> datetime:
     try:
         moment = parse_timestamp(payload.get(name))
     except ValueError as exc:
-        raise PayloadError(f"{name}: not an ISO 8601 timestamp") from exc
+        raise WebhookError(f"{name}: not an ISO 8601 timestamp") from exc
     if moment is None:
-        raise PayloadError(f"{name}: missing")
+        raise WebhookError(f"{name}: missing")
     return moment
 
 

@@ -417,14 +417,21 @@ def _language(locale: str | None) -> str | None:
     return locale.split("-")[0] if locale else None
 
 
+def locale_chain(locale: str) -> list[str]:
+    """The locales that serve `locale`, most specific first: "es_MX" and
+    "es-mx" give es-MX, es. The one fallback rule for our templates and the
+    shops' own; [] when `locale` is not a locale."""
+    normalized = _normalize(locale)
+    if not normalized:
+        return []
+    subtags = normalized.split("-")
+    return ["-".join(subtags[:end]) for end in range(len(subtags), 0, -1)]
+
+
 def _candidates(*locales: str) -> Iterator[str]:
     """Each locale, then its shorter forms: es-MX, es, <shop's>, ..., en."""
     for locale in (*locales, DEFAULT_LOCALE):
-        normalized = _normalize(locale)
-        if normalized:
-            subtags = normalized.split("-")
-            for end in range(len(subtags), 0, -1):
-                yield "-".join(subtags[:end])
+        yield from locale_chain(locale)
 
 
 def _template_locale(kind: str, channel: str, locale: str, shop_locale: str) -> str:

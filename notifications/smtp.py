@@ -41,13 +41,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from app.config import SMTP_MAX_CONNECTIONS as MAX_CONNECTIONS
 from notifications.email import build_mime
 from notifications.messages import EmailMessage, Outcome, SendResult
 
 log = logging.getLogger(__name__)
 
 Security = Literal["starttls", "tls", "none"]
-MAX_CONNECTIONS = 32
 _SECURITY = ("starttls", "tls", "none")
 
 

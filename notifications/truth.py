@@ -1,29 +1,15 @@
-"""Is a queued message still true when it leaves?
+"""The facts a queued message tells, as they are when it leaves.
 
 A message can wait in the outbox for hours (a provider's retries, quiet
-hours, the frequency cap) while the order moves on: "your order is on its
-way" after the parcel was delivered, or a delivery date a later carrier
-event has already changed. Just before sending, the worker asks these two
-questions over the order and shipment as they are now.
+hours, the frequency cap) while the order moves on: a delivery date a later
+carrier event has already changed. Just before sending, the worker renders
+the order and shipment as they are now. (Whether the message is still true
+at all is the rules' to say: `app.rules.no_longer_true`.)
 """
 
 from __future__ import annotations
 
 from app.models import Order, Shipment
-from app.order_state import OrderState
-
-# Order states after which a message of this kind tells the customer
-# something no longer true (or no longer wanted).
-PASSED: dict[str, frozenset[str]] = {
-    "shipping": frozenset({OrderState.DELIVERED, OrderState.CANCELLED, OrderState.REFUNDED}),
-}
-
-
-def no_longer_true(kind: str, order: Order | None) -> str | None:
-    """Why a message of `kind` about `order` must not go out now, or None."""
-    if order is not None and order.state in PASSED.get(kind, ()):
-        return f"no longer true: the order is {order.state} (the {kind} message came too late)"
-    return None
 
 
 def current_facts(context: dict, order: Order | None, shipment: Shipment | None) -> dict:

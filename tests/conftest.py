@@ -34,7 +34,8 @@ from sqlmodel import Session, SQLModel
 from app import migrate, worker
 from app.config import Settings
 from app.db import make_engine
-from app.factory import Runtime, create_app
+from app.factory import create_app
+from app.runtime import Runtime, build_runtime
 from app.shops import add_shop
 from support import (
     OTHER_SHOP_DOMAIN,
@@ -133,13 +134,14 @@ def settings(db, tmp_path) -> Settings:
 
 
 @pytest.fixture
-def app(settings, db, clock) -> Flask:
-    return create_app(settings, engine=db, clock=clock)
+def rt(settings, db, clock) -> Runtime:
+    """The runtime on the test database and the frozen clock."""
+    return build_runtime(settings, engine=db, clock=clock)
 
 
 @pytest.fixture
-def rt(app) -> Runtime:
-    return app.extensions["careloop"]
+def app(rt) -> Flask:
+    return create_app(rt)
 
 
 @pytest.fixture

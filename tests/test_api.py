@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session
 
-from app.models import InboxMessage
+from app.models import InboxMessage, Order
 from support import OTHER_SHOP_DOMAIN, load_fixture, with_changes
 
 ORDER_ID = 5001001
@@ -258,8 +258,19 @@ def test_order_list_cursor_combines_with_state_filter(shop, client, deliver, wor
     assert second["next_cursor"] is None
 
 
-def test_order_list_limit_goes_up_to_two_hundred(shop, client):
-    assert list_orders(client, shop, limit=200).status_code == 200
+def test_order_list_limit_goes_up_to_two_hundred(shop, client, db, clock):
+    with Session(db) as session:  # more orders than one page holds
+        session.add_all(
+            Order(shop_id=shop.id, shopify_id=5_100_000 + n, state="paid",
+                  state_changed_at=clock.now(), created_at=clock.now())
+            for n in range(201)
+        )  # fmt: skip
+        session.commit()
+
+    assert len(list_orders(client, shop).json["orders"]) == 50  # the default
+    page = list_orders(client, shop, limit=200)
+    assert page.status_code == 200 and len(page.json["orders"]) == 200
+    assert page.json["next_cursor"] is not None
     assert list_orders(client, shop, limit=201).status_code == 400
 
 

@@ -75,6 +75,9 @@ def story(order_id: int) -> list[tuple[str, str, dict]]:
         ("aftership", "tracking_update", tracker("Exception", 6, "2026-11-26", "b")),
         ("standard", "shipment.updated", standard("out_for_delivery", 7)),
         ("shopify", "orders/partially_fulfilled", order(8, "paid", "partial")),
+        # Two sources report the same parcel at the same minute and disagree:
+        # the one further along wins, whichever arrives first.
+        ("shopify", "fulfillments/update", shopify_fulfillment(9, "out_for_delivery")),
         ("aftership", "tracking_update", tracker("Delivered", 9, "2026-11-26", "c")),
         ("standard", "shipment.updated", standard("delivered", 10)),
         ("shopify", "orders/fulfilled", order(11, "paid", "fulfilled")),

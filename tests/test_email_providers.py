@@ -37,12 +37,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from processes import WAIT_TIMEOUT, free_port, serve_wsgi
 from werkzeug.wrappers import Request, Response
 
-from app.events import PayloadError
 from notifications.email import build_mime, inline_css, message_id_for
 from notifications.messages import EmailMessage, Outcome
 from notifications.postmark import (
     DeliveryReport,
     PostmarkProvider,
+    WebhookError,
     parse_webhook,
     verify_webhook_auth,
 )
@@ -1140,7 +1140,7 @@ def test_parse_webhook_ignores_other_record_types():
 def test_parse_webhook_names_the_field_it_cannot_use(fixture, change, field_name):
     payload = {**load_fixture("postmark", fixture), **change}
 
-    with pytest.raises(PayloadError, match=field_name):
+    with pytest.raises(WebhookError, match=field_name):
         parse_webhook(payload)
 
 

@@ -603,8 +603,9 @@ def test_encryption_key_rotation_keeps_secrets_working(
     monkeypatch.setenv("CARELOOP_ENCRYPTION_KEYS", new_key)
     from app.config import Settings
     from app.factory import create_app
+    from app.runtime import build_runtime
 
-    rotated = create_app(Settings.from_env()).test_client()
+    rotated = create_app(build_runtime(Settings.from_env())).test_client()
     assert post_aftership(rotated, url, "tracking_in_transit").status_code == 200
     # A process still running with only the old key cannot read the secret: it
     # answers 503 (the provider retries) rather than accept or refuse for good.

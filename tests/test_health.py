@@ -13,6 +13,7 @@ from app.clock import Clock
 from app.db import make_engine
 from app.factory import create_app
 from app.models import InboxMessage
+from app.runtime import build_runtime
 from support import load_fixture
 
 UNREACHABLE = "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2"
@@ -71,7 +72,9 @@ def test_readyz_counts_dead_letters(shop, client, deliver, work):
 
 
 def test_metrics_behind_a_token_answer_only_that_bearer(settings, db, clock):
-    client = create_app(replace(settings, metrics_token="scrape-me"), engine=db, clock=clock)
+    client = create_app(
+        build_runtime(replace(settings, metrics_token="scrape-me"), engine=db, clock=clock)
+    )
     client = client.test_client()
 
     assert client.get("/metrics").status_code == 401
@@ -82,7 +85,7 @@ def test_metrics_behind_a_token_answer_only_that_bearer(settings, db, clock):
 
 
 def test_readyz_is_503_when_the_database_is_unreachable(settings):
-    app = create_app(settings, engine=make_engine(UNREACHABLE), clock=Clock())
+    app = create_app(build_runtime(settings, engine=make_engine(UNREACHABLE), clock=Clock()))
     client = app.test_client()
 
     response = client.get("/readyz")

@@ -16,6 +16,7 @@ from app import history_import
 from app.factory import create_app
 from app.install import record_install
 from app.models import Customer, HistoryImport, InboxMessage, Order, Shop
+from app.runtime import build_runtime
 from integrations.shopify_auth import TokenSet
 from support import SHOP_DOMAIN
 
@@ -34,8 +35,7 @@ def standin():
 def rt(settings, db, clock, standin):
     """The runtime, with Shopify at the stand-in and the shop holding a token."""
     configured = dataclasses.replace(settings, shopify_url_template=standin.base_url)
-    app = create_app(configured, engine=db, clock=clock)
-    runtime = app.extensions["careloop"]
+    runtime = build_runtime(configured, engine=db, clock=clock)
     standin.refresh_tokens.add("shprt_import_test")
     tokens = TokenSet(
         TOKEN, frozenset({"read_orders"}), clock.now() + timedelta(hours=1),
@@ -52,7 +52,7 @@ def api(rt, shop):
     """The JSON API of the same app, with the shop's CareLoop token."""
     from flask import Flask
 
-    app: Flask = create_app(rt.settings, engine=rt.engine, clock=rt.clock)
+    app: Flask = create_app(rt)
     client = app.test_client()
     return lambda method, path: client.open(path, method=method, headers=shop.auth)
 

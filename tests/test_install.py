@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from app.factory import create_app
 from app.models import OAuthState, Shop
+from app.runtime import build_runtime
 from app.shop_tokens import access_token
 from integrations.shopify_admin import REQUIRED_TOPICS
 from integrations.shopify_auth import sign_query
@@ -43,7 +44,7 @@ def configured(settings, standin):
 
 @pytest.fixture
 def shopify_app(configured, db, clock):
-    return create_app(configured, engine=db, clock=clock)
+    return create_app(build_runtime(configured, engine=db, clock=clock))
 
 
 @pytest.fixture

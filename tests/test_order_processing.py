@@ -190,13 +190,22 @@ def test_customer_update_replaces_fields_but_older_one_is_ignored(shop, deliver,
 
 
 def test_order_embedded_customer_does_not_blank_known_fields(shop, deliver, work, db):
-    deliver("orders/create", "orders_create")
+    deliver("customers/create", "customers_create")
     work()
-    payload = load_fixture("shopify", "customers_update")
-    payload = payload | {"updated_at": "2026-11-30T10:00:00+01:00"}
-    deliver("customers/update", payload)
+    # A newer order whose embedded customer carries only some fields (orders
+    # embed fewer than customers/* send): what it leaves out stays as known.
+    order = load_fixture("shopify", "orders_create")
+    embedded = {"id": CUSTOMER_ID, "updated_at": "2026-11-30T10:00:00+01:00",
+                "email": "ana.new@example.com"}  # fmt: skip
+    deliver("orders/create", order | {"customer": embedded})
     work()
-    assert customer_row(db).locale == "es"  # customers/* carry no locale; the order's stays
+    customer = customer_row(db)
+    assert (customer.phone, customer.first_name, customer.last_name) == (
+        "+34612345678",
+        "Ana",
+        "García",
+    )
+    assert (customer.email, customer.locale) == ("ana.new@example.com", "es")
 
 
 @pytest.mark.parametrize(

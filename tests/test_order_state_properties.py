@@ -4,17 +4,20 @@ same state as the in-order sequence (through the real parser and database)."""
 from __future__ import annotations
 
 import itertools
+import threading
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session, select
 
+from app import worker
 from app.demo import ANA, fulfillment_payload, order_payload
 from app.ingest import Cause, apply
-from app.models import Order, Shipment
+from app.models import InboxMessage, Order, Shipment
 from app.order_state import OrderFacts, OrderState, ShipmentStatus, derive_state
 from integrations import shopify
+from support import ON_POSTGRESQL
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 SHIPMENT_PROGRESS = ["in_transit", "out_for_delivery", "attempted_delivery", "delivered", "failure"]
@@ -77,6 +80,10 @@ def _tell(db, shop_id: int, order_id: int, story) -> tuple:
             for event in shopify.parse(topic, build(order_id), None):
                 apply(session, shop_id, event, Cause(f"shopify:{topic}", None, START))
             session.commit()
+    return _outcome(db, shop_id, order_id)
+
+
+def _outcome(db, shop_id: int, order_id: int) -> tuple:
     with Session(db) as session:
         order = session.exec(
             select(Order).where(Order.shop_id == shop_id, Order.shopify_id == order_id)
@@ -136,3 +143,48 @@ def test_slowest_parcel_sets_the_pace():
 def test_cancelled_parcels_do_not_count():
     facts = OrderFacts("paid", None, None)
     assert derive_state(facts, [ShipmentStatus.CANCELLED]) == OrderState.PAID
+
+
+def _life(order_id: int) -> list[tuple[str, dict]]:
+    """One order's life in true time order: two parcels, each delivered."""
+    minute = itertools.count(1)
+
+    def at() -> datetime:
+        return START + timedelta(minutes=next(minute))
+
+    story = [("orders/create", _order(START, at(), "pending", None)),
+             ("orders/paid", _order(START, at(), "paid", None))]  # fmt: skip
+    for parcel in (0, 1):
+        shipped = at()
+        story.append(("fulfillments/create", _fulfillment(parcel, shipped, shipped, None)))
+        for status in ("in_transit", "out_for_delivery", "delivered"):
+            story.append(("fulfillments/update", _fulfillment(parcel, shipped, at(), status)))
+    story.append(("orders/updated", _order(START, at(), "paid", "fulfilled")))
+    return [(topic, build(order_id)) for topic, build in story]
+
+
+@ON_POSTGRESQL
+def test_two_workers_on_one_orders_events_end_like_one_worker_in_order(db, shop, rt, deliver):
+    in_order, concurrent = next(_order_ids), next(_order_ids)
+    for topic, payload in _life(in_order):
+        deliver(topic, payload)
+        worker.drain(rt)
+    # All stored first, newest first, then two workers take them at once.
+    for topic, payload in reversed(_life(concurrent)):
+        deliver(topic, payload)
+    start = threading.Barrier(2)
+
+    def run() -> None:
+        start.wait()
+        worker.drain(rt)
+
+    workers = [threading.Thread(target=run) for _ in range(2)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+
+    with Session(db) as session:
+        assert session.exec(select(InboxMessage.status).distinct()).all() == ["done"]
+    assert _outcome(db, shop.id, concurrent) == _outcome(db, shop.id, in_order)
+    assert _outcome(db, shop.id, in_order)[0] == "delivered"

@@ -19,6 +19,7 @@ from processes import free_port
 from shopify_standin import WEBHOOK_TOPICS, ManualTime, Resolver, ShopifyStandIn, serve
 
 from app.config import ROOT, Settings
+from app.retry import JITTER
 from integrations.shopify import COMPLIANCE_TOPICS, SUPPORTED_TOPICS
 from integrations.shopify_admin import (
     REQUIRED_TOPICS,
@@ -54,6 +55,13 @@ def shopify(manual):
     with serve(standin) as url:
         standin.url = url
         yield standin
+
+
+def backed_off(sleeps: list[float], delays: list[float]) -> bool:
+    """The retries waited these delays, each plus its jitter (app.retry)."""
+    return len(sleeps) == len(delays) and all(
+        d <= s <= d * (1 + JITTER) for s, d in zip(sleeps, delays, strict=True)
+    )
 
 
 def admin_client(shopify, manual, token: str = TOKEN, base_url: str | None = None) -> AdminClient:
@@ -128,7 +136,7 @@ def test_server_errors_are_retried_with_backoff_then_succeed(admin, shopify, man
     shopify.fail_next(2, status=503)
     assert admin.execute(SHOP_QUERY)["shop"]["myshopifyDomain"] == SHOP_DOMAIN
     assert [r.status for r in shopify.requests] == [503, 503, 200]
-    assert manual.sleeps == [0.5, 1.0]
+    assert backed_off(manual.sleeps, [0.5, 1.0])
 
 
 def test_persistent_server_errors_give_up_after_three_attempts(admin, shopify, manual, caplog):
@@ -137,7 +145,7 @@ def test_persistent_server_errors_give_up_after_three_attempts(admin, shopify, m
     with pytest.raises(AdminUnavailable, match="failed 3 times"):
         admin.execute(SHOP_QUERY)
     assert len(shopify.requests) == 3
-    assert manual.sleeps == [0.5, 1.0]
+    assert backed_off(manual.sleeps, [0.5, 1.0])
     assert TOKEN not in caplog.text
 
 
@@ -145,7 +153,7 @@ def test_a_shop_that_cannot_be_reached_gives_up_after_three_attempts(shopify, ma
     client = admin_client(shopify, manual, base_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(AdminUnavailable, match="ConnectionError"):
         client.execute(SHOP_QUERY)
-    assert manual.sleeps == [0.5, 1.0]
+    assert backed_off(manual.sleeps, [0.5, 1.0])
 
 
 def test_graphql_errors_raise_admin_error_carrying_them(admin, shopify):

@@ -16,6 +16,7 @@ from app import inbox
 from app.clock import Clock
 from app.factory import create_app
 from app.models import InboxMessage, Shop
+from app.runtime import build_runtime
 from integrations import shopify
 from support import (
     ON_POSTGRESQL,
@@ -184,7 +185,7 @@ def test_database_down_answers_503_so_shopify_retries(settings):
     from app.db import make_engine
 
     down = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
-    app = create_app(settings, engine=down, clock=Clock())
+    app = create_app(build_runtime(settings, engine=down, clock=Clock()))
     body = json.dumps(load_fixture("shopify", "orders_create")).encode()
 
     response = app.test_client().post(

@@ -29,9 +29,9 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from app import worker
-from app.factory import Runtime
 from app.fulfillment import connect
 from app.models import InboxMessage
+from app.runtime import Runtime
 from integrations import aftership, shopify, standard_webhooks
 from support import (
     AFTERSHIP_SECRET,

@@ -20,8 +20,8 @@ from flask import Blueprint, abort, redirect, request, session, url_for
 from sqlmodel import Session
 
 from app import oauth_states
-from app.factory import runtime
 from app.install import after_install, record_install
+from app.web.context import runtime
 from integrations.shopify import is_shop_domain
 from integrations.shopify_auth import OAuthError, is_fresh, verify_query_hmac
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics, readiness
-from app.factory import runtime
+from app.web.context import runtime
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ import logging
 from flask import Blueprint, Response, abort, jsonify, render_template, request
 from sqlmodel import Session, select
 
-from app.factory import runtime
 from app.models import Notification, Shop
 from app.web.body import read_body
+from app.web.context import runtime
 from app.web.errors import error_response
 from notifications import outbox
 from notifications.phone import keyword_action, to_e164

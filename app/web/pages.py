@@ -15,12 +15,12 @@ import secrets
 from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
 from sqlmodel import Session
 
-from app.factory import runtime
 from app.install import shop_for_session_token
 from app.models import Shop
 from app.order_state import OrderState
 from app.orders import list_orders, order_document, order_summary
 from app.shops import shop_for_token
+from app.web.context import runtime
 from app.web.params import ROW_ID_MAX, parse_whole_number
 
 bp = Blueprint("pages", __name__, url_prefix="/app")

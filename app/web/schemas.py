@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from app.email_address import sender_problem
 from app.fulfillment import PROVIDERS
 from app.order_state import OrderState
 from app.web.params import ROW_ID_MAX, SHOPIFY_ID_MAX
 from notifications import policy, rendering
-from notifications.email import sender_problem
 from notifications.phone import to_e164
 
 MAX_PAGE = 200

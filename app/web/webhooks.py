@@ -18,10 +18,10 @@ from app import inbox, metrics
 from app.clock import parse_timestamp
 from app.crypto import InvalidToken
 from app.events import PayloadError, UnsupportedTopic
-from app.factory import runtime
 from app.fulfillment import PROVIDERS, connection_for_key
 from app.models import Shop
 from app.web.body import read_body
+from app.web.context import runtime
 from app.web.errors import error_response
 from integrations import shopify
 

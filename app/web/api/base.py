@@ -9,9 +9,9 @@ import functools
 from flask import Blueprint, g, request
 from sqlmodel import Session
 
-from app.factory import runtime
 from app.install import shop_for_session_token
 from app.shops import TOKEN_PREFIX, shop_for_token
+from app.web.context import runtime
 from app.web.contract import Api
 from app.web.errors import error_response
 

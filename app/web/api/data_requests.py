@@ -6,9 +6,9 @@ import json
 
 from sqlmodel import Session, select
 
-from app.factory import runtime
 from app.models import DataRequest
 from app.web.api.base import api, shop_id
+from app.web.context import runtime
 from app.web.schemas import DataRequestList
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from app import history_import
-from app.factory import runtime
 from app.models import Shop
 from app.shop_tokens import NoAccessToken
 from app.web.api.base import api, shop_id
+from app.web.context import runtime
 from app.web.errors import error_response
 from app.web.schemas import ImportStatus
 from integrations.shopify_admin import AdminError

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from app import inbox
-from app.factory import runtime
 from app.models import InboxMessage
 from app.web.api.base import api, shop_id
+from app.web.context import runtime
 from app.web.errors import error_response
 from app.web.schemas import InboxEntry, InboxList, InboxQuery, Requeued
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from app.factory import runtime
 from app.models import Notification, NotificationEvent, Order
 from app.web.api.base import api, shop_id
+from app.web.context import runtime
 from app.web.schemas import NotificationList, NotificationRecord, NotificationsQuery
 
 

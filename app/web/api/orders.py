@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from app.factory import runtime
 from app.orders import list_orders, order_document, order_summary
 from app.web.api.base import api, shop_id
+from app.web.context import runtime
 from app.web.errors import error_response
 from app.web.schemas import OrderDocument, OrderList, OrdersQuery
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
-from app.factory import runtime
 from app.fulfillment import (
     PROVIDERS,
     ProviderConfigError,
@@ -15,6 +14,7 @@ from app.fulfillment import (
 )
 from app.models import FulfillmentConnection
 from app.web.api.base import api, shop_id
+from app.web.context import runtime
 from app.web.errors import error_response
 from app.web.schemas import IssuedConnection, ProviderAddress, ProviderList, ProviderSecret
 

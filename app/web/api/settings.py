@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from app.factory import runtime
 from app.models import Shop
 from app.web.api.base import api, shop_id
+from app.web.context import runtime
 from app.web.schemas import NotificationSettings, NotificationSettingsChange
 
 PATH = "/settings/notifications"

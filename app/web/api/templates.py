@@ -6,9 +6,9 @@ from flask import jsonify
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from app.factory import runtime
 from app.models import Shop, TemplateOverride
 from app.web.api.base import api, shop_id
+from app.web.context import runtime
 from app.web.errors import error_response
 from app.web.render_slots import one_render_slot
 from app.web.schemas import Rendered, TemplateAddress, TemplatePreview, TemplateSaved, TemplateText
