@@ -54,10 +54,17 @@ def page(browser):
     context.close()
 
 
+def follow(page, selector: str) -> None:
+    """Click a link or a submit button and wait for the page it leads to:
+    reading the page before it has loaded sees the old one, or nothing."""
+    with page.expect_navigation():
+        page.click(selector)
+
+
 def sign_in(page, base_url: str, token: str) -> None:
     page.goto(f"{base_url}/app/")
     page.fill("input[name=token]", token)
-    page.click("button[type=submit]")
+    follow(page, "button[type=submit]")
 
 
 def test_merchant_signs_in_and_follows_an_order_to_its_timeline(
@@ -72,7 +79,7 @@ def test_merchant_signs_in_and_follows_an_order_to_its_timeline(
     row = page.locator("tbody tr").first
     assert "#1001" in row.inner_text() and "in transit" in row.inner_text()
 
-    page.click("text=#1001")
+    follow(page, "text=#1001")
     assert page.locator("#order-state").inner_text() == "in transit"
     timeline = page.locator("#timeline tbody").inner_text()
     for change in ("new → pending", "pending → paid", "paid → fulfilled", "fulfilled → in transit"):
@@ -85,7 +92,7 @@ def test_wrong_token_is_refused_and_pages_need_signing_in(shop, live_server, pag
     assert page.url.startswith(f"{live_server}/app/login")
 
     page.fill("input[name=token]", "clp_not-a-real-token")
-    page.click("button[type=submit]")
+    follow(page, "button[type=submit]")
     assert "not valid" in page.locator("[role=alert]").inner_text()
 
 
@@ -103,7 +110,7 @@ def test_order_filter_by_state_shows_only_that_state(shop, deliver, work, live_s
     deliver("orders/create", "orders_create")
     work()
     sign_in(page, live_server, shop.token)
-    page.click(".filters >> text=paid")
+    follow(page, ".filters >> text=paid")
     assert "No orders are paid" in page.content()
-    page.click(".filters >> text=pending")
+    follow(page, ".filters >> text=pending")
     assert "#1001" in page.locator("tbody").inner_text()
