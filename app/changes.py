@@ -1,6 +1,6 @@
 """What applying an event changed: the facts the rules subscribe to.
 
-`app.ingest.apply` returns these instead of calling the rules itself, so
+`app.orders.apply` returns these instead of calling the rules itself, so
 that applying an event knows nothing of who is told what, and a new rule
 (delay, birthday, survey) subscribes to a change without touching how
 events are applied. They carry row ids, not rows: the subscriber reads what

@@ -1,5 +1,5 @@
 """Domain events: what an outside message means to us, independent of who sent
-it. Integrations turn their formats into these; `app.ingest` applies them."""
+it. Integrations turn their formats into these; `app.orders` applies them."""
 
 from __future__ import annotations
 

@@ -25,8 +25,8 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from app import rules
-from app.ingest import Cause, apply
 from app.models import HistoryImport, InboxMessage, Shop
+from app.orders import Cause, apply
 from app.runtime import Runtime
 from app.shop_tokens import with_admin
 from integrations import shopify_bulk

@@ -36,9 +36,10 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from app import rules
 from app.events import PayloadError
 from app.inbox_writer import InboxWriter
-from app.ingest import REDACTED_BODY, Cause, OrderNotKnown, apply, concerns_redacted
 from app.logs import add_log_context
 from app.models import InboxMessage, ParkedReference, Shop
+from app.orders import Cause, OrderNotKnown, apply
+from app.privacy import REDACTED_BODY, concerns_redacted
 from app.retry import backoff_seconds
 from integrations import aftership, shipbob, shopify, standard_webhooks
 

@@ -36,7 +36,7 @@ class Privacy:
     """A table's personal data. `customer` maps each column holding a
     customer's personal data to its erasure (empty: the table holds none).
     shop/redact deletes every row of the shop (`shop_rows`), in every table:
-    after an uninstall, Shopify asks for everything to go (`app.ingest.erase_shop`)."""
+    after an uninstall, Shopify asks for everything to go (`app.privacy.erase_shop`)."""
 
     customer: dict[str, Erasure] = field(default_factory=dict)
     # "transient": rows that belong to no installed shop yet and expire on

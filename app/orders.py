@@ -1,119 +1,355 @@
-"""Read model of orders: what the API, the pages and the demo show."""
+"""Orders and their state: where a domain event is applied, and where an
+order's state changes (`_recompute_state`, from the pure rules in
+`app.order_state`). Customers and consent are `app.customers`; erasure and
+data requests are `app.privacy`; waking parked events is `app.parked`.
+
+The caller owns the transaction: these functions flush but never commit, so
+that a state change and whatever it causes (timeline rows now, outbox rows
+later) commit together or not at all. `apply` returns what changed
+(`app.changes`); the caller hands that to the rules in the same transaction.
+
+Rows an event touches are locked (`SELECT ... FOR UPDATE` on PostgreSQL;
+SQLite has a single writer) after an insert-if-missing, so that two workers
+handling two events of one order serialise instead of losing an update.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import update
 from sqlmodel import Session, select
 
-from app.models import Customer, Order, OrderEvent, Shipment
+from app.changes import (
+    Change,
+    OrderDetailsArrived,
+    OrderStateChanged,
+    ShipmentStageChanged,
+)
+from app.customers import apply_consent, apply_customer
+from app.db import insert_ignoring_conflicts
+from app.events import (
+    BulkOperationFinished,
+    ConsentChange,
+    CustomerDataRequest,
+    CustomerRedaction,
+    CustomerSnapshot,
+    Event,
+    OrderMatch,
+    OrderSnapshot,
+    ShipmentSnapshot,
+    ShopRedaction,
+    ShopUninstalled,
+    order_number,
+)
+from app.models import (
+    HistoryImport,
+    Order,
+    OrderEvent,
+    Shipment,
+    Shop,
+)
+from app.order_state import (
+    OrderFacts,
+    OrderState,
+    ParcelReport,
+    ShipmentStatus,
+    derive_state,
+    is_newer,
+    parcel_statuses,
+)
+from app.parked import wake_parked
+from app.privacy import erase_shop, record_data_request, redact_customer
+from app.shop_tokens import forget_tokens
 
 
-def _iso(moment) -> str | None:
-    return moment.isoformat() if moment else None
+@dataclass(frozen=True)
+class Cause:
+    """Why a change happened, for the timeline."""
+
+    label: str  # e.g. "shopify:orders/paid"
+    inbox_id: int | None
+    now: datetime
 
 
-def order_summary(order: Order) -> dict:
-    return {
-        "id": order.shopify_id,
-        "name": order.name,
-        "state": order.state,
-        "state_changed_at": _iso(order.state_changed_at),
-        "financial_status": order.financial_status,
-        "fulfillment_status": order.fulfillment_status,
-        "currency": order.currency,
-        "total_price": str(order.total_price) if order.total_price is not None else None,
-        "created_at": _iso(order.shopify_created_at),
-        "cancelled_at": _iso(order.cancelled_at),
-    }
+def apply(session: Session, shop_id: int, event: Event, cause: Cause) -> list[Change]:
+    """Apply one event; returns what it changed, for the rules."""
+    changes: list[Change] = []
+    match event:
+        case OrderSnapshot():
+            _apply_order(session, shop_id, event, cause, changes)
+        case ShipmentSnapshot():
+            if event.order_shopify_id is not None:
+                order = _lock_order(
+                    session, shop_id, event.order_shopify_id, cause, event.updated_at
+                )
+            else:
+                order = _find_order(session, shop_id, event.match)
+            _apply_shipment(session, order, event, cause, changes)
+            _recompute_state(session, order, cause, event.updated_at, changes)
+        case CustomerSnapshot():
+            apply_customer(session, shop_id, event, changes)
+        case ConsentChange():
+            apply_consent(session, shop_id, event)
+        case ShopUninstalled():
+            # Stops every send at once (senders check uninstalled_at) and
+            # drops the Shopify tokens, which Shopify has revoked anyway.
+            shop = session.get(Shop, shop_id)
+            shop.uninstalled_at = cause.now
+            forget_tokens(shop)
+            session.add(shop)
+        case CustomerRedaction():
+            redact_customer(
+                session, shop_id, event.customer_shopify_id, event.order_shopify_ids, cause.now
+            )
+        case CustomerDataRequest():
+            record_data_request(session, shop_id, event, cause.now)
+        case ShopRedaction():
+            erase_shop(session, shop_id)
+        case BulkOperationFinished():
+            # The history import's worker step picks it up from here.
+            session.exec(
+                update(HistoryImport)
+                .where(
+                    HistoryImport.shop_id == shop_id,
+                    HistoryImport.bulk_operation_id == event.operation_id,
+                    HistoryImport.status == "running",
+                )
+                .values(
+                    status="ready" if event.status == "completed" else "failed",
+                    error=None if event.status == "completed"
+                    else f"bulk operation {event.status}: {event.error_code}",
+                    updated_at=cause.now,
+                )
+            )  # fmt: skip
+        case _:
+            raise TypeError(f"no handler for {type(event).__name__}")
+    return changes
 
 
-def order_document(session: Session, shop_id: int, shopify_id: int) -> dict | None:
-    """The order with its customer, shipments and timeline; None if this shop
-    has no such order."""
-    order = session.exec(
-        select(Order).where(Order.shop_id == shop_id, Order.shopify_id == shopify_id)
-    ).first()
-    if order is None:
-        return None
-    customer = (
-        session.exec(
-            select(Customer).where(Customer.shop_id == shop_id, Customer.id == order.customer_id)
-        ).first()
-        if order.customer_id
-        else None
+def _apply_order(
+    session: Session, shop_id: int, snap: OrderSnapshot, cause: Cause, changes: list[Change]
+) -> None:
+    customer = apply_customer(session, shop_id, snap.customer, changes) if snap.customer else None
+    order = _lock_order(
+        session, shop_id, snap.shopify_id, cause, snap.created_at or snap.updated_at
     )
-    shipments = session.exec(
+    # Provider events parked for this order wait for its id or its name: both
+    # become known with the order's first snapshot.
+    first_snapshot = order.snapshot_updated_at is None
+    if is_newer(snap.updated_at, order.snapshot_updated_at):
+        redacted = order.redacted_at is not None or (customer and customer.redacted_at)
+        order.name = snap.name
+        order.financial_status = snap.financial_status
+        order.fulfillment_status = snap.fulfillment_status
+        order.cancelled_at = snap.cancelled_at
+        order.currency = snap.currency
+        order.total_price = snap.total_price
+        order.shopify_created_at = snap.created_at
+        order.email = None if redacted else snap.email
+        order.phone = None if redacted else snap.phone
+        order.snapshot_updated_at = snap.updated_at
+        if customer is not None:
+            order.customer_id = customer.id
+    for shipment in snap.shipments:
+        _apply_shipment(session, order, shipment, cause, changes)
+    _recompute_state(session, order, cause, snap.updated_at, changes)
+    if first_snapshot:
+        changes.append(OrderDetailsArrived(order.id))
+        references = OrderMatch(snap.shopify_id, snap.name).references()
+        wake_parked(session, shop_id, references, cause.now)
+
+
+def _lock_order(
+    session: Session, shop_id: int, shopify_id: int, cause: Cause, first_seen: datetime
+) -> Order:
+    created = insert_ignoring_conflicts(
+        session,
+        Order.__table__,
+        {
+            "shop_id": shop_id,
+            "shopify_id": shopify_id,
+            "state": OrderState.PENDING,
+            "state_changed_at": cause.now,
+            "created_at": cause.now,
+        },
+    )
+    order = session.exec(
+        select(Order)
+        .where(Order.shop_id == shop_id, Order.shopify_id == shopify_id)
+        .with_for_update()
+    ).one()
+    if created:
+        _timeline(session, order, "state", None, OrderState.PENDING, cause, first_seen)
+    return order
+
+
+class OrderNotKnown(LookupError):
+    """A provider event names an order we have not seen (yet). The worker
+    parks it under `references` until an order or shipment matching one of
+    them arrives."""
+
+    def __init__(self, references: tuple[str, ...]):
+        super().__init__(f"no order matches {', '.join(references) or 'nothing'}")
+        self.references = references
+
+
+def _find_order(session: Session, shop_id: int, match: OrderMatch | None) -> Order:
+    """The order a provider event is about, locked; by Shopify id, then by
+    order number, then by a tracking number we already know."""
+    match = match or OrderMatch()
+    query = select(Order).where(Order.shop_id == shop_id).with_for_update()
+    order = None
+    if match.shopify_id is not None:
+        order = session.exec(query.where(Order.shopify_id == match.shopify_id)).first()
+    if order is None and match.name:
+        number = order_number(match.name)
+        order = session.exec(
+            query.where(Order.name.in_([number, f"#{number}"])).order_by(Order.id)
+        ).first()
+    if order is None and match.tracking_number:
+        order = session.exec(
+            query.join(Shipment, Shipment.order_id == Order.id).where(
+                Shipment.shop_id == shop_id, Shipment.tracking_number == match.tracking_number
+            )
+        ).first()
+    if order is None:
+        raise OrderNotKnown(match.references())
+    return order
+
+
+def _apply_shipment(
+    session: Session, order: Order, snap: ShipmentSnapshot, cause: Cause, changes: list[Change]
+) -> None:
+    shipment = session.exec(
         select(Shipment)
-        .where(Shipment.shop_id == shop_id, Shipment.order_id == order.id)
-        .order_by(Shipment.id)
+        .where(
+            Shipment.shop_id == order.shop_id,
+            Shipment.source == snap.source,
+            Shipment.external_id == snap.external_id,
+        )
+        .with_for_update()
+    ).one_or_none()
+    if shipment is None:
+        shipment = Shipment(
+            shop_id=order.shop_id,
+            order_id=order.id,
+            source=snap.source,
+            external_id=snap.external_id,
+            status=snap.status,
+            source_updated_at=snap.updated_at,
+            created_at=cause.now,
+        )
+        _copy_facts(shipment, snap)
+        session.add(shipment)
+        session.flush()
+        _timeline(session, order, "shipment", None, snap.status, cause, snap.updated_at, shipment)
+        changes.append(
+            ShipmentStageChanged(order.id, shipment.id, None, snap.status, snap.updated_at)
+        )
+        if snap.tracking_number:
+            wake_parked(session, order.shop_id, (f"tracking:{snap.tracking_number}",), cause.now)
+        return
+    if not is_newer(snap.updated_at, shipment.source_updated_at):
+        return
+    previous_status, previous_eta = shipment.status, shipment.estimated_delivery_at
+    had_tracking = shipment.tracking_number
+    shipment.status = snap.status
+    shipment.source_updated_at = snap.updated_at
+    _copy_facts(shipment, snap)
+    if previous_status != snap.status:
+        changes.append(
+            ShipmentStageChanged(
+                order.id, shipment.id, previous_status, snap.status, snap.updated_at
+            )
+        )
+        _timeline(
+            session, order, "shipment", previous_status, snap.status, cause, snap.updated_at,
+            shipment,
+        )  # fmt: skip
+    if previous_eta and shipment.estimated_delivery_at != previous_eta:
+        _timeline(
+            session, order, "eta", _day(previous_eta), _day(shipment.estimated_delivery_at),
+            cause, snap.updated_at, shipment,
+        )  # fmt: skip
+    if shipment.tracking_number and shipment.tracking_number != had_tracking:
+        wake_parked(session, order.shop_id, (f"tracking:{shipment.tracking_number}",), cause.now)
+
+
+_FACTS = (
+    "status_detail",
+    "carrier",
+    "tracking_number",
+    "tracking_url",
+    "promised_ship_at",
+    "shipped_at",
+    "estimated_delivery_at",
+    "delivered_at",
+    "last_scan_at",
+)
+
+
+def _copy_facts(shipment: Shipment, snap: ShipmentSnapshot) -> None:
+    """Take the facts the event knows; keep the ones it does not (None)."""
+    for name in _FACTS:
+        value = getattr(snap, name)
+        if value is not None:
+            setattr(shipment, name, value)
+    if snap.status_detail is None:
+        shipment.status_detail = None  # a new status without a reason clears the old one
+
+
+def _day(moment: datetime | None) -> str:
+    return moment.date().isoformat() if moment else "unknown"
+
+
+def _recompute_state(
+    session: Session, order: Order, cause: Cause, occurred_at: datetime, changes: list[Change]
+) -> None:
+    session.flush()
+    reports = session.exec(
+        select(
+            Shipment.id, Shipment.tracking_number, Shipment.source_updated_at, Shipment.status
+        ).where(Shipment.shop_id == order.shop_id, Shipment.order_id == order.id)
     ).all()
-    events = session.exec(
-        select(OrderEvent)
-        .where(OrderEvent.shop_id == shop_id, OrderEvent.order_id == order.id)
-        .order_by(OrderEvent.id)
-    ).all()
-    shipment_names = {s.id: f"{s.source}:{s.external_id}" for s in shipments}
-    return {
-        **order_summary(order),
-        "email": order.email,
-        "phone": order.phone,
-        "customer": customer_document(customer) if customer else None,
-        "shipments": [
-            {
-                "id": s.external_id,
-                "source": s.source,
-                "status": s.status,
-                "status_detail": s.status_detail,
-                "carrier": s.carrier,
-                "tracking_number": s.tracking_number,
-                "tracking_url": s.tracking_url,
-                "promised_ship_at": _iso(s.promised_ship_at),
-                "shipped_at": _iso(s.shipped_at),
-                "estimated_delivery_at": _iso(s.estimated_delivery_at),
-                "delivered_at": _iso(s.delivered_at),
-                "last_scan_at": _iso(s.last_scan_at),
-                "updated_at": _iso(s.source_updated_at),
-            }
-            for s in shipments
-        ],
-        "timeline": [
-            {
-                "kind": e.kind,
-                "from": e.from_status,
-                "to": e.to_status,
-                "shipment": shipment_names.get(e.shipment_id) if e.shipment_id else None,
-                "cause": e.cause,
-                "occurred_at": _iso(e.occurred_at),
-                "recorded_at": _iso(e.recorded_at),
-            }
-            for e in events
-        ],
-    }
+    parcels = parcel_statuses(
+        [
+            ParcelReport(tracking or f"id:{sid}", stamp, ShipmentStatus(status))
+            for sid, tracking, stamp, status in reports
+        ]
+    )
+    facts = OrderFacts(order.financial_status, order.fulfillment_status, order.cancelled_at)
+    state = derive_state(facts, parcels)
+    if state != order.state:
+        _timeline(session, order, "state", order.state, state, cause, occurred_at)
+        changes.append(OrderStateChanged(order.id, order.state, state, occurred_at))
+        order.state = state
+        order.state_changed_at = cause.now
+    session.flush()
 
 
-def customer_document(customer: Customer) -> dict:
-    return {
-        "id": customer.shopify_id,
-        "email": customer.email,
-        "phone": customer.phone,
-        "first_name": customer.first_name,
-        "last_name": customer.last_name,
-        "locale": customer.locale,
-        "email_marketing_consent": customer.email_consent,
-        "sms_marketing_consent": customer.sms_consent,
-        "redacted": customer.redacted_at is not None,
-    }
-
-
-def list_orders(
-    session: Session, shop_id: int, *, state: str | None, after: int | None, limit: int
-) -> list[Order]:
-    """The shop's orders, newest first (the order we heard of last on top),
-    `limit` at a time. The cursor is the last id of the previous page: ids
-    never change, so a merchant paging through sees every order once even
-    while orders arrive or change state (new ones land before page one)."""
-    query = select(Order).where(Order.shop_id == shop_id)
-    if state:
-        query = query.where(Order.state == state)
-    if after:
-        query = query.where(Order.id < after)
-    return list(session.exec(query.order_by(Order.id.desc()).limit(limit)).all())
+def _timeline(
+    session: Session,
+    order: Order,
+    kind: str,
+    from_status: str | None,
+    to_status: str,
+    cause: Cause,
+    occurred_at: datetime,
+    shipment: Shipment | None = None,
+) -> None:
+    session.add(
+        OrderEvent(
+            shop_id=order.shop_id,
+            order_id=order.id,
+            kind=kind,
+            from_status=from_status,
+            to_status=to_status,
+            shipment_id=shipment.id if shipment else None,
+            cause=cause.label,
+            inbox_id=cause.inbox_id,
+            occurred_at=occurred_at,
+            recorded_at=cause.now,
+        )
+    )

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 from sqlmodel import Session
 
 from app import rules
-from app.ingest import Cause, apply
 from app.install import subscribe_webhooks
 from app.models import Shop
+from app.orders import Cause, apply
 from app.runtime import Runtime
 from app.shop_tokens import with_admin
 from integrations import shopify_bulk

@@ -13,9 +13,9 @@ from sqlmodel import Session, select
 
 from app import worker
 from app.demo import ANA, fulfillment_payload, order_payload
-from app.ingest import Cause, apply
 from app.models import InboxMessage, Order, Shipment
 from app.order_state import OrderFacts, OrderState, ShipmentStatus, derive_state
+from app.orders import Cause, apply
 from integrations import shopify
 from support import ON_POSTGRESQL
 

@@ -15,8 +15,8 @@ from app.changes import (
     ShipmentStageChanged,
 )
 from app.events import CustomerSnapshot
-from app.ingest import Cause, apply
 from app.models import Customer, Notification
+from app.orders import Cause, apply
 from app.rules import SHIPPING, Audience, notify
 from integrations import shopify
 from support import load_fixture

@@ -18,7 +18,7 @@ from sqlmodel import Session
 from app.install import shop_for_session_token
 from app.models import Shop
 from app.order_state import OrderState
-from app.orders import list_orders, order_document, order_summary
+from app.order_views import list_orders, order_document, order_summary
 from app.shops import shop_for_token
 from app.web.context import runtime
 from app.web.params import ROW_ID_MAX, parse_whole_number

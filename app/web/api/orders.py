@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from app.orders import list_orders, order_document, order_summary
+from app.order_views import list_orders, order_document, order_summary
 from app.web.api.base import api, shop_id
 from app.web.context import runtime
 from app.web.errors import error_response
