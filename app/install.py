@@ -8,7 +8,7 @@ import logging
 
 from sqlmodel import Session, select
 
-from app import history_import
+from app import history_import, shop_jobs
 from app.models import Shop
 from app.runtime import Runtime
 from app.shop_tokens import NoAccessToken, store_tokens, with_admin
@@ -47,23 +47,38 @@ def subscribe_webhooks(session: Session, rt: Runtime, shop: Shop) -> None:
     )  # fmt: skip
 
 
+AFTER_INSTALL = "shop.after_install"
+
+
 def after_install(session: Session, rt: Runtime, shop: Shop) -> None:
-    """What a fresh install needs from Shopify: webhook subscriptions, and the
-    history import started (its result arrives by webhook). Failures are
-    logged and repaired later; they never undo the install."""
-    subscribe_webhooks(session, rt, shop)
-    try:
+    """Queue what a fresh install needs from Shopify (`finish_install`), for
+    a worker: up to fifteen Admin API calls that must not hold up the
+    merchant's install request. The caller commits."""
+    now = rt.clock.now()
+    slot = now.strftime("%Y-%m-%dT%H:%M:%S.%f")  # one per install, in the 32 characters
+    shop_jobs.enqueue_once(session, shop.id, AFTER_INSTALL, slot, now)
+    rt.inbox_wakeup.set()  # an in-process worker starts on it at once
+
+
+def finish_install(rt: Runtime, shop_id: int) -> None:
+    """The after-install job: webhook subscriptions, and the history import
+    started (its result arrives by webhook). A failure to subscribe is
+    repaired by the reconciliation job; a failure to start the import fails
+    the job, which is retried."""
+    with Session(rt.engine) as session:
+        shop = session.get(Shop, shop_id)
+        subscribe_webhooks(session, rt, shop)
+        session.commit()  # a token refreshed on the way
         history_import.begin(session, rt, shop)
-    except (AdminError, NoAccessToken, OAuthError) as exc:
-        log.error("shop %s: history import not started: %s", shop.id, exc)
-    session.commit()
+        session.commit()
 
 
 def shop_for_session_token(rt: Runtime, token: str) -> Shop | None:
     """The shop an App Bridge session token (JWT) speaks for, or None if the
-    token does not verify. On the shop's first load (Shopify-managed
-    installation) or when we hold no token for it, the session token is
-    exchanged for an expiring offline token and the shop is installed here."""
+    token does not verify. Installs as Shopify-managed installation asks:
+    on the shop's first embedded request, or when we hold no token for it,
+    the session token is exchanged for an expiring offline token and the
+    shop is recorded as installed; the rest of the install is queued."""
     now = rt.clock.now()
     try:
         claims = verify_session_token(
@@ -82,6 +97,6 @@ def shop_for_session_token(rt: Runtime, token: str) -> Shop | None:
             log.error("token exchange for %s failed: %s", claims.shop, exc.reason)
             return None
         shop = record_install(session, rt, claims.shop, tokens)
-        session.commit()
         after_install(session, rt, shop)
+        session.commit()
         return shop

@@ -28,7 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import history_import, inbox, reconcile, shop_jobs
+from app import history_import, inbox, install, reconcile, shop_jobs
 from app.logs import log_context
 from app.models import Shop
 from app.runtime import Runtime
@@ -63,28 +63,32 @@ def recheck_parked(rt: Runtime) -> None:
 
 @dataclass(frozen=True)
 class ShopJob:
-    """A kind of per-shop job: when it is due, and what it does for one shop
-    (raising on failure, which the job's row records)."""
+    """A kind of per-shop job: what it does for one shop (raising on
+    failure, which the job's row records), and when it is due, if it is
+    scheduled at all (a request may also queue one: `shop_jobs.enqueue_once`)."""
 
-    due: ShopSchedule
+    kind: str
     run: Callable[[Runtime, int], None]
+    due: ShopSchedule | None = None
 
 
 SHOP_JOBS = {
-    job.due.kind: job
+    job.kind: job
     for job in (
         ShopJob(
+            "orders.reconcile",
+            reconcile.reconcile_one,
             ShopSchedule(
                 "orders.reconcile", Every(minutes=30), Shop.access_token_encrypted.is_not(None)
             ),
-            reconcile.reconcile_one,
         ),
+        ShopJob(install.AFTER_INSTALL, install.finish_install),
     )
 }
 
 
 def enqueue_shop_jobs(rt: Runtime) -> None:
-    schedules = [job.due for job in SHOP_JOBS.values()]
+    schedules = [job.due for job in SHOP_JOBS.values() if job.due is not None]
     queued = shop_jobs.enqueue_due(rt.engine, schedules, rt.clock.now())
     if queued:
         log.info("queued %d shop jobs", queued)

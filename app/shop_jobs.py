@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from app.db import insert_ignoring_conflicts
 from app.models import Shop, ShopJob
 
 QUEUED, RUNNING, DONE, DEAD = "queued", "running", "done", "dead"
@@ -123,6 +124,15 @@ def _insert_slot(
     )
     # Counted from RETURNING: psycopg reports no rowcount for INSERT … SELECT here.
     return len(session.exec(statement).all())
+
+
+def enqueue_once(session: Session, shop_id: int, kind: str, slot: str, now: datetime) -> bool:
+    """Queue one job for a shop now (work a request causes, such as an
+    install's, which should not run inside that request); False if that
+    slot was queued already. The caller commits."""
+    values = {"shop_id": shop_id, "kind": kind, "slot": slot, "status": QUEUED,
+              "attempts": 0, "due_at": now, "created_at": now}  # fmt: skip
+    return insert_ignoring_conflicts(session, ShopJob.__table__, values) is not None
 
 
 def claim(engine: Engine, now: datetime, lease: timedelta) -> ShopJob | None:

@@ -13,6 +13,7 @@ import pytest
 from shopify_standin import ShopifyStandIn, serve
 from sqlmodel import Session, select
 
+from app import jobs
 from app.factory import create_app
 from app.models import OAuthState, Shop
 from app.runtime import build_runtime
@@ -52,6 +53,12 @@ def browser(shopify_app):
     return shopify_app.test_client()
 
 
+@pytest.fixture
+def finish(shopify_app):
+    """Run the queued after-install work, as a worker would."""
+    return lambda: jobs.run_shop_jobs(shopify_app.extensions["careloop"])
+
+
 def signed(clock, **params) -> dict[str, str]:
     params = {"shop": SHOP, "timestamp": str(int(clock.now().timestamp()))} | params
     return params | {"hmac": sign_query(params, TEST_SECRET)}
@@ -82,10 +89,13 @@ def test_install_link_sends_the_merchant_to_shopifys_consent_screen(browser, clo
 
 
 def test_callback_installs_with_encrypted_expiring_tokens_and_subscribes_webhooks(
-    browser, clock, standin, db, configured
+    browser, clock, standin, db, configured, finish
 ):
     response = install(browser, clock, standin)
     assert response.status_code == 302 and response.headers["Location"].endswith("/app/orders")
+    # The merchant's request only recorded the install; a worker does the rest.
+    assert standin.graphql_calls() == []
+    assert finish() == 1
 
     shop = shop_row(db)
     assert shop is not None and shop.uninstalled_at is None
@@ -100,9 +110,12 @@ def test_callback_installs_with_encrypted_expiring_tokens_and_subscribes_webhook
     assert browser.get("/app/orders").status_code == 200  # signed in as the shop
 
 
-def test_reinstalling_does_not_duplicate_webhook_subscriptions(browser, clock, standin, db):
+def test_reinstalling_does_not_duplicate_webhook_subscriptions(browser, clock, standin, db, finish):
     install(browser, clock, standin, code="one")
+    finish()
+    clock.advance(seconds=1)
     install(browser, clock, standin, code="two")
+    assert finish() == 1  # each install queues its own after-install job
     assert len(standin.subscriptions) == len(REQUIRED_TOPICS)
 
 
@@ -211,13 +224,15 @@ def session_token(settings, clock, shop=SHOP, **changes) -> str:
 
 
 def test_first_embedded_load_exchanges_the_session_token_and_installs_the_shop(
-    browser, clock, standin, db, settings
+    browser, clock, standin, db, settings, finish
 ):
     token = session_token(settings, clock)
     response = browser.get("/api/v1/orders", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     shop = shop_row(db)
     assert shop is not None and shop.refresh_token_encrypted
+    assert standin.subscriptions == {}  # not inside the request
+    assert finish() == 1
     assert len(standin.subscriptions) == len(REQUIRED_TOPICS)
 
     page = browser.get("/app/orders", query_string={"id_token": token, "shop": SHOP})
@@ -279,12 +294,13 @@ def test_uninstall_forgets_the_tokens_and_a_reinstall_resumes(
 
 
 def test_a_token_revoked_early_is_refreshed_once_and_the_call_retried(
-    browser, clock, standin, db, shopify_app
+    browser, clock, standin, db, shopify_app, finish
 ):
     from app.shop_tokens import with_admin
     from integrations.shopify_admin import list_webhook_subscriptions
 
     install(browser, clock, standin)
+    finish()
     standin.valid_tokens.clear()  # Shopify revoked it before its hour was up
     rt = shopify_app.extensions["careloop"]
     with Session(db) as session:

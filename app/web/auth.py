@@ -80,8 +80,8 @@ def callback():
         abort(502, description="Shopify refused the installation; please try again")
     with Session(rt.engine) as db:
         installed = record_install(db, rt, shop, tokens)
-        db.commit()
         after_install(db, rt, installed)
+        db.commit()
         session.clear()
         session["shop_id"] = installed.id
     return redirect(url_for("pages.orders"))
