@@ -27,7 +27,9 @@ from app.crypto import InvalidToken
 from app.db import describe_connection_error
 from app.demo import DEMO_SHOP, ProviderLink, SignaturesRefused
 from app.demo import play as play_demo
-from app.fulfillment import (
+from app.logs import configure_logging
+from app.models import HistoryImport, InboxMessage, ProviderConnection, Shop, ShopJob
+from app.providers import (
     PROVIDERS,
     ProviderConfigError,
     connect,
@@ -35,8 +37,6 @@ from app.fulfillment import (
     reencrypt_secrets,
     webhook_url,
 )
-from app.logs import configure_logging
-from app.models import FulfillmentConnection, HistoryImport, InboxMessage, Shop, ShopJob
 from app.runtime import Runtime, build_runtime
 from app.shop_tokens import NoAccessToken, reencrypt_tokens
 from app.shops import ShopError, add_shop, issue_token, revoke_tokens
@@ -345,7 +345,7 @@ def providers_list(domain: str) -> None:
     with Session(rt.engine) as session:
         shop = _installed_shop(session, domain)
         for connection in session.exec(
-            select(FulfillmentConnection).where(FulfillmentConnection.shop_id == shop.id)
+            select(ProviderConnection).where(ProviderConnection.shop_id == shop.id)
         ).all():
             document = describe_connection(connection)
             click.echo(f"{document['provider']}\tsecret={document['signing_secret'] or 'none'}"

@@ -40,16 +40,15 @@ from app.logs import add_log_context
 from app.models import InboxMessage, ParkedReference, Shop
 from app.orders import Cause, OrderNotKnown, apply
 from app.privacy import REDACTED_BODY, concerns_redacted
+from app.providers import PROVIDERS, WebhookProvider
 from app.retry import backoff_seconds
-from integrations import aftership, shipbob, shopify, standard_webhooks
+from integrations import shopify
 
 log = logging.getLogger(__name__)
 
 # Each source's module knows its payloads: parse(topic, payload, triggered_at)
-# and references(topic, payload).
-PARSERS: dict[str, ModuleType] = {
-    module.SOURCE: module for module in (shopify, shipbob, aftership, standard_webhooks)
-}
+# and references(topic, payload). Shopify's own, and every provider's.
+PARSERS: dict[str, WebhookProvider | ModuleType] = {shopify.SOURCE: shopify, **PROVIDERS}
 
 BACKOFF_BASE_SECONDS = 10
 BACKOFF_MAX_SECONDS = 3600

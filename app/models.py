@@ -279,18 +279,20 @@ class ParkedReference(SQLModel, table=True):
     reference: str = Field(max_length=160)  # e.g. "order:5001001", "name:1001", "tracking:1Z.."
 
 
-class FulfillmentConnection(SQLModel, table=True):
-    """A shop's fulfillment or tracking provider, and how its webhooks are
+class ProviderConnection(SQLModel, table=True):
+    """A shop's connection to an outside provider of some kind (fulfillment
+    and tracking, helpdesk: `app.providers`), and how its webhooks are
     authenticated: a URL key (only its SHA-256 is kept) that says which shop
     a delivery is for, and the signing secret, encrypted."""
 
-    __tablename__ = "fulfillment_connections"
+    __tablename__ = "provider_connections"
     __privacy__ = Privacy()
     __table_args__ = (UniqueConstraint("shop_id", "provider"),)
 
     id: int | None = Field(default=None, primary_key=True)
     shop_id: int = Field(foreign_key="shops.id", index=True)
-    provider: str = Field(max_length=32)
+    kind: str = Field(max_length=16)  # "fulfillment" or "helpdesk"
+    provider: str = Field(max_length=32)  # names are unique across kinds
     url_key_hash: str = Field(max_length=64, unique=True)
     secret_encrypted: str | None = Field(default=None, sa_column=Column(Text))
     secret_hint: str | None = Field(default=None, max_length=8)

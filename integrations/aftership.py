@@ -31,6 +31,7 @@ from app.events import (
 from integrations import fields
 
 SOURCE = "aftership"
+KIND = "fulfillment"  # which kind of provider (app.providers)
 SECRET_REQUIRED = True
 TOPICS = frozenset({"tracking_update", "edd_revise", "tracking_pending_time"})
 

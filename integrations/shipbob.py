@@ -33,6 +33,7 @@ from app.events import (
 from integrations import fields, standard_webhooks
 
 SOURCE = "shipbob"
+KIND = "fulfillment"  # which kind of provider (app.providers)
 SECRET_REQUIRED = False
 check_secret = standard_webhooks.check_secret
 

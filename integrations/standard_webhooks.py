@@ -48,6 +48,7 @@ from app.events import (
 from integrations import fields
 
 SOURCE = "standard"
+KIND = "fulfillment"  # which kind of provider (app.providers)
 SECRET_REQUIRED = True
 TOPICS = frozenset({"shipment.updated"})
 _STATUSES = tuple(status.value for status in ShipmentStatus)

@@ -19,8 +19,8 @@ from processes import child_env
 from sqlmodel import Session, select
 from test_e2e import start_server
 
-from app.fulfillment import connect
-from app.models import FulfillmentConnection, InboxMessage, Notification, Shop, TemplateOverride
+from app.models import InboxMessage, Notification, ProviderConnection, Shop, TemplateOverride
+from app.providers import connect
 from integrations import aftership, standard_webhooks
 from notifications.twilio import signature
 from support import (
@@ -203,7 +203,7 @@ def test_provider_secret_with_a_nul_or_line_break_is_400(shop, client, db, secre
 
     assert response.status_code == 400
     with Session(db) as session:
-        assert session.exec(select(FulfillmentConnection)).all() == []
+        assert session.exec(select(ProviderConnection)).all() == []
 
 
 def test_deleting_a_provider_whose_name_has_a_nul_is_404(shop, client):

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 from app.demo import ANA, fulfillment_payload, order_payload
-from app.fulfillment import connect
 from app.models import Order, Shipment
+from app.providers import connect
 from integrations import aftership, standard_webhooks
 from support import AFTERSHIP_SECRET, STANDARD_SECRET, provider_fixture
 

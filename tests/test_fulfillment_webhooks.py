@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 
 from app import inbox as inbox_module
 from app.cli import main as cli_main
-from app.fulfillment import connect
-from app.models import FulfillmentConnection, InboxMessage, Order, OrderEvent, Shipment
+from app.models import InboxMessage, Order, OrderEvent, ProviderConnection, Shipment
+from app.providers import connect
 from integrations import aftership, standard_webhooks
 from support import (
     AFTERSHIP_SECRET,
@@ -130,7 +130,7 @@ def test_connecting_a_provider_answers_its_webhook_url_once_and_keeps_the_secret
     assert SHIPBOB_SECRET not in listing.get_data(as_text=True)
     assert "key=" not in listing.get_data(as_text=True)
     with Session(db) as session:
-        row = session.exec(select(FulfillmentConnection)).one()
+        row = session.exec(select(ProviderConnection)).one()
     assert SHIPBOB_SECRET not in row.secret_encrypted
     assert row.url_key_hash not in response.json["webhook_url"]
 
@@ -155,7 +155,7 @@ def test_bad_provider_configuration_is_refused_and_changes_nothing(
     assert response.status_code == status
     assert message in response.json["error"]["message"]
     with Session(db) as session:
-        assert session.exec(select(FulfillmentConnection)).all() == []
+        assert session.exec(select(ProviderConnection)).all() == []
 
 
 def test_disconnecting_a_provider_makes_its_url_stop_working(client, shop, connect_provider, db):
@@ -582,7 +582,7 @@ def test_shop_redaction_removes_provider_connections(
     deliver("shop/redact", "shop_redact")  # 48 hours after uninstall
     work()
     with Session(db) as session:
-        assert session.exec(select(FulfillmentConnection)).all() == []
+        assert session.exec(select(ProviderConnection)).all() == []
 
 
 def test_encryption_key_rotation_keeps_secrets_working(

@@ -29,8 +29,8 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from app import worker
-from app.fulfillment import connect
 from app.models import InboxMessage
+from app.providers import connect
 from app.runtime import Runtime
 from integrations import aftership, shopify, standard_webhooks
 from support import (

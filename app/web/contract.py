@@ -22,8 +22,7 @@ from pydantic import BaseModel, ValidationError
 from app.web.errors import error_response
 
 # Flask's rule syntax (`<id:order_id>`) to OpenAPI's (`{order_id}`).
-_RULE_PARAMETER = re.compile(r"<(?:[a-z_]+:)?([a-z_]+)>")
-_RULE_PARAMETER_WITH_TYPE = re.compile(r"<([a-z_]+:)?([a-z_]+)>")
+_RULE_PARAMETER = re.compile(r"<(?:([^:>]+):)?([a-z_]+)>")
 
 
 @dataclass(frozen=True)
@@ -79,9 +78,12 @@ class Api:
                 return _answer(view(**(arguments if path else parameters | arguments)), status)
 
             self.blueprint.add_url_rule(rule, view.__name__, self.guard(endpoint), methods=[method])
+            checked = (400,) if path or query or body else ()
+            # A path value no route matches (an unknown kind, an id too large) is 404.
+            unmatched = (404,) if _RULE_PARAMETER.search(rule) and 404 not in errors else ()
             self.operations.append(
                 Operation(method, rule, summary, path, query, body, response, status,
-                          (400, 401, *errors) if path or query or body else (401, *errors))
+                          (*checked, 401, *unmatched, *errors))
             )  # fmt: skip
             return view
 
@@ -120,7 +122,7 @@ def openapi(apis: list[tuple[str, Api]], *, title: str, version: str) -> dict:
     paths: dict[str, dict] = {}
     for prefix, api in apis:
         for op in api.operations:
-            path = prefix + _RULE_PARAMETER.sub(r"{\1}", op.rule)
+            path = prefix + _RULE_PARAMETER.sub(r"{\2}", op.rule)
             paths.setdefault(path, {})[op.method.lower()] = _operation(op, components)
     return {
         "openapi": "3.1.0",
@@ -148,9 +150,9 @@ def _operation(op: Operation, components: dict[str, dict]) -> dict:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": path_schema.get(name, {"type": "integer" if ":" in rule else "string"}),
+            "schema": path_schema.get(name) or _converter_schema(converter),
         }
-        for rule, name in _RULE_PARAMETER_WITH_TYPE.findall(op.rule)
+        for converter, name in _RULE_PARAMETER.findall(op.rule)
     ]
     if op.query is not None:
         schema = _inline(op.query, components)
@@ -183,6 +185,16 @@ def _operation(op: Operation, components: dict[str, dict]) -> dict:
         }
     document["responses"] = responses
     return document
+
+
+def _converter_schema(converter: str) -> dict:
+    """A path parameter's schema from its Flask converter: our id converters
+    (`app.web.params`), `any(a, b)`, or a plain string."""
+    if converter in ("shopify_id", "row_id", "int"):
+        return {"type": "integer", "minimum": 1}
+    if converter.startswith("any(") and converter.endswith(")"):
+        return {"type": "string", "enum": [v.strip() for v in converter[4:-1].split(",")]}
+    return {"type": "string"}
 
 
 def _ref(model: type[BaseModel], components: dict[str, dict]) -> dict:

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.email_address import sender_problem
-from app.fulfillment import PROVIDERS
 from app.order_state import OrderState
+from app.providers import KINDS, PROVIDERS
 from app.web.params import ROW_ID_MAX, SHOPIFY_ID_MAX
 from notifications import policy, rendering
 from notifications.phone import to_e164
@@ -194,7 +194,11 @@ class DataRequestList(BaseModel):
 # --- fulfillment providers ---------------------------------------------------
 
 
-class ProviderAddress(BaseModel):
+class ProviderKind(BaseModel):
+    kind: Literal[KINDS]
+
+
+class ProviderAddress(ProviderKind):
     provider: Literal[tuple(PROVIDERS)]
 
 
@@ -205,6 +209,7 @@ class ProviderSecret(Body):
 
 
 class ProviderConnection(BaseModel):
+    kind: str
     provider: str
     signing_secret: str | None = Field(description="A hint of the secret, never the secret")
     created_at: datetime

@@ -14,11 +14,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app import inbox, metrics
+from app import inbox, metrics, providers
 from app.clock import parse_timestamp
 from app.crypto import InvalidToken
 from app.events import PayloadError, UnsupportedTopic
-from app.fulfillment import PROVIDERS, connection_for_key
 from app.models import Shop
 from app.web.body import read_body
 from app.web.context import runtime
@@ -185,21 +184,25 @@ def _still_installed(domain: str) -> bool:
     return shop is not None and shop.uninstalled_at is None
 
 
-@bp.post("/fulfillment/<provider>")
-def fulfillment_webhook(provider: str):
-    if provider not in PROVIDERS:
-        return error_response(404, "unknown_provider", f"no provider {provider[:40]!r}")
-    return _answer(provider, lambda: _receive_fulfillment(provider))
+@bp.post("/<any(fulfillment, helpdesk):kind>/<provider>")
+def provider_webhook(kind: str, provider: str):
+    """One route shape for every kind of provider (`app.providers`)."""
+    module = providers.provider(kind, provider)
+    if module is None:
+        return error_response(404, "unknown_provider", f"no {kind} provider {provider[:40]!r}")
+    return _answer(provider, lambda: _receive_from_provider(kind, module))
 
 
-def _receive_fulfillment(provider: str):
+def _receive_from_provider(kind: str, module: providers.WebhookProvider):
     """Any provider: the URL key names the connection (and so the shop), the
     provider module checks the signature and names the topic and delivery."""
-    module = PROVIDERS[provider]
+    provider = module.SOURCE
     rt = runtime()
     body = _raw_body()
     with Session(rt.engine) as session:
-        connection = connection_for_key(session, provider, request.args.get("key", ""))
+        connection = providers.connection_for_key(
+            session, kind, provider, request.args.get("key", "")
+        )
     if connection is None:
         raise Refused(401, "unknown_connection", "the key in the URL is not a connection of ours")
     try:

@@ -1,43 +1,49 @@
-"""Fulfillment and tracking providers the shop connects."""
+"""The outside providers a shop connects, by kind: fulfillment and tracking
+(`/fulfillment-providers`), helpdesks (`/helpdesk-providers`)."""
 
 from __future__ import annotations
 
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
-from app.fulfillment import (
-    PROVIDERS,
-    ProviderConfigError,
-    connect,
-    describe_connection,
-    webhook_url,
-)
-from app.models import FulfillmentConnection
+from app import providers
+from app.models import ProviderConnection
+from app.providers import ProviderConfigError, connect, describe_connection, webhook_url
 from app.web.api.base import api, shop_id
 from app.web.context import runtime
 from app.web.errors import error_response
-from app.web.schemas import IssuedConnection, ProviderAddress, ProviderList, ProviderSecret
+from app.web.schemas import (
+    IssuedConnection,
+    ProviderAddress,
+    ProviderKind,
+    ProviderList,
+    ProviderSecret,
+)
+
+KIND = "<any(fulfillment, helpdesk):kind>-providers"
 
 
-@api.route("GET", "/fulfillment-providers", response=ProviderList)
-def get_providers():
-    """The shop's connections (secrets shown only as hints)."""
+@api.route("GET", f"/{KIND}", path=ProviderKind, response=ProviderList)
+def get_providers(path: ProviderKind):
+    """The shop's connections of one kind (secrets shown only as hints)."""
     with Session(runtime().engine) as session:
         connections = session.exec(
-            select(FulfillmentConnection)
-            .where(FulfillmentConnection.shop_id == shop_id())
-            .order_by(FulfillmentConnection.provider)
+            select(ProviderConnection)
+            .where(ProviderConnection.shop_id == shop_id(), ProviderConnection.kind == path.kind)
+            .order_by(ProviderConnection.provider)
         ).all()
     return ProviderList(providers=[describe_connection(c) for c in connections])
 
 
 @api.route(
-    "PUT", "/fulfillment-providers/<provider>", path=ProviderAddress, body=ProviderSecret,
-    response=IssuedConnection, status=201, errors=(422,),
+    "PUT", f"/{KIND}/<provider>", path=ProviderAddress, body=ProviderSecret,
+    response=IssuedConnection, status=201, errors=(404, 422),
 )  # fmt: skip
 def put_provider(path: ProviderAddress, body: ProviderSecret):
     """Connect a provider (or replace its secret): answers the webhook URL to
     give the provider, once; it is not stored in a form we can show again."""
+    if providers.provider(path.kind, path.provider) is None:
+        return error_response(404, "not_found", f"{path.provider} is not a {path.kind} provider")
     rt, provider = runtime(), path.provider
     with Session(rt.engine) as session:
         try:
@@ -50,19 +56,20 @@ def put_provider(path: ProviderAddress, body: ProviderSecret):
     return IssuedConnection(**document, webhook_url=url)
 
 
-@api.route("DELETE", "/fulfillment-providers/<provider>", status=204, errors=(404,))
-def delete_provider(provider: str):
+@api.route("DELETE", f"/{KIND}/<provider>", status=204, errors=(404,))
+def delete_provider(kind: str, provider: str):
     """Disconnect a provider: its webhooks are refused from then on."""
     deleted = 0
-    if provider in PROVIDERS:  # any other name cannot have a connection
+    if providers.provider(kind, provider) is not None:  # no other name has a connection
         with Session(runtime().engine) as session:
             deleted = session.exec(
-                delete(FulfillmentConnection).where(
-                    FulfillmentConnection.shop_id == shop_id(),
-                    FulfillmentConnection.provider == provider,
+                delete(ProviderConnection).where(
+                    ProviderConnection.shop_id == shop_id(),
+                    ProviderConnection.kind == kind,
+                    ProviderConnection.provider == provider,
                 )
             ).rowcount
             session.commit()
     if not deleted:
-        return error_response(404, "not_found", f"no {provider[:40]!r} connection")
+        return error_response(404, "not_found", f"no {kind} connection {provider[:40]!r}")
     return "", 204
