@@ -5,13 +5,10 @@ their own commands (or threads of `careloop run`) that never create an app."""
 
 from __future__ import annotations
 
-import re
-import uuid
-
-from flask import Flask, g, redirect, request, url_for
+from flask import Flask, redirect, url_for
 
 from app.config import ROOT
-from app.logs import log_context
+from app.logs import with_request_context
 from app.runtime import Runtime
 from app.web import auth, errors, health, messaging, pages, webhooks
 from app.web.api import routes as api
@@ -43,31 +40,5 @@ def create_app(rt: Runtime) -> Flask:
     app.register_blueprint(messaging.bp)
     app.register_blueprint(auth.bp)
     app.add_url_rule("/", "index", lambda: redirect(url_for("pages.orders")))
-    app.before_request(_open_log_context)
-    app.teardown_request(_close_log_context)
+    app.wsgi_app = with_request_context(app.wsgi_app, is_shop_domain)
     return app
-
-
-# A caller's X-Request-Id is kept when it is a plain token (it goes into logs).
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-def _open_log_context() -> None:
-    """The request's log lines carry its id and, for a Shopify webhook, the
-    shop and the webhook id (Shopify's X-Shopify-Shop-Domain and
-    X-Shopify-Webhook-Id headers)."""
-    request_id = request.headers.get("X-Request-Id", "")
-    webhook_id = request.headers.get("X-Shopify-Webhook-Id", "")
-    shop = request.headers.get("X-Shopify-Shop-Domain", "")
-    g.log_context = log_context(
-        request_id=request_id if _REQUEST_ID.fullmatch(request_id) else uuid.uuid4().hex,
-        webhook_id=webhook_id if _REQUEST_ID.fullmatch(webhook_id) else None,
-        shop=shop if is_shop_domain(shop) else None,
-    )
-    g.log_context.__enter__()
-
-
-def _close_log_context(_error: BaseException | None) -> None:
-    context = g.pop("log_context", None)
-    if context is not None:
-        context.__exit__(None, None, None)

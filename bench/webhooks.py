@@ -725,6 +725,7 @@ def main() -> int:
 
         service_env = {
             "CARELOOP_ENV": "production",
+            "CARELOOP_WITHOUT_PROVIDER": "hold",  # no worker runs here; nothing is sent
             "DATABASE_URL": service_url,
             "CARELOOP_SECRET_KEY": secrets.token_urlsafe(48),
             "CARELOOP_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
