@@ -49,7 +49,7 @@ def test_a_process_that_ignores_sigterm_is_killed_with_its_children_not_reported
     assert not _alive(child)
 
 
-def test_stopping_every_process_goes_on_past_one_that_is_already_gone(tmp_path):
+def test_stopping_every_process_reaps_one_already_gone_and_stops_the_rest(tmp_path):
     processes = Processes(tmp_path)
     quick = processes.start_command("quick", [sys.executable, "-c", "pass"], env=child_env())
     slow = processes.start_command(
