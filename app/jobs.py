@@ -62,34 +62,27 @@ def recheck_parked(rt: Runtime) -> None:
 
 
 @dataclass(frozen=True)
-class ShopJob:
-    """A kind of per-shop job: what it does for one shop (raising on
-    failure, which the job's row records), and when it is due, if it is
+class ShopJobKind:
+    """What a kind of per-shop job does for one shop (raising on failure,
+    which its row, a `models.ShopJob`, records), and when it is due, if it is
     scheduled at all (a request may also queue one: `shop_jobs.enqueue_once`)."""
 
-    kind: str
     run: Callable[[Runtime, int], None]
     due: ShopSchedule | None = None
 
 
-SHOP_JOBS = {
-    job.kind: job
-    for job in (
-        ShopJob(
-            "orders.reconcile",
-            reconcile.reconcile_one,
-            ShopSchedule(
-                "orders.reconcile", Every(minutes=30), Shop.access_token_encrypted.is_not(None)
-            ),
-        ),
-        ShopJob(install.AFTER_INSTALL, install.finish_install),
-    )
+SHOP_JOBS: dict[str, ShopJobKind] = {
+    "orders.reconcile": ShopJobKind(
+        reconcile.reconcile_one,
+        ShopSchedule(Every(minutes=30), Shop.access_token_encrypted.is_not(None)),
+    ),
+    install.AFTER_INSTALL: ShopJobKind(install.finish_install),
 }
 
 
 def enqueue_shop_jobs(rt: Runtime) -> None:
-    schedules = [job.due for job in SHOP_JOBS.values() if job.due is not None]
-    queued = shop_jobs.enqueue_due(rt.engine, schedules, rt.clock.now())
+    due = {kind: job.due for kind, job in SHOP_JOBS.items() if job.due is not None}
+    queued = shop_jobs.enqueue_due(rt.engine, due, rt.clock.now())
     if queued:
         log.info("queued %d shop jobs", queued)
         rt.inbox_wakeup.set()  # an in-process worker starts on them at once

@@ -155,25 +155,15 @@ def concerns_redacted(
     session: Session, shop_id: int, customer_shopify_id: int | None, order_shopify_id: int | None
 ) -> bool:
     """Whether a message is about a customer or order whose data was erased."""
-    if (
-        customer_shopify_id is not None
+    return any(
+        shopify_id is not None
         and session.exec(
-            select(Customer.id).where(
-                Customer.shop_id == shop_id,
-                Customer.shopify_id == customer_shopify_id,
-                Customer.redacted_at.is_not(None),
-            )
-        ).first()
-    ):
-        return True
-    return (
-        order_shopify_id is not None
-        and session.exec(
-            select(Order.id).where(
-                Order.shop_id == shop_id,
-                Order.shopify_id == order_shopify_id,
-                Order.redacted_at.is_not(None),
+            select(model.id).where(
+                model.shop_id == shop_id,
+                model.shopify_id == shopify_id,
+                model.redacted_at.is_not(None),
             )
         ).first()
         is not None
+        for model, shopify_id in ((Customer, customer_shopify_id), (Order, order_shopify_id))
     )

@@ -18,7 +18,7 @@ transaction, and record the result; one shop's failure is its own row's
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Protocol
@@ -33,10 +33,10 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from app.db import insert_ignoring_conflicts
 from app.models import Shop, ShopJob
+from app.retry import backoff_seconds
 
 QUEUED, RUNNING, DONE, DEAD = "queued", "running", "done", "dead"
-BACKOFF_BASE = timedelta(minutes=1)
-BACKOFF_MAX = timedelta(hours=1)
+BACKOFF = (60, 3600)  # seconds: the first retry's delay, and the longest
 
 
 class Schedule(Protocol):
@@ -72,27 +72,27 @@ class DailyAt:
 class ShopSchedule:
     """When a kind of job is due, and for which shops."""
 
-    kind: str
     schedule: Schedule
     concerns: ColumnElement[bool] = field(default_factory=lambda: true())  # on `shops`
 
 
-def enqueue_due(engine: Engine, kinds: Iterable[ShopSchedule], now: datetime) -> int:
-    """Queue every kind's current slot for each shop it concerns; returns how
-    many rows were new. Uninstalled shops get no work."""
+def enqueue_due(engine: Engine, due: Mapping[str, ShopSchedule], now: datetime) -> int:
+    """Queue each kind's current slot (`due`: the schedule of each kind) for
+    each shop it concerns; returns how many rows were new. Uninstalled shops
+    get no work."""
     queued = 0
     with Session(engine) as session:
         timezones = session.exec(
             select(Shop.timezone).where(Shop.uninstalled_at.is_(None)).distinct()
         ).all()
-        for kind in kinds:
+        for kind, when in due.items():
             by_slot: dict[str, list[str]] = {}
             for name in timezones:
-                slot = kind.schedule.slot(now, _zone(name))
+                slot = when.schedule.slot(now, _zone(name))
                 if slot is not None:
                     by_slot.setdefault(slot, []).append(name)
             for slot, names in by_slot.items():
-                queued += _insert_slot(session, kind, slot, names, now)
+                queued += _insert_slot(session, kind, when, slot, names, now)
         session.commit()
     return queued
 
@@ -105,18 +105,18 @@ def _zone(name: str) -> ZoneInfo:
 
 
 def _insert_slot(
-    session: Session, kind: ShopSchedule, slot: str, timezones: list[str], now: datetime
+    session: Session, kind: str, when: ShopSchedule, slot: str, timezones: list[str], now: datetime
 ) -> int:
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     shops = select(
         Shop.id,
-        literal(kind.kind),
+        literal(kind),
         literal(slot),
         literal(QUEUED),
         literal(0),
         literal(now, UTCDateTime()),
         literal(now, UTCDateTime()),
-    ).where(Shop.uninstalled_at.is_(None), Shop.timezone.in_(timezones), kind.concerns)
+    ).where(Shop.uninstalled_at.is_(None), Shop.timezone.in_(timezones), when.concerns)
     columns = ["shop_id", "kind", "slot", "status", "attempts", "due_at", "created_at"]
     table = ShopJob.__table__
     statement = (
@@ -171,7 +171,7 @@ def fail(engine: Engine, job: ShopJob, error: BaseException, now: datetime, max_
         engine,
         job,
         status=DEAD if dead else QUEUED,
-        due_at=now if dead else now + min(BACKOFF_BASE * 2 ** (job.attempts - 1), BACKOFF_MAX),
+        due_at=now if dead else now + timedelta(seconds=backoff_seconds(job.attempts, *BACKOFF)),
         finished_at=now if dead else None,
         last_error=f"{type(error).__name__}: {error}"[:2000],
     )

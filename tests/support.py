@@ -1,5 +1,5 @@
-"""Helpers for tests: constants, a frozen clock, fixtures on disk, and
-Shopify's webhook headers."""
+"""Helpers for tests: constants, a frozen clock, fixtures on disk,
+Shopify's webhook headers, and a shop's settings."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session
 
 from app.clock import Clock
+from app.models import Shop
 from integrations import shopify
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -99,3 +101,13 @@ def provider_fixture(system: str, name: str) -> tuple[dict[str, str], dict]:
     """(headers, body) of a provider fixture; see each folder's README."""
     fixture = load_fixture(system, name)
     return fixture["headers"], fixture["body"]
+
+
+def set_shop(engine, shop_id: int, **values) -> None:
+    """Change a shop's row, as a merchant's settings or an uninstall would."""
+    with Session(engine) as session:
+        shop = session.get(Shop, shop_id)
+        for name, value in values.items():
+            setattr(shop, name, value)
+        session.add(shop)
+        session.commit()

@@ -96,7 +96,7 @@ def test_shop_redaction_deletes_everything_of_that_shop_only(
 ):
     _story(deliver, work)
     _story(deliver, work, domain=other_shop.domain)
-    shop_jobs.enqueue_due(db, [ShopSchedule("sweep", Every(minutes=5))], clock.now())
+    shop_jobs.enqueue_due(db, {"sweep": ShopSchedule(Every(minutes=5))}, clock.now())
     deliver("app/uninstalled", "app_uninstalled")
     work()
     deliver("shop/redact", "shop_redact")  # 48 hours after uninstall

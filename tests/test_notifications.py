@@ -19,7 +19,7 @@ from processes import WAIT_TIMEOUT, free_port, serve_wsgi
 from sqlmodel import Session, select
 
 from app import worker
-from app.models import ChannelOptOut, Customer, Notification, Shop, TemplateOverride
+from app.models import ChannelOptOut, Customer, Notification, TemplateOverride
 from app.shops import add_shop
 from app.web.render_slots import SLOTS
 from notifications import outbox
@@ -28,7 +28,7 @@ from notifications.transports import Transports
 from notifications.transports import from_settings as transports_from_settings
 from notifications.twilio import TwilioProvider, signature
 from notifications.unsubscribe import unsubscribe_url
-from support import POSTMARK_HOOK_PASSWORD, TWILIO_SID, TWILIO_TOKEN, load_fixture
+from support import POSTMARK_HOOK_PASSWORD, TWILIO_SID, TWILIO_TOKEN, load_fixture, set_shop
 
 ORDER_ID = 5001001
 
@@ -106,15 +106,6 @@ def send(rt, transports):
 def notifications(db) -> list[Notification]:
     with Session(db) as session:
         return list(session.exec(select(Notification).order_by(Notification.id)).all())
-
-
-def set_shop(db, shop_id, **values) -> None:
-    with Session(db) as session:
-        row = session.get(Shop, shop_id)
-        for name, value in values.items():
-            setattr(row, name, value)
-        session.add(row)
-        session.commit()
 
 
 def ship(deliver, work) -> None:

@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from app import shop_jobs
 from app.models import Shop, ShopJob
 from app.shop_jobs import DailyAt, Every, ShopSchedule
+from support import set_shop
 
 
 def jobs(engine) -> list[tuple[str, str, str, str]]:
@@ -24,19 +25,10 @@ def jobs(engine) -> list[tuple[str, str, str, str]]:
     return sorted(tuple(row) for row in rows)
 
 
-def set_shop(engine, shop_id: int, **values) -> None:
-    with Session(engine) as session:
-        shop = session.get(Shop, shop_id)
-        for name, value in values.items():
-            setattr(shop, name, value)
-        session.add(shop)
-        session.commit()
-
-
 def test_each_slot_is_queued_once_per_shop_however_often_the_scheduler_runs(
     db, clock, shop, other_shop
 ):
-    every = [ShopSchedule("sweep", Every(minutes=30))]
+    every = {"sweep": ShopSchedule(Every(minutes=30))}
     assert shop_jobs.enqueue_due(db, every, clock.now()) == 2
     clock.advance(minutes=29)  # 12:29, still the 12:00 slot
     assert shop_jobs.enqueue_due(db, every, clock.now()) == 0
@@ -55,10 +47,10 @@ def test_uninstalled_shops_and_shops_a_kind_does_not_concern_get_no_job(
 ):
     set_shop(db, other_shop.id, uninstalled_at=clock.now())
     set_shop(db, shop.id, locale="es")
-    kinds = [
-        ShopSchedule("everyone", Every(minutes=5)),
-        ShopSchedule("french shops", Every(minutes=5), Shop.locale == "fr"),
-    ]
+    kinds = {
+        "everyone": ShopSchedule(Every(minutes=5)),
+        "french shops": ShopSchedule(Every(minutes=5), Shop.locale == "fr"),
+    }
     assert shop_jobs.enqueue_due(db, kinds, clock.now()) == 1
     assert jobs(db) == [(shop.domain, "everyone", "2026-11-22T12:00", "queued")]
 
@@ -68,7 +60,7 @@ def test_daily_work_is_due_from_its_local_time_in_each_shops_own_time_zone(
 ):
     # 12:00 UTC is 02:00 the next day on Kiritimati (UTC+14): before 03:00 there.
     set_shop(db, other_shop.id, timezone="Pacific/Kiritimati")
-    nightly = [ShopSchedule("nightly", DailyAt(time(3, 0)))]
+    nightly = {"nightly": ShopSchedule(DailyAt(time(3, 0)))}
     shop_jobs.enqueue_due(db, nightly, clock.now())
     assert jobs(db) == [(shop.domain, "nightly", "2026-11-22", "queued")]
     clock.advance(hours=1)  # 03:00 on Kiritimati
@@ -80,7 +72,7 @@ def test_daily_work_is_due_from_its_local_time_in_each_shops_own_time_zone(
 
 
 def test_a_job_whose_worker_died_is_claimed_again_after_its_lease_only(db, clock, shop):
-    shop_jobs.enqueue_due(db, [ShopSchedule("sweep", Every(minutes=5))], clock.now())
+    shop_jobs.enqueue_due(db, {"sweep": ShopSchedule(Every(minutes=5))}, clock.now())
     lease = timedelta(minutes=10)
     taken = shop_jobs.claim(db, clock.now(), lease)
     assert taken is not None and taken.attempts == 1

@@ -17,12 +17,12 @@ from werkzeug.routing import BaseConverter, ValidationError
 
 SHOPIFY_ID_MAX = 2**63 - 1
 ROW_ID_MAX = 2**31 - 1
-_DIGITS = re.compile(r"[0-9]{1,19}")
+DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII digits, at most a BIGINT's 19
 
 
 def parse_whole_number(raw: str, low: int, high: int) -> int | None:
     """`raw` as a whole number from `low` to `high` (ASCII digits), else None."""
-    if not _DIGITS.fullmatch(raw):
+    if not DIGITS.fullmatch(raw):
         return None
     value = int(raw)
     return value if low <= value <= high else None
@@ -32,7 +32,7 @@ class _BoundedId(BaseConverter):
     """An id a row could have; anything else is no match, so the request is
     answered 404 like any unknown path."""
 
-    regex = _DIGITS.pattern
+    regex = DIGITS.pattern
     maximum: int
 
     def to_python(self, value: str) -> int:

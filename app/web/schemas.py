@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from app.email_address import sender_problem
 from app.order_state import OrderState
 from app.providers import KINDS, PROVIDERS
-from app.web.params import ROW_ID_MAX, SHOPIFY_ID_MAX
+from app.web.params import DIGITS, ROW_ID_MAX, SHOPIFY_ID_MAX
 from notifications import policy, rendering
 from notifications.phone import to_e164
 
@@ -29,7 +29,7 @@ def _digits(value: object) -> object:
     if isinstance(value, bool):
         raise ValueError("must be a whole number")
     if isinstance(value, str):
-        if not (value.isascii() and value.isdigit()) or len(value) > 19:
+        if not DIGITS.fullmatch(value):
             raise ValueError("must be a whole number written with the digits 0-9")
         return int(value)
     return value
