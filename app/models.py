@@ -454,3 +454,91 @@ class OAuthState(SQLModel, table=True):
     nonce: str = Field(primary_key=True, max_length=64)
     shop_domain: str = Field(max_length=255)
     expires_at: datetime
+
+
+class DelayEpisode(SQLModel, table=True):
+    """A delay the rules detected on an order: one row per order and cause,
+    kept for good. Support reports (proactive coverage) and the retention
+    job (churn of delayed-and-told against delayed-and-not-told) count these
+    rows, so a suppressed or unsent message never deletes one."""
+
+    __tablename__ = "delay_episodes"
+    __privacy__ = Privacy()  # facts about an order's parcel, no personal data
+    __table_args__ = (
+        UniqueConstraint("shop_id", "order_id", "cause"),
+        Index("ix_delay_episodes_shop_detected", "shop_id", "detected_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    shipment_id: int | None = Field(default=None, foreign_key="shipments.id")
+    # not_shipped, estimate_revised, estimate_passed, stalled, exception, tracking_problem
+    cause: str = Field(max_length=32)
+    detected_at: datetime
+    promised_at: datetime | None = None  # what the customer was promised
+    expected_at: datetime | None = None  # what we now expect, when known
+    told_at: datetime | None = None  # the customer was told (the message was sent)
+    told_channel: str | None = Field(default=None, max_length=8)
+    escalated_at: datetime | None = None
+    resolved_at: datetime | None = None  # delivered, cancelled or the cause went away
+
+
+class Ticket(SQLModel, table=True):
+    """A support ticket from the shop's helpdesk (or our own API): what the
+    CSAT survey, the support reports and the retention split are about."""
+
+    __tablename__ = "tickets"
+    __privacy__ = Privacy(
+        {"requester_email": Erasure.NULL, "requester_phone": Erasure.NULL, "subject": Erasure.NULL}
+    )
+    __table_args__ = (
+        UniqueConstraint("shop_id", "source", "external_id"),
+        Index("ix_tickets_shop_opened", "shop_id", "opened_at"),
+        Index("ix_tickets_shop_customer", "shop_id", "customer_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    source: str = Field(max_length=32)  # gorgias, zendesk, standard, api
+    external_id: str = Field(max_length=128)
+    channel: str = Field(max_length=16)  # email, chat, sms, phone, social, other
+    status: str = Field(max_length=16)  # open, pending, solved, closed
+    type: str = Field(default="other", max_length=32)  # where_is_my_order, return, damage, ...
+    tier: str | None = Field(default=None, max_length=32)
+    assignee: str | None = Field(default=None, max_length=255)
+    customer_id: int | None = Field(default=None, foreign_key="customers.id")
+    order_id: int | None = Field(default=None, foreign_key="orders.id")
+    requester_email: str | None = Field(default=None, max_length=320)
+    requester_phone: str | None = Field(default=None, max_length=32)
+    subject: str | None = Field(default=None, sa_column=Column(Text))
+    opened_at: datetime
+    first_response_at: datetime | None = None  # the first public agent reply
+    closed_at: datetime | None = None  # the last time it was solved or closed
+    source_updated_at: datetime
+    created_at: datetime
+
+
+class Survey(SQLModel, table=True):
+    """The CSAT survey of one closed ticket (at most one per ticket), and its
+    answer: a rating 1-5 and an optional comment."""
+
+    __tablename__ = "surveys"
+    __privacy__ = Privacy({"comment": Erasure.NULL})
+    __table_args__ = (
+        UniqueConstraint("shop_id", "ticket_id"),
+        Index("ix_surveys_shop_customer", "shop_id", "customer_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    ticket_id: int = Field(foreign_key="tickets.id")
+    customer_id: int | None = Field(default=None, foreign_key="customers.id")
+    channel: str | None = Field(default=None, max_length=8)
+    agent: str | None = Field(default=None, max_length=255)  # the assignee when sent
+    source: str = Field(default="careloop", max_length=16)  # careloop, or api: rated elsewhere
+    sent_at: datetime | None = None
+    rating: int | None = None
+    comment: str | None = Field(default=None, sa_column=Column(Text))
+    answered_at: datetime | None = None
+    created_at: datetime

@@ -23,6 +23,8 @@ from app.models import (
     Order,
     Shipment,
     Shop,
+    Survey,
+    Ticket,
 )
 
 REDACTED_BODY = "{}"
@@ -80,6 +82,23 @@ def redact_customer(
         update(Notification)
         .where(Notification.shop_id == shop_id, notification_filter)
         .values(recipient="", context="{}")
+        .execution_options(synchronize_session=False)
+    )
+    # Their support tickets (what they wrote about) and survey comments.
+    ticket_filter = Ticket.order_id.in_(
+        select(Order.id).where(Order.shop_id == shop_id, order_filter)
+    )
+    if customer_ids:
+        ticket_filter = or_(ticket_filter, Ticket.customer_id.in_(customer_ids))
+        session.exec(
+            update(Survey)
+            .where(Survey.shop_id == shop_id, Survey.customer_id.in_(customer_ids))
+            .values(comment=None)
+        )
+    session.exec(
+        update(Ticket)
+        .where(Ticket.shop_id == shop_id, ticket_filter)
+        .values(requester_email=None, requester_phone=None, subject=None)
         .execution_options(synchronize_session=False)
     )
     if addresses:

@@ -5,13 +5,13 @@ checked as soon as it is declared, and a table without a declaration fails."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, update
 from sqlmodel import Session, SQLModel
 
-from app.models import Customer, Erasure, InboxMessage, Privacy, Shop
+from app.models import Customer, Erasure, InboxMessage, Privacy, Shop, Survey, Ticket
 from notifications.unsubscribe import unsubscribe_url
 from support import load_fixture
 
@@ -61,7 +61,32 @@ def _story(client, deliver, work, db, settings, shop, domain=None) -> None:
     assert client.post(link.path).status_code == 200
     with Session(db) as session:  # only the history import carries a birthday
         session.exec(update(Customer).values(birth_date=date(1990, 5, 17)))
+        _ticket_with_a_survey(session, shop if domain is None else _shop(session, domain))
         session.commit()
+
+
+def _shop(session, domain: str) -> Shop:
+    return session.exec(select(Shop).where(Shop.domain == domain)).scalar_one()
+
+
+def _ticket_with_a_survey(session, shop) -> None:
+    """A closed ticket from the customer, rated with a comment."""
+    customer = session.exec(
+        select(Customer).where(Customer.shop_id == shop.id, Customer.shopify_id == ANA)
+    ).scalar_one()
+    at = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    ticket = Ticket(
+        shop_id=shop.id, source="api", external_id="T-1", channel="email", status="closed",
+        customer_id=customer.id, requester_email="ana@example.com", requester_phone="+34612345678",
+        subject="Where is my order #1001?", opened_at=at, closed_at=at, source_updated_at=at,
+        created_at=at,
+    )  # fmt: skip
+    session.add(ticket)
+    session.flush()
+    session.add(Survey(
+        shop_id=shop.id, ticket_id=ticket.id, customer_id=customer.id, rating=2,
+        comment="Took a week", sent_at=at, answered_at=at, created_at=at,
+    ))  # fmt: skip
 
 
 def _rows(db, model) -> list[dict]:
