@@ -6,6 +6,7 @@ their own commands (or threads of `careloop run`) that never create an app."""
 from __future__ import annotations
 
 from flask import Flask, redirect, url_for
+from flask_babel import Babel
 
 from app.config import ROOT
 from app.logs import with_request_context
@@ -32,6 +33,9 @@ def create_app(rt: Runtime) -> Flask:
     app.session_interface = CookieSessionInterface()
     app.extensions["careloop"] = rt
 
+    # Page strings go through gettext (`_()` in templates) from the start; the
+    # merchant app picks the locale and ships the catalogs.
+    Babel(app, default_locale="en", default_timezone="UTC")
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)

@@ -542,3 +542,25 @@ class Survey(SQLModel, table=True):
     comment: str | None = Field(default=None, sa_column=Column(Text))
     answered_at: datetime | None = None
     created_at: datetime
+
+
+class TicketMessage(SQLModel, table=True):
+    """One message on a ticket: who wrote it (customer, agent, system),
+    public or internal, and when. First response, one-touch resolution and
+    abandonment are read from these."""
+
+    __tablename__ = "ticket_messages"
+    __privacy__ = Privacy({"body": Erasure.NULL})
+    __table_args__ = (
+        UniqueConstraint("shop_id", "ticket_id", "external_id"),
+        Index("ix_ticket_messages_ticket", "shop_id", "ticket_id", "sent_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    ticket_id: int = Field(foreign_key="tickets.id")
+    external_id: str = Field(max_length=128)
+    author_kind: str = Field(max_length=16)  # customer, agent, system
+    public: bool = True
+    sent_at: datetime
+    body: str | None = Field(default=None, sa_column=Column(Text))

@@ -25,6 +25,7 @@ from app.models import (
     Shop,
     Survey,
     Ticket,
+    TicketMessage,
 )
 
 REDACTED_BODY = "{}"
@@ -99,6 +100,17 @@ def redact_customer(
         update(Ticket)
         .where(Ticket.shop_id == shop_id, ticket_filter)
         .values(requester_email=None, requester_phone=None, subject=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.exec(
+        update(TicketMessage)
+        .where(
+            TicketMessage.shop_id == shop_id,
+            TicketMessage.ticket_id.in_(
+                select(Ticket.id).where(Ticket.shop_id == shop_id, ticket_filter)
+            ),
+        )
+        .values(body=None)
         .execution_options(synchronize_session=False)
     )
     if addresses:

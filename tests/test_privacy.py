@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select, update
 from sqlmodel import Session, SQLModel
 
-from app.models import Customer, Erasure, InboxMessage, Privacy, Shop, Survey, Ticket
+from app.models import Customer, Erasure, InboxMessage, Privacy, Shop, Survey, Ticket, TicketMessage
 from notifications.unsubscribe import unsubscribe_url
 from support import load_fixture
 
@@ -83,6 +83,10 @@ def _ticket_with_a_survey(session, shop) -> None:
     )  # fmt: skip
     session.add(ticket)
     session.flush()
+    session.add(TicketMessage(
+        shop_id=shop.id, ticket_id=ticket.id, external_id="M-1", author_kind="customer",
+        sent_at=at, body="My parcel has not arrived",
+    ))  # fmt: skip
     session.add(Survey(
         shop_id=shop.id, ticket_id=ticket.id, customer_id=customer.id, rating=2,
         comment="Took a week", sent_at=at, answered_at=at, created_at=at,
