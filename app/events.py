@@ -107,6 +107,7 @@ class OrderSnapshot:
     phone: str | None
     customer: CustomerSnapshot | None
     shipments: tuple[ShipmentSnapshot, ...] = ()
+    test: bool = False  # placed with a test gateway: retention never counts it
 
 
 @dataclass(frozen=True)

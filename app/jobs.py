@@ -19,20 +19,20 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import time, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import text
+from sqlalchemy import and_, exists, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import history_import, inbox, install, reconcile, shop_jobs
+from app import history_import, inbox, install, reconcile, retention_snapshots, shop_jobs
 from app.logs import log_context
-from app.models import Shop
+from app.models import CustomerActivity, Shop
 from app.runtime import Runtime
-from app.shop_jobs import Every, ShopSchedule
+from app.shop_jobs import DailyAt, Every, ShopSchedule
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,19 @@ SHOP_JOBS: dict[str, ShopJobKind] = {
         ShopSchedule(Every(minutes=30), Shop.access_token_encrypted.is_not(None)),
     ),
     install.AFTER_INSTALL: ShopJobKind(install.finish_install),
+    # At night in the shop's time zone, as of the day that just ended, for
+    # shops with counted orders (orders from before the facts table are
+    # brought in by the first `careloop retention run`).
+    "retention.snapshot": ShopJobKind(
+        lambda rt, shop_id: retention_snapshots.take_snapshot(rt.engine, shop_id, rt.clock.now()),
+        ShopSchedule(
+            DailyAt(time(2, 30)),
+            and_(
+                Shop.uninstalled_at.is_(None),
+                exists().where(CustomerActivity.shop_id == Shop.id),
+            ),
+        ),
+    ),
 }
 
 

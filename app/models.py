@@ -19,7 +19,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
-from sqlalchemy import BigInteger, Column, Index, Numeric, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Numeric, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -94,6 +94,8 @@ class Shop(SQLModel, table=True):
     daily_message_cap: int = Field(  # per customer, every channel, rolling 24 hours
         default=4, sa_column_kwargs={"server_default": "4"}
     )
+    # Retention: a customer without an order for this many days has churned.
+    churn_window_days: int = Field(default=180, sa_column_kwargs={"server_default": "180"})
 
 
 class Customer(SQLModel, table=True):
@@ -154,6 +156,8 @@ class Order(SQLModel, table=True):
     state_changed_at: datetime
     created_at: datetime
     redacted_at: datetime | None = None
+    # Shopify's `test`: placed with a test gateway; never counted in retention.
+    test: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class Shipment(SQLModel, table=True):
@@ -564,3 +568,69 @@ class TicketMessage(SQLModel, table=True):
     public: bool = True
     sent_at: datetime
     body: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class CustomerActivity(SQLModel, table=True):
+    """A customer's counted orders on one day of the shop's calendar
+    (`app.retention_facts`), kept up to date in the transaction that applies
+    each order, so that the retention job aggregates days and never converts
+    time zones or re-reads every order. `first_day` (the customer's first
+    counted day, on each of their rows) names their cohort."""
+
+    __tablename__ = "customer_activity"
+    __privacy__ = Privacy()  # counts and amounts under our own customer id
+    __table_args__ = (
+        Index("ix_customer_activity_shop_day", "shop_id", "day"),
+        Index("ix_customer_activity_shop_first_day", "shop_id", "first_day"),
+    )
+
+    shop_id: int = Field(foreign_key="shops.id", primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id", primary_key=True)
+    day: date = Field(primary_key=True)  # in the shop's time zone
+    first_day: date
+    orders: int
+    revenue: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
+
+
+class RetentionSnapshot(SQLModel, table=True):
+    """The retention report of one shop as of one date, for one period length
+    (`app.retention_snapshots`): aggregates only (`report`, a JSON document of
+    counts and amounts), replaced whole when the same date is run again."""
+
+    __tablename__ = "retention_snapshots"
+    __privacy__ = Privacy()  # cohort counts and amounts, no customer in them
+    __table_args__ = (UniqueConstraint("shop_id", "as_of", "period"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id", index=True)
+    as_of: date
+    period: str = Field(max_length=8)  # week, month, quarter
+    window_days: int
+    timezone: str = Field(max_length=64)
+    currency: str = Field(max_length=3)
+    customers: int
+    churned: int
+    eligible: int  # customers whose first order is a whole window before `as_of`
+    computed_at: datetime
+    report: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class RetentionAtRisk(SQLModel, table=True):
+    """A customer at risk in a snapshot: active, but their usual interval
+    between orders has passed. Our own ids and dates only; customers/redact
+    deletes the customer's rows all the same."""
+
+    __tablename__ = "retention_at_risk"
+    __privacy__ = Privacy({"customer_id": Erasure.DELETE_ROW})
+    __table_args__ = (Index("ix_retention_at_risk_snapshot", "shop_id", "snapshot_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    snapshot_id: int = Field(foreign_key="retention_snapshots.id")
+    customer_id: int = Field(foreign_key="customers.id")
+    last_order_day: date
+    days_since: int
+    usual_interval_days: int
+    orders: int
+    last_rating: int | None = None
+    open_delay: bool = False

@@ -61,6 +61,7 @@ from app.order_state import (
 )
 from app.parked import wake_parked
 from app.privacy import erase_shop, record_data_request, redact_customer
+from app.retention_facts import refresh_customers
 from app.shop_tokens import forget_tokens
 
 
@@ -139,6 +140,7 @@ def _apply_order(
     # become known with the order's first snapshot.
     first_snapshot = order.snapshot_updated_at is None
     if is_newer(snap.updated_at, order.snapshot_updated_at):
+        previous_customer = order.customer_id
         redacted = order.redacted_at is not None or (customer and customer.redacted_at)
         order.name = snap.name
         order.financial_status = snap.financial_status
@@ -150,8 +152,10 @@ def _apply_order(
         order.email = None if redacted else snap.email
         order.phone = None if redacted else snap.phone
         order.snapshot_updated_at = snap.updated_at
+        order.test = snap.test
         if customer is not None:
             order.customer_id = customer.id
+        refresh_customers(session, shop_id, (previous_customer, order.customer_id))
     for shipment in snap.shipments:
         _apply_shipment(session, order, shipment, cause, changes)
     _recompute_state(session, order, cause, snap.updated_at, changes)

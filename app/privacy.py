@@ -21,6 +21,7 @@ from app.models import (
     InboxMessage,
     Notification,
     Order,
+    RetentionAtRisk,
     Shipment,
     Shop,
     Survey,
@@ -113,6 +114,13 @@ def redact_customer(
         .values(body=None)
         .execution_options(synchronize_session=False)
     )
+    if customer_ids:
+        # Retention snapshots hold aggregates; only their at-risk lists name anyone.
+        session.exec(
+            delete(RetentionAtRisk).where(
+                RetentionAtRisk.shop_id == shop_id, RetentionAtRisk.customer_id.in_(customer_ids)
+            )
+        )
     if addresses:
         session.exec(
             delete(ChannelOptOut).where(

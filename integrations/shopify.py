@@ -305,6 +305,8 @@ def _order(payload: dict) -> OrderSnapshot:
         shipments=tuple(
             _fulfillment(f, order_id, f"fulfillments[{i}]") for i, f in enumerate(fulfillments)
         ),
+        # The REST order's `test`: true for an order placed with a test gateway.
+        test=payload.get("test") is True,
     )
 
 

@@ -118,6 +118,7 @@ ORDER_FIELDS = """
         updatedAt
         cancelledAt
         displayFinancialStatus
+        test
         displayFulfillmentStatus
         currencyCode
         totalPriceSet { shopMoney { amount } }
@@ -427,6 +428,7 @@ def _order(obj: Mapping, order_id: int) -> OrderSnapshot:
         phone=obj.get("phone") or None,
         customer=_order_customer(obj),
         shipments=tuple(_fulfillment(f, order_id) for f in obj.get("fulfillments") or ()),
+        test=obj.get("test") is True,  # GraphQL Order.test
     )
 
 

@@ -11,7 +11,18 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select, update
 from sqlmodel import Session, SQLModel
 
-from app.models import Customer, Erasure, InboxMessage, Privacy, Shop, Survey, Ticket, TicketMessage
+from app.models import (
+    Customer,
+    Erasure,
+    InboxMessage,
+    Privacy,
+    RetentionSnapshot,
+    Shop,
+    Survey,
+    Ticket,
+    TicketMessage,
+)
+from app.retention_snapshots import SnapshotRequest, take_snapshot
 from notifications.unsubscribe import unsubscribe_url
 from support import load_fixture
 
@@ -61,8 +72,13 @@ def _story(client, deliver, work, db, settings, shop, domain=None) -> None:
     assert client.post(link.path).status_code == 200
     with Session(db) as session:  # only the history import carries a birthday
         session.exec(update(Customer).values(birth_date=date(1990, 5, 17)))
-        _ticket_with_a_survey(session, shop if domain is None else _shop(session, domain))
+        story_shop = shop if domain is None else _shop(session, domain)
+        _ticket_with_a_survey(session, story_shop)
+        story_shop_id = story_shop.id
         session.commit()
+    # A retention snapshot as of three months after her order: Ana is at risk.
+    take_snapshot(db, story_shop_id, datetime(2027, 3, 1, tzinfo=UTC),
+                  SnapshotRequest(as_of=date(2027, 2, 20)))  # fmt: skip
 
 
 def _shop(session, domain: str) -> Shop:
@@ -109,6 +125,9 @@ def test_customer_redaction_erases_every_declared_column(client, deliver, work, 
     assert deliver("customers/redact", "customers_redact").status_code == 200
     work()
 
+    # Retention snapshots keep aggregates, with nothing of hers in them.
+    for report in (row["report"] for row in _rows(db, RetentionSnapshot)):
+        assert "ana" not in report.lower() and "7001001" not in report
     for model, column, erasure in personal_columns():
         values = [row[column] for row in _rows(db, model)]
         where = f"{model.__tablename__}.{column}"
