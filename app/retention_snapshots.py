@@ -177,3 +177,53 @@ def headline(session: Session, shop_id: int) -> dict | None:
         "at_risk": report["at_risk"],
         "window_days": snapshot.window_days,
     }
+
+
+def report_document(
+    session: Session, shop_id: int, period: str = DEFAULT_PERIOD, as_of: date | None = None
+) -> dict | None:
+    """The stored report (latest, or of `as_of`) with its at-risk list and
+    the trend across snapshots: what the page, the JSON and the CSV show."""
+    snapshot = latest_snapshot(session, shop_id, period, as_of)
+    if snapshot is None:
+        return None
+    document = json.loads(snapshot.report)
+    document["computed_at"] = snapshot.computed_at.isoformat()
+    document["at_risk"] = [
+        {
+            "customer_id": row.customer_id,
+            "last_order_day": row.last_order_day.isoformat(),
+            "days_since": row.days_since,
+            "usual_interval_days": row.usual_interval_days,
+            "orders": row.orders,
+            "last_rating": row.last_rating,
+            "open_delay": row.open_delay,
+        }
+        for row in at_risk_rows(session, snapshot)
+    ]
+    document["trend"] = trend(session, shop_id, period)
+    return document
+
+
+CSV_COLUMNS = ("section", "cohort", "offset", "group", "customers", "count", "percent", "revenue")
+
+
+def report_rows(document: dict) -> list[tuple]:
+    """The report as flat rows (CSV): the matrix cells, churn per cohort,
+    and the splits, each with counts beside percentages."""
+    rows: list[tuple] = []
+    for cohort in document["cohorts"]:
+        for cell in cohort["cells"]:
+            rows.append(("matrix", cohort["label"], cell["offset"], "", cohort["customers"],
+                         cell["customers"], cell["percent"], cell["revenue"]))  # fmt: skip
+        rows.append(("churn", cohort["label"], "", "too young" if cohort["too_young"] else "",
+                     cohort["customers"], cohort["churned"], cohort["churn_rate"],
+                     cohort["revenue"]))  # fmt: skip
+        rows.append(("repeat", cohort["label"], "", "", cohort["customers"],
+                     cohort["repeat_customers"], cohort["repeat_rate"], ""))  # fmt: skip
+    for split, groups in document["splits"].items():
+        for group in groups:
+            for measure in ("churned", "repeat"):
+                rows.append((f"{split} {measure}", "", "", group["group"], group["customers"],
+                             group[measure]["count"], group[measure]["percent"], ""))  # fmt: skip
+    return rows

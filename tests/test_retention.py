@@ -452,3 +452,57 @@ def test_the_nightly_job_snapshots_yesterday_in_the_shops_time_zone(db, rt, cloc
         stored = session.exec(select(RetentionSnapshot)).all()
     assert [(s.shop_id, s.as_of) for s in stored] == [(shop_id, date(2026, 11, 21))]
     assert idle not in {s.shop_id for s in stored}
+
+
+def test_the_report_is_served_as_json_and_csv_to_its_shop_only(client, db, shop, other_shop):
+    place(db, shop.id, 1, datetime(2026, 3, 1, tzinfo=UTC), "12.50")
+    place(db, shop.id, 1, datetime(2026, 4, 2, tzinfo=UTC), "7.50")
+    place(db, shop.id, 2, datetime(2026, 3, 5, tzinfo=UTC))
+    assert client.get("/api/v1/reports/retention", headers=shop.auth).status_code == 404
+    snapshot(db, shop.id, date(2026, 4, 30))
+
+    answer = client.get("/api/v1/reports/retention", headers=shop.auth)
+    assert answer.status_code == 200
+    march = answer.json["cohorts"][0]
+    assert (march["label"], march["customers"], march["revenue"]) == ("2026-03", 2, "30.00")
+    assert [(c["offset"], c["customers"], c["percent"]) for c in march["cells"]] == [
+        (0, 2, 100.0),
+        (1, 1, 50.0),
+    ]
+    assert march["shopify"]["retention_rates"] == [0.0, 50.0]
+    assert answer.json["trend"] == [
+        {"as_of": "2026-04-30", "customers": 2, "churn_rate": None, "repeat_rate": 50.0}
+    ]
+
+    table = client.get("/api/v1/reports/retention.csv?period=month", headers=shop.auth)
+    assert table.status_code == 200 and table.mimetype == "text/csv"
+    lines = table.get_data(as_text=True).splitlines()
+    assert lines[0] == "section,cohort,offset,group,customers,count,percent,revenue"
+    assert "matrix,2026-03,1,,2,1,50.0,7.50" in lines
+
+    assert client.get("/api/v1/reports/retention", headers=other_shop.auth).status_code == 404
+
+
+@pytest.mark.parametrize("query", ["as_of=2026-02-30", "period=year", "limit=5", "as_of=yesterday"])
+def test_a_bad_report_query_is_refused_with_the_reason(client, shop, query):
+    for path in ("/api/v1/reports/retention", "/api/v1/reports/retention.csv"):
+        answer = client.get(f"{path}?{query}", headers=shop.auth)
+        assert answer.status_code == 400, (path, query)
+        assert query.split("=")[0] in answer.json["error"]["message"]
+
+
+def test_the_churn_window_is_a_shop_setting(client, db, shop):
+    assert client.get("/api/v1/settings/retention", headers=shop.auth).json == {
+        "churn_window_days": 180
+    }
+    for bad in ({"churn_window_days": 0}, {"churn_window_days": "90"}, {"window": 90}):
+        assert (
+            client.patch("/api/v1/settings/retention", json=bad, headers=shop.auth).status_code
+            == 400
+        )
+    answer = client.patch(
+        "/api/v1/settings/retention", json={"churn_window_days": 90}, headers=shop.auth
+    )
+    assert answer.json == {"churn_window_days": 90}
+    place(db, shop.id, 1, datetime(2026, 1, 1, tzinfo=UTC))
+    assert snapshot(db, shop.id, date(2026, 6, 30))["window_days"] == 90

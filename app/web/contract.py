@@ -36,6 +36,8 @@ class Operation:
     response: type[BaseModel] | None
     status: int
     errors: tuple[int, ...]
+    # Another type than JSON (e.g. "text/csv"): the view returns the Response.
+    media_type: str = "application/json"
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Api:
         response: type[BaseModel] | None = None,
         status: int = 200,
         errors: tuple[int, ...] = (),
+        media_type: str = "application/json",
     ):
         def decorate(view: Callable[..., Any]):
             summary = (view.__doc__ or view.__name__).strip().splitlines()[0]
@@ -83,7 +86,7 @@ class Api:
             unmatched = (404,) if _RULE_PARAMETER.search(rule) and 404 not in errors else ()
             self.operations.append(
                 Operation(method, rule, summary, path, query, body, response, status,
-                          (*checked, 401, *unmatched, *errors))
+                          (*checked, 401, *unmatched, *errors), media_type)
             )  # fmt: skip
             return view
 
@@ -175,6 +178,8 @@ def _operation(op: Operation, components: dict[str, dict]) -> dict:
     ok: dict[str, Any] = {"description": "OK" if op.status < 300 else "Created"}
     if op.response is not None:
         ok["content"] = {"application/json": {"schema": _ref(op.response, components)}}
+    elif op.media_type != "application/json":
+        ok["content"] = {op.media_type: {"schema": {"type": "string"}}}
     if op.status == 204:
         ok = {"description": "No content"}
     responses = {str(op.status): ok}

@@ -9,7 +9,7 @@ Python's int() also reads "٣" and " 3", which no client means.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -385,3 +385,129 @@ class ImportStatus(BaseModel):
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+
+
+# --- retention ---------------------------------------------------------------
+
+
+class RetentionQuery(Query):
+    period: Literal["week", "month", "quarter"] = "month"
+    as_of: date | None = Field(
+        default=None, description="A snapshot's date (YYYY-MM-DD); default the latest."
+    )
+
+
+class RetentionCell(BaseModel):
+    offset: int
+    customers: int
+    percent: float | None
+    orders: int
+    revenue: str
+
+
+class ShopifyCohortMetrics(BaseModel):
+    """Shopify's customer cohort analysis, for checking against the admin:
+    its period 0 is the share that ordered again within the first period."""
+
+    customers: int
+    retention_rates: list[float | None]
+    sales: str
+    average_order_value: str
+    amount_spent_per_customer: str
+    net_sales: str | None
+
+
+class RetentionCohort(BaseModel):
+    cohort: date
+    label: str
+    customers: int
+    cells: list[RetentionCell]
+    too_young: bool
+    churned: int | None
+    churn_rate: float | None
+    repeat_customers: int
+    repeat_rate: float | None
+    orders: int
+    revenue: str
+    revenue_per_customer: str
+    shopify: ShopifyCohortMetrics
+
+
+class RetentionTotals(BaseModel):
+    customers: int
+    churned: int
+    in_grown_cohorts: int
+    churn_rate: float | None
+    repeat_rate: float | None
+    revenue: str
+    revenue_per_customer: str | None
+
+
+class PeriodRetention(BaseModel):
+    period: str
+    start: date
+    end: date
+    active_at_start: int
+    active_at_end: int
+    acquired: int
+    rate: float | None
+
+
+class Proportion(BaseModel):
+    count: int
+    percent: float | None
+    interval: tuple[float, float] | None = Field(description="95% Wilson interval, in percent")
+
+
+class SplitGroup(BaseModel):
+    group: str
+    customers: int
+    churned: Proportion
+    repeat: Proportion
+
+
+class RetentionSplits(BaseModel):
+    rating: list[SplitGroup]
+    delay: list[SplitGroup]
+    support: list[SplitGroup]
+
+
+class AtRiskCustomer(BaseModel):
+    customer_id: int
+    last_order_day: date
+    days_since: int
+    usual_interval_days: int
+    orders: int
+    last_rating: int | None
+    open_delay: bool
+
+
+class TrendPoint(BaseModel):
+    as_of: date
+    customers: int
+    churn_rate: float | None
+    repeat_rate: float | None
+
+
+class RetentionReport(BaseModel):
+    as_of: date
+    computed_at: datetime
+    period: str
+    window_days: int
+    timezone: str
+    currency: str
+    offsets: int
+    cohorts: list[RetentionCohort]
+    totals: RetentionTotals
+    period_retention: list[PeriodRetention]
+    splits: RetentionSplits
+    at_risk: list[AtRiskCustomer]
+    trend: list[TrendPoint]
+
+
+class RetentionSettings(BaseModel):
+    churn_window_days: int
+
+
+class RetentionSettingsChange(Body):
+    churn_window_days: Annotated[int, Field(strict=True, ge=1, le=3650)]
