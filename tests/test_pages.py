@@ -114,3 +114,38 @@ def test_order_filter_by_state_shows_only_that_state(shop, deliver, work, live_s
     assert "No orders are paid" in page.content()
     follow(page, ".filters >> text=pending")
     assert "#1001" in page.locator("tbody").inner_text()
+
+
+def test_retention_page_shows_the_heatmap_churn_trend_and_split(db, shop, live_server, page):
+    from datetime import UTC, date, datetime
+
+    from test_retention import place, snapshot
+
+    page.goto(f"{live_server}/app/login")
+    sign_in(page, live_server, shop.token)
+    page.goto(f"{live_server}/app/retention")
+    assert "No retention snapshot yet" in page.locator("#no-snapshot").inner_text()
+
+    for customer, day in ((1, 5), (2, 6), (3, 7), (4, 8)):
+        place(db, shop.id, customer, datetime(2026, 1, day, 12, tzinfo=UTC))
+    place(db, shop.id, 1, datetime(2026, 2, 3, 12, tzinfo=UTC))
+    place(db, shop.id, 5, datetime(2026, 2, 9, 12, tzinfo=UTC))
+    snapshot(db, shop.id, date(2026, 2, 28), window=30)
+    snapshot(db, shop.id, date(2026, 3, 31), window=30)
+
+    page.goto(f"{live_server}/app/retention")
+    rows = page.locator("#heatmap tbody tr")
+    assert rows.count() == 2
+    # The triangle: January has offsets 0-2, February 0-1; numbers in the cells.
+    january = rows.nth(0).locator("td")
+    assert [january.nth(i).inner_text() for i in range(4)] == ["4", "100.0%", "25.0%", "0.0%"]
+    assert january.nth(2).get_attribute("title") == "1 of 4 customers"
+    assert rows.nth(1).locator("td").nth(3).inner_text() == ""
+    churn = page.locator("#churn tbody tr")
+    assert "4 (100.0%)" in churn.nth(0).inner_text()  # 30-day window: all gone by 31 March
+    assert page.locator("#trend-churn_rate polyline").count() == 1
+    assert page.locator("#trend-churn_rate circle").count() == 2
+    assert "never rated" in page.locator("#split-rating").inner_text()
+    assert "Period retention rate = ((E" in page.locator("#definitions").inner_text()
+
+    assert page.goto(f"{live_server}/app/retention?period=year").status == 400
