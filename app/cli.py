@@ -27,6 +27,7 @@ from app.crypto import InvalidToken
 from app.db import describe_connection_error
 from app.demo import DEMO_SHOP, ProviderLink, SignaturesRefused
 from app.demo import play as play_demo
+from app.demo_history import seed_history
 from app.logs import configure_logging
 from app.models import HistoryImport, InboxMessage, ProviderConnection, Shop, ShopJob
 from app.providers import (
@@ -122,9 +123,18 @@ def run(host: str, port: int) -> None:
         with Session(rt.engine) as session:
             shop = session.exec(select(Shop).where(Shop.domain == DEMO_SHOP)).first()
             if shop is None:
-                _, token = add_shop(session, DEMO_SHOP, rt.clock.now(), name="CareLoop Demo")
+                demo_shop, token = add_shop(
+                    session, DEMO_SHOP, rt.clock.now(), name="CareLoop Demo"
+                )
+                session.flush()
+                new_demo_shop = demo_shop.id
                 session.commit()
                 click.echo(f"Created the demo shop {DEMO_SHOP}; its API token: {token}")
+            else:
+                new_demo_shop = None
+        if new_demo_shop is not None:
+            orders = seed_history(rt.engine, new_demo_shop, rt.clock.now())
+            click.echo(f"Gave it a year of history ({orders} orders): see /app/retention")
     stop = threading.Event()
     threads = [
         threading.Thread(target=worker.run, args=(rt, stop), name="worker", daemon=True),

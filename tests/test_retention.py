@@ -506,3 +506,16 @@ def test_the_churn_window_is_a_shop_setting(client, db, shop):
     assert answer.json == {"churn_window_days": 90}
     place(db, shop.id, 1, datetime(2026, 1, 1, tzinfo=UTC))
     assert snapshot(db, shop.id, date(2026, 6, 30))["window_days"] == 90
+
+
+def test_the_demo_shop_gets_a_year_of_history_and_a_filled_heatmap(db):
+    from app.demo_history import seed_history
+
+    shop_id = new_shop(db)
+    assert seed_history(db, shop_id, NOW) > 300
+    with Session(db) as session:
+        stored = session.exec(select(RetentionSnapshot)).one()
+    report = json.loads(stored.report)
+    assert len(report["cohorts"]) >= 12
+    assert sum(len(c["cells"]) for c in report["cohorts"]) > 70  # a triangle, not a column
+    assert any(c["cells"][1]["customers"] for c in report["cohorts"] if len(c["cells"]) > 1)
