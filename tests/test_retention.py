@@ -519,3 +519,22 @@ def test_the_demo_shop_gets_a_year_of_history_and_a_filled_heatmap(db):
     assert len(report["cohorts"]) >= 12
     assert sum(len(c["cells"]) for c in report["cohorts"]) > 70  # a triangle, not a column
     assert any(c["cells"][1]["customers"] for c in report["cohorts"] if len(c["cells"]) > 1)
+
+
+def test_headline_figures_come_from_the_latest_monthly_snapshot(db):
+    from app.retention_snapshots import headline
+
+    shop_id = new_shop(db, window=30)
+    with Session(db) as session:
+        assert headline(session, shop_id) is None
+    place(db, shop_id, 1, datetime(2026, 1, 5, tzinfo=UTC), "20.00")
+    place(db, shop_id, 1, datetime(2026, 3, 20, tzinfo=UTC), "10.00")
+    place(db, shop_id, 2, datetime(2026, 1, 9, tzinfo=UTC), "30.00")
+    snapshot(db, shop_id, date(2026, 2, 28))
+    snapshot(db, shop_id, date(2026, 3, 31))
+    with Session(db) as session:
+        figures = headline(session, shop_id)
+    assert figures == {
+        "as_of": "2026-03-31", "customers": 2, "churn_rate": 50.0, "repeat_rate": 50.0,
+        "revenue_per_customer": "30.00", "currency": "USD", "at_risk": 0, "window_days": 30,
+    }  # fmt: skip
