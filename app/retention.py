@@ -368,10 +368,17 @@ def period_retention(session: Session, scope: Scope, periods: int = TREND_PERIOD
     for _ in range(periods - 1):
         starts.insert(0, period_start(starts[0] - timedelta(days=1), scope.period))
     rows = []
+    active: dict[date, int] = {}  # one period's end is the next one's start
+
+    def active_on(day: date) -> int:
+        if day not in active:
+            active[day] = active_customers(session, scope, day)
+        return active[day]
+
     for first in starts:
         last = min(next_period(first, scope.period) - timedelta(days=1), scope.as_of)
-        s = active_customers(session, scope, first - timedelta(days=1))
-        e = active_customers(session, scope, last)
+        s = active_on(first - timedelta(days=1))
+        e = active_on(last)
         n = acquired(session, scope, first, last)
         rate = period_retention_rate(s, e, n)
         rows.append({

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, delete, insert, or_
 from sqlmodel import Session, select
 
-from app.models import CustomerActivity, Order, Shop
+from app.models import Customer, CustomerActivity, Order, Shop
 
 BATCH_ROWS = 5000
 
@@ -73,6 +73,14 @@ def refresh_customers(session: Session, shop_id: int, customer_ids: Iterable[int
         return
     tz = ZoneInfo(session.get(Shop, shop_id).timezone)
     session.flush()
+    # Two workers applying two orders of one customer take turns here, so
+    # neither rewrites the rows from orders the other has not committed yet.
+    session.exec(
+        select(Customer.id)
+        .where(Customer.shop_id == shop_id, Customer.id.in_(ids))
+        .order_by(Customer.id)
+        .with_for_update()
+    ).all()
     for customer_id in ids:
         session.exec(
             delete(CustomerActivity).where(

@@ -538,3 +538,14 @@ def test_headline_figures_come_from_the_latest_monthly_snapshot(db):
         "as_of": "2026-03-31", "customers": 2, "churn_rate": 50.0, "repeat_rate": 50.0,
         "revenue_per_customer": "30.00", "currency": "USD", "at_risk": 0, "window_days": 30,
     }  # fmt: skip
+
+
+def test_period_retention_counts_active_at_start_and_end_and_acquired(db):
+    shop_id = new_shop(db, window=60)
+    place(db, shop_id, 1, datetime(2026, 1, 10, 12, tzinfo=UTC))
+    place(db, shop_id, 2, datetime(2026, 2, 5, 12, tzinfo=UTC))
+    place(db, shop_id, 3, datetime(2026, 3, 3, 12, tzinfo=UTC))
+    march = snapshot(db, shop_id, date(2026, 3, 31))["period_retention"][-1]
+    # Active on 28 February: 1 and 2; on 31 March: 2 and 3 (1's window ended); 3 is new.
+    assert (march["period"], march["active_at_start"], march["active_at_end"]) == ("2026-03", 2, 2)
+    assert (march["acquired"], march["rate"]) == (1, 50.0)
