@@ -93,6 +93,15 @@ class ShipmentSnapshot:
 
 
 @dataclass(frozen=True)
+class LineItemSnapshot:
+    title: str
+    variant_title: str | None
+    sku: str | None
+    quantity: int
+    price: Decimal | None
+
+
+@dataclass(frozen=True)
 class OrderSnapshot:
     shopify_id: int
     updated_at: datetime
@@ -107,6 +116,7 @@ class OrderSnapshot:
     phone: str | None
     customer: CustomerSnapshot | None
     shipments: tuple[ShipmentSnapshot, ...] = ()
+    line_items: tuple[LineItemSnapshot, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """HTML pages for merchants and support teams (`/app/...`): one module per
-subject, all on the blueprint of `base` (sign-in, CSRF)."""
+subject, all on the blueprint of `base` (sign-in in both modes, CSRF, CSP)."""
 
-from app.web.pages import orders
+from app.web.pages import api_tokens, home, message_templates, orders, settings
 from app.web.pages.base import bp
 
-__all__ = ["bp", "orders"]
+__all__ = ["api_tokens", "bp", "home", "message_templates", "orders", "settings"]
