@@ -295,6 +295,8 @@ def test_a_merchants_first_day(first_day_app, browser, settings, clock, db):
             expect(frame.locator("#preview-subject")).not_to_be_empty()
             frame.fill("#subject", "{{ order_name }} is on its way from {{ shop_name }}!")
             expect(frame.locator("#preview-subject")).to_contain_text("#1042 is on its way")
+            preview = frame.frame_locator("#preview-frame")
+            expect(preview.locator("body")).to_contain_text("your order #1042 has shipped")
             frame.fill("#text", "Hello\n{{ order_name }\n")
             frame.wait_for_selector("#preview-problems li")
             assert "line 2" in frame.locator("#preview-problems").inner_text()

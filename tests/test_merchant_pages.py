@@ -488,3 +488,17 @@ def test_the_template_catalog_holds_every_string_of_the_pages():
     template = read_po((TRANSLATIONS / "messages.pot").open("rb"))
     known = {m.id if isinstance(m.id, str) else m.id[0] for m in template if m.id}
     assert found - known == set(), "run `make translations`"
+
+
+def test_a_sign_in_link_made_inside_the_admin_is_a_plain_standalone_link(
+    installed, client, settings, clock, app
+):
+    response = client.post(
+        "/app/sign-in-links",
+        query_string={"embedded": "1", "shop": installed.domain, "host": "aG9zdA"},
+        data={"id_token": session_token(settings, clock, installed.domain), "hours": "1"},
+    )
+    assert response.status_code == 201 and "Set-Cookie" not in response.headers
+    link = re.search(r'id="new-link">([^<]+)<', response.get_data(as_text=True)).group(1)
+    assert "embedded" not in link and "shop=" not in link
+    assert app.test_client().get(link.removeprefix("http://127.0.0.1:8000")).status_code == 200
