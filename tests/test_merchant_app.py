@@ -317,3 +317,28 @@ def test_a_merchants_first_day(first_day_app, browser, settings, clock, db):
     assert worker.send_due(rt, from_settings(rt.settings)) == 1
     sent = list(Path(settings.instance_dir, "outbox", "email").glob("*.eml"))
     assert len(sent) == 1 and "owner@fresh-store.com" in sent[0].read_text()
+
+
+def test_the_pages_work_by_keyboard_alone(installed, live_server, browser):
+    """Sign in and reach the settings by keyboard: the skip link comes first,
+    then the sections, every control reachable and labelled."""
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(f"{live_server}/app/login")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Tab")  # the brand link
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "token"
+    page.keyboard.type(installed.token)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.locator("h1").inner_text() == "Home"
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Settings":
+            break
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.locator("h1").inner_text() == "Settings"
+    context.close()
