@@ -116,7 +116,8 @@ class OrderSnapshot:
     phone: str | None
     customer: CustomerSnapshot | None
     shipments: tuple[ShipmentSnapshot, ...] = ()
-    line_items: tuple[LineItemSnapshot, ...] = ()
+    # None: this source does not say (the bulk export); the lines stay as they are.
+    line_items: tuple[LineItemSnapshot, ...] | None = None
 
 
 @dataclass(frozen=True)

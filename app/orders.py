@@ -164,7 +164,10 @@ def _apply_order(
 
 
 def _replace_line_items(session: Session, order: Order, snap: OrderSnapshot) -> None:
-    """The order's lines as the newer snapshot has them (an edit may change them)."""
+    """The order's lines as the newer snapshot has them (an edit may change
+    them), when it has them at all."""
+    if snap.line_items is None:
+        return
     session.execute(
         delete(LineItem).where(LineItem.shop_id == order.shop_id, LineItem.order_id == order.id)
     )

@@ -309,14 +309,16 @@ def _order(payload: dict) -> OrderSnapshot:
         line_items=tuple(
             _line_item(item, f"line_items[{i}]")
             for i, item in enumerate(fields.mappings(payload.get("line_items"), "line_items"))
-        ),
+        )
+        if "line_items" in payload
+        else None,
     )
 
 
 def _line_item(payload: Mapping, name: str) -> LineItemSnapshot:
     """A line as the order page shows it; names are only shown, so they are
     cut rather than refused."""
-    quantity = payload.get("quantity")
+    quantity = payload.get("quantity", 0)
     if isinstance(quantity, bool) or not isinstance(quantity, int) or not 0 <= quantity < 10**6:
         raise PayloadError(f"{name}.quantity must be a whole number")
     return LineItemSnapshot(

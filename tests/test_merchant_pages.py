@@ -16,7 +16,9 @@ from sqlmodel import Session, select
 
 from app.cli import main
 from app.models import ApiToken, InboxMessage, Order, Shipment, Shop
+from app.orders import Cause, apply
 from app.web.pages.home import HEADLINES, Headline, home_headline
+from integrations import shopify_bulk
 from support import AFTERSHIP_SECRET, OTHER_SHOP_DOMAIN, set_shop
 
 ADMIN = "https://admin.shopify.com"
@@ -502,3 +504,29 @@ def test_a_sign_in_link_made_inside_the_admin_is_a_plain_standalone_link(
     link = re.search(r'id="new-link">([^<]+)<', response.get_data(as_text=True)).group(1)
     assert "embedded" not in link and "shop=" not in link
     assert app.test_client().get(link.removeprefix("http://127.0.0.1:8000")).status_code == 200
+
+
+def test_line_items_stay_when_a_newer_snapshot_does_not_list_them(
+    installed, client, deliver, work, db, clock
+):
+    """The bulk export (history import, reconciliation) carries no lines: a
+    newer order from it must not erase the ones the webhook stored."""
+    deliver("orders/create", "orders_create")
+    work()
+    record = {
+        "id": "gid://shopify/Order/5001001", "name": "#1001", "createdAt": "2026-11-20T09:00:00Z",
+        "updatedAt": "2026-11-21T09:00:00Z", "cancelledAt": None,
+        "displayFinancialStatus": "PAID", "displayFulfillmentStatus": "UNFULFILLED",
+        "currencyCode": "EUR", "totalPriceSet": {"shopMoney": {"amount": "83.85"}},
+        "email": "ana@example.com", "phone": None, "customerLocale": "es", "customer": None,
+        "fulfillments": [],
+    }  # fmt: skip
+    (snapshot,) = shopify_bulk.parse_record(record)
+    assert snapshot.line_items is None
+    with Session(db) as session:
+        apply(session, installed.id, snapshot, Cause("shopify:bulk_import", None, clock.now()))
+        session.commit()
+    signed_in(client, installed.token)
+    page = client.get("/app/orders/5001001").get_data(as_text=True)
+    assert "paid" in page.split('id="order-state"')[1][:40]  # the newer snapshot applied
+    assert "CL-SER-VC30" in page.split('id="line-items"')[1].split("</table>")[0]
