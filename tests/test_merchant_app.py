@@ -80,9 +80,6 @@ class Embedded:
         self.page = self.context.new_page()
         self.page.on("response", self._response)
         self.page.on("request", lambda request: self.requests.append(request.url))
-        self.console: list[str] = []
-        self.page.on("console", lambda message: self.console.append(message.text))
-        self.page.on("requestfailed", lambda r: self.console.append(f"failed {r.url}: {r.failure}"))
 
     def _without_cookies(self, route):
         headers = dict(route.request.headers)
@@ -98,22 +95,17 @@ class Embedded:
                 self.cookies_set.append(set_cookie)
 
     def open(self, shop: str, path: str, *, with_token: bool = True):
+        """Open the app at `path` in the admin; returns its frame once the
+        page has loaded there with a session token (after the bounce page
+        when the admin gave none)."""
         name = shop.removesuffix(".myshopify.com")
         token = "" if with_token else "&token=0"
-        self.page.goto(f"{ADMIN}/store/{name}/apps/careloop?path={path}{token}")
-        return self.frame(path)
-
-    def frame(self, path: str):
         pattern = re.compile(re.escape(self.app_url + path) + r"\?.*id_token=")
-        frame = self.page.frame(name=None, url=pattern)
-        deadline = 100
-        while frame is None and deadline:
-            self.page.wait_for_timeout(50)
-            frame = self.page.frame(url=pattern)
-            deadline -= 1
-        assert frame is not None, (
-            f"no frame at {path}: {[f.url for f in self.page.frames]} {self.console}"
-        )
+        with self.page.expect_event(
+            "framenavigated", predicate=lambda frame: bool(pattern.match(frame.url))
+        ) as navigated:
+            self.page.goto(f"{ADMIN}/store/{name}/apps/careloop?path={path}{token}")
+        frame = navigated.value
         frame.wait_for_load_state()
         return frame
 
