@@ -18,6 +18,7 @@ from app.cli import main
 from app.models import ApiToken, InboxMessage, Order, Shipment, Shop
 from app.orders import Cause, apply
 from app.web.pages.home import HEADLINES, Headline, home_headline
+from app.web.render_slots import SLOTS
 from integrations import shopify_bulk
 from support import AFTERSHIP_SECRET, OTHER_SHOP_DOMAIN, set_shop
 
@@ -530,3 +531,17 @@ def test_line_items_stay_when_a_newer_snapshot_does_not_list_them(
     page = client.get("/app/orders/5001001").get_data(as_text=True)
     assert "paid" in page.split('id="order-state"')[1][:40]  # the newer snapshot applied
     assert "CL-SER-VC30" in page.split('id="line-items"')[1].split("</table>")[0]
+
+
+def test_a_template_saved_while_the_shop_has_one_rendering_is_refused_as_a_page(installed, client):
+    csrf = signed_in(client, installed.token)
+    assert SLOTS.take(installed.id) is None  # this shop's one render slot, taken
+    try:
+        response = client.post(
+            "/app/templates/shipping/sms/en", data={"csrf": csrf, "action": "save", "text": "Hi"}
+        )
+    finally:
+        SLOTS.give_back(installed.id)
+    assert response.status_code == 429 and response.mimetype == "text/html"
+    assert "save again in a second" in response.get_data(as_text=True)
+    assert "yours" not in client.get("/app/templates").get_data(as_text=True)

@@ -11,7 +11,7 @@ from sqlmodel import Session
 from app import shop_templates
 from app.web.context import runtime
 from app.web.pages.base import bp, check_csrf, signed_in
-from app.web.render_slots import one_render_slot
+from app.web.render_slots import SLOTS, one_render_slot
 from notifications import rendering
 
 
@@ -71,10 +71,21 @@ def template(kind: str, channel: str, language: str):
 
 @bp.post("/templates/<kind>/<channel>/<language>")
 @signed_in
-@one_render_slot
 def template_save(kind: str, channel: str, language: str):
     check_csrf()
     _address(kind, channel, language)
+    refused = SLOTS.take(g.shop_id)  # as the API's one_render_slot, answered as a page
+    if refused:
+        abort(
+            refused, description=_("Templates are being checked right now; save again in a second.")
+        )
+    try:
+        return _save(kind, channel, language)
+    finally:
+        SLOTS.give_back(g.shop_id)
+
+
+def _save(kind: str, channel: str, language: str):
     rt, draft = runtime(), _draft(channel)
     with Session(rt.engine) as db:
         if request.form.get("action") == "delete":
