@@ -231,10 +231,11 @@ def source_name(source: str | None) -> str:
     return SOURCE_NAMES.get(source, source.replace("_", " ").title())
 
 
-def readable_cause(cause: str) -> tuple[str, str]:
-    """A timeline cause ("shipbob:order.shipment.on_hold") as (who, what) in
-    words: ("ShipBob", "order shipment on hold"). The page translates `what`
-    where it knows it."""
+def readable_cause(cause: str) -> tuple[str, str, str]:
+    """A timeline cause ("shipbob:order.shipment.on_hold") as (who, topic,
+    what in words): ("ShipBob", "order.shipment.on_hold", "order shipment on
+    hold"). The page says known topics in its own words (`cause_word`) and
+    falls back to these."""
     source, _, topic = cause.partition(":")
     words = topic.replace("/", " ").replace(".", " ").replace("_", " ").strip()
-    return source_name(source), words
+    return source_name(source), topic, words

@@ -325,7 +325,8 @@ def test_the_order_page_shows_items_messages_and_shop_times(installed, client, d
     # Placed 2026-11-20T10:00+01:00: 10:00 in Madrid (09:00 UTC).
     assert re.search(r"11/20/26, 10:00\s?AM", page) and "Europe/Madrid" in page
     timeline = page.split('id="timeline"')[1]
-    assert "Shopify: orders create" in timeline and "shopify:" not in timeline
+    assert "Shopify: order placed" in timeline and "Shopify: parcel sent" in timeline
+    assert "shopify:" not in timeline
 
 
 def test_home_shows_orders_at_risk_dead_letters_and_todays_messages(
