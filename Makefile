@@ -7,15 +7,15 @@ VENV := .venv
 PORT ?= 8000
 BIN := $(VENV)/bin
 
-.PHONY: run test lint demo browser
+.PHONY: run test lint demo browser catalogs translations
 
-run: $(VENV)/.runtime
+run: $(VENV)/.runtime catalogs
 	$(BIN)/careloop run --port $(PORT)
 
 demo: $(VENV)/.runtime
 	$(BIN)/careloop demo --url http://127.0.0.1:$(PORT)
 
-test: $(VENV)/.test browser
+test: $(VENV)/.test browser catalogs
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -23,6 +23,18 @@ test: $(VENV)/.test browser
 lint: $(VENV)/.test
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The pages' translations: the .po catalogs are the source (committed with
+# their compiled .mo, which this recompiles); `make translations` extracts the
+# strings again and merges them into each language's catalog.
+catalogs: $(VENV)/.runtime
+	$(BIN)/pybabel -q compile -d app/translations
+
+translations: $(VENV)/.runtime
+	$(BIN)/pybabel -q extract -F babel.cfg -k _ -k gettext -k ngettext:1,2 --no-location \
+	  --omit-header -o app/translations/messages.pot .
+	$(BIN)/pybabel -q update -i app/translations/messages.pot -d app/translations --no-fuzzy-matching
+	$(BIN)/pybabel -q compile -d app/translations
 
 # Page tests drive Debian's Chromium; install it where we can (root with apt),
 # otherwise those tests skip with a message (and fail under CI=true).

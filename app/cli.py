@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -15,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, select
 
-from app import history_import, inbox, jobs, migrate, shop_jobs, worker
+from app import history_import, inbox, jobs, migrate, shop_jobs, sign_in_links, worker
 from app.config import (
     ROOT,
     ConfigError,
@@ -270,6 +271,30 @@ def shops_token(domain: str, revoke: bool) -> None:
     if revoke:
         click.echo(f"revoked {revoked} token(s) of {shop_domain}")
     click.echo(f"API token (shown once): {token}")
+
+
+@shops.command("link")
+@click.argument("domain")
+@click.option("--hours", type=click.IntRange(1, 24 * 30), default=24, show_default=True,
+              help="How long the link works.")  # fmt: skip
+@click.option("--revoke", is_flag=True, help="Revoke every sign-in link DOMAIN has issued.")
+def shops_link(domain: str, hours: int, revoke: bool) -> None:
+    """Print a sign-in link to DOMAIN's pages (for its support team), or
+    revoke every link issued so far."""
+    rt = load_runtime()
+    with Session(rt.engine) as session:
+        shop = session.exec(select(Shop).where(Shop.domain == domain.strip().lower())).first()
+        if shop is None or shop.uninstalled_at is not None:
+            raise click.BadParameter(f"no installed shop {domain!r}", param_hint="DOMAIN")
+        if revoke:
+            sign_in_links.revoke_all(session, shop, rt.clock.now())
+            session.commit()
+            click.echo(f"every sign-in link of {shop.domain} issued so far no longer works")
+            return
+        link = sign_in_links.issue(
+            shop, rt.settings.secret_key, rt.clock.now(), timedelta(hours=hours)
+        )
+    click.echo(f"sign-in link (works for {hours} h): {rt.settings.public_url}/app/sign-in/{link}")
 
 
 @shops.command("list")

@@ -93,6 +93,15 @@ class ShipmentSnapshot:
 
 
 @dataclass(frozen=True)
+class LineItemSnapshot:
+    title: str
+    variant_title: str | None
+    sku: str | None
+    quantity: int
+    price: Decimal | None
+
+
+@dataclass(frozen=True)
 class OrderSnapshot:
     shopify_id: int
     updated_at: datetime
@@ -108,6 +117,8 @@ class OrderSnapshot:
     customer: CustomerSnapshot | None
     shipments: tuple[ShipmentSnapshot, ...] = ()
     test: bool = False  # placed with a test gateway: retention never counts it
+    # None: this source does not say (the bulk export); the lines stay as they are.
+    line_items: tuple[LineItemSnapshot, ...] | None = None
 
 
 @dataclass(frozen=True)

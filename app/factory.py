@@ -13,6 +13,7 @@ from app.logs import with_request_context
 from app.runtime import Runtime
 from app.web import auth, errors, health, messaging, pages, webhooks
 from app.web.api import routes as api
+from app.web.pages.base import select_locale
 from app.web.params import CONVERTERS
 from app.web.session import CookieSessionInterface
 from integrations.shopify import is_shop_domain
@@ -33,9 +34,9 @@ def create_app(rt: Runtime) -> Flask:
     app.session_interface = CookieSessionInterface()
     app.extensions["careloop"] = rt
 
-    # Page strings go through gettext (`_()` in templates) from the start; the
-    # merchant app picks the locale and ships the catalogs.
-    Babel(app, default_locale="en", default_timezone="UTC")
+    # Page strings go through gettext (`_()` in templates); the catalogs are
+    # app/translations (en, es, ru), the language is chosen per request.
+    Babel(app, default_locale="en", default_timezone="UTC", locale_selector=select_locale)
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
@@ -43,6 +44,6 @@ def create_app(rt: Runtime) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(messaging.bp)
     app.register_blueprint(auth.bp)
-    app.add_url_rule("/", "index", lambda: redirect(url_for("pages.orders")))
+    app.add_url_rule("/", "index", lambda: redirect(url_for("pages.home")))
     app.wsgi_app = with_request_context(app.wsgi_app, is_shop_domain)
     return app

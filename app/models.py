@@ -96,6 +96,8 @@ class Shop(SQLModel, table=True):
     )
     # Retention: a customer without an order for this many days has churned.
     churn_window_days: int = Field(default=180, sa_column_kwargs={"server_default": "180"})
+    # Sign-in links issued up to this moment no longer work (app.sign_in_links).
+    sign_in_links_revoked_at: datetime | None = None
 
 
 class Customer(SQLModel, table=True):
@@ -634,3 +636,23 @@ class RetentionAtRisk(SQLModel, table=True):
     orders: int
     last_rating: int | None = None
     open_delay: bool = False
+
+
+class LineItem(SQLModel, table=True):
+    """One line of an order as Shopify last described it (title, variant,
+    SKU, quantity, unit price), for the order's page. Replaced whole by each
+    newer order snapshot. Products, not people: nothing personal."""
+
+    __tablename__ = "line_items"
+    __privacy__ = Privacy()
+    __table_args__ = (Index("ix_line_items_order", "shop_id", "order_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    order_id: int = Field(foreign_key="orders.id")
+    position: int
+    title: str = Field(max_length=255)
+    variant_title: str | None = Field(default=None, max_length=255)
+    sku: str | None = Field(default=None, max_length=255)
+    quantity: int
+    price: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))

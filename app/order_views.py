@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
-from app.models import Customer, Order, OrderEvent, Shipment
+from app.models import Customer, LineItem, Notification, Order, OrderEvent, Shipment
 
 
 def _iso(moment) -> str | None:
@@ -117,3 +118,124 @@ def list_orders(
     if after:
         query = query.where(Order.id < after)
     return list(session.exec(query.order_by(Order.id.desc()).limit(limit)).all())
+
+
+# --- the merchant's pages ------------------------------------------------------
+
+SEARCH_MAX = 100
+
+
+def search_orders(
+    session: Session,
+    shop_id: int,
+    *,
+    text: str,
+    state: str | None,
+    after: int | None,
+    limit: int,
+) -> list[tuple[Order, Customer | None]]:
+    """The shop's orders (newest first, paged like `list_orders`) whose
+    number, customer name, email or phone contains `text`, with their
+    customer. "#1001", "1001", "ana", "ana@example.com", "+34 600" all find."""
+    query = (
+        select(Order, Customer)
+        .join(Customer, Customer.id == Order.customer_id, isouter=True)
+        .where(Order.shop_id == shop_id)
+    )
+    words = text.strip()[:SEARCH_MAX]
+    if words:
+        pattern = f"%{_escape_like(words.lower())}%"
+        digits = "".join(c for c in words if c.isdigit())
+        matches = [
+            func.lower(Order.name).like(pattern, escape="\\"),
+            func.lower(Order.email).like(pattern, escape="\\"),
+            func.lower(Customer.email).like(pattern, escape="\\"),
+            func.lower(Customer.first_name).like(pattern, escape="\\"),
+            func.lower(Customer.last_name).like(pattern, escape="\\"),
+            func.lower(
+                func.coalesce(Customer.first_name, "") + " " + func.coalesce(Customer.last_name, "")
+            ).like(pattern, escape="\\"),
+        ]
+        if len(digits) >= 3:  # phone numbers are kept as E.164: match the digits
+            matches += [Order.phone.like(f"%{digits}%"), Customer.phone.like(f"%{digits}%")]
+        query = query.where(or_(*matches))
+    if state:
+        query = query.where(Order.state == state)
+    if after:
+        query = query.where(Order.id < after)
+    return list(session.exec(query.order_by(Order.id.desc()).limit(limit)).all())
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def order_page(session: Session, shop_id: int, shopify_id: int) -> dict | None:
+    """`order_document` plus what the order page adds: the line items and
+    the messages sent about the order (with each one's last status and why)."""
+    document = order_document(session, shop_id, shopify_id)
+    if document is None:
+        return None
+    order_id = session.exec(
+        select(Order.id).where(Order.shop_id == shop_id, Order.shopify_id == shopify_id)
+    ).one()
+    items = session.exec(
+        select(LineItem)
+        .where(LineItem.shop_id == shop_id, LineItem.order_id == order_id)
+        .order_by(LineItem.position)
+    ).all()
+    messages = session.exec(
+        select(Notification)
+        .where(Notification.shop_id == shop_id, Notification.order_id == order_id)
+        .order_by(Notification.id)
+    ).all()
+    return document | {
+        "line_items": [
+            {
+                "title": i.title,
+                "variant_title": i.variant_title,
+                "sku": i.sku,
+                "quantity": i.quantity,
+                "price": str(i.price) if i.price is not None else None,
+            }
+            for i in items
+        ],
+        "messages": [
+            {
+                "kind": m.kind,
+                "channel": m.channel,
+                "recipient": m.recipient,
+                "status": m.status,
+                "reason": m.status_detail,
+                "created_at": m.created_at,
+                "sent_at": m.sent_at,
+                "updated_at": m.updated_at,
+            }
+            for m in messages
+        ],
+    }
+
+
+# Sources by the names merchants know them by.
+SOURCE_NAMES = {
+    "shopify": "Shopify",
+    "shipbob": "ShipBob",
+    "aftership": "AfterShip",
+    "standard_webhooks": "Standard Webhooks",
+}
+
+
+def source_name(source: str | None) -> str:
+    if not source:
+        return ""
+    return SOURCE_NAMES.get(source, source.replace("_", " ").title())
+
+
+def readable_cause(cause: str) -> tuple[str, str, str]:
+    """A timeline cause ("shipbob:order.shipment.on_hold") as (who, topic,
+    what in words): ("ShipBob", "order.shipment.on_hold", "order shipment on
+    hold"). The page says known topics in its own words (`cause_word`) and
+    falls back to these."""
+    source, _, topic = cause.partition(":")
+    words = topic.replace("/", " ").replace(".", " ").replace("_", " ").strip()
+    return source_name(source), topic, words

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import Session, select
 
 from app.changes import (
@@ -45,6 +45,7 @@ from app.events import (
 )
 from app.models import (
     HistoryImport,
+    LineItem,
     Order,
     OrderEvent,
     Shipment,
@@ -156,6 +157,7 @@ def _apply_order(
         if customer is not None:
             order.customer_id = customer.id
         refresh_customers(session, shop_id, (previous_customer, order.customer_id))
+        _replace_line_items(session, order, snap)
     for shipment in snap.shipments:
         _apply_shipment(session, order, shipment, cause, changes)
     _recompute_state(session, order, cause, snap.updated_at, changes)
@@ -163,6 +165,29 @@ def _apply_order(
         changes.append(OrderDetailsArrived(order.id))
         references = OrderMatch(snap.shopify_id, snap.name).references()
         wake_parked(session, shop_id, references, cause.now)
+
+
+def _replace_line_items(session: Session, order: Order, snap: OrderSnapshot) -> None:
+    """The order's lines as the newer snapshot has them (an edit may change
+    them), when it has them at all."""
+    if snap.line_items is None:
+        return
+    session.execute(
+        delete(LineItem).where(LineItem.shop_id == order.shop_id, LineItem.order_id == order.id)
+    )
+    for position, item in enumerate(snap.line_items):
+        session.add(
+            LineItem(
+                shop_id=order.shop_id,
+                order_id=order.id,
+                position=position,
+                title=item.title,
+                variant_title=item.variant_title,
+                sku=item.sku,
+                quantity=item.quantity,
+                price=item.price,
+            )
+        )
 
 
 def _lock_order(

@@ -79,3 +79,27 @@ def shop_for_token(session: Session, token: str) -> Shop | None:
             Shop.uninstalled_at.is_(None),
         )
     ).first()
+
+
+def tokens_of(session: Session, shop_id: int) -> list[ApiToken]:
+    """The shop's tokens, newest first (hashes and dates only)."""
+    return list(
+        session.exec(
+            select(ApiToken).where(ApiToken.shop_id == shop_id).order_by(ApiToken.id.desc())
+        ).all()
+    )
+
+
+def revoke_token(session: Session, shop_id: int, token_id: int, now: datetime) -> bool:
+    """One of the shop's tokens stops working; False if the shop has no such
+    working token."""
+    token = session.exec(
+        select(ApiToken).where(
+            ApiToken.shop_id == shop_id, ApiToken.id == token_id, ApiToken.revoked_at.is_(None)
+        )
+    ).first()
+    if token is None:
+        return False
+    token.revoked_at = now
+    session.add(token)
+    return True

@@ -27,6 +27,7 @@ from app.events import (
     CustomerRedaction,
     CustomerSnapshot,
     Event,
+    LineItemSnapshot,
     OrderSnapshot,
     PayloadError,
     ShipmentSnapshot,
@@ -307,6 +308,27 @@ def _order(payload: dict) -> OrderSnapshot:
         ),
         # The REST order's `test`: true for an order placed with a test gateway.
         test=payload.get("test") is True,
+        line_items=tuple(
+            _line_item(item, f"line_items[{i}]")
+            for i, item in enumerate(fields.mappings(payload.get("line_items"), "line_items"))
+        )
+        if "line_items" in payload
+        else None,
+    )
+
+
+def _line_item(payload: Mapping, name: str) -> LineItemSnapshot:
+    """A line as the order page shows it; names are only shown, so they are
+    cut rather than refused."""
+    quantity = payload.get("quantity", 0)
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 0 <= quantity < 10**6:
+        raise PayloadError(f"{name}.quantity must be a whole number")
+    return LineItemSnapshot(
+        title=fields.clip(payload.get("title") or payload.get("name"), f"{name}.title", 255) or "",
+        variant_title=fields.clip(payload.get("variant_title"), f"{name}.variant_title", 255),
+        sku=fields.clip(payload.get("sku"), f"{name}.sku", 255),
+        quantity=quantity,
+        price=fields.amount(payload.get("price"), f"{name}.price"),
     )
 
 

@@ -806,3 +806,24 @@ def _too_large(field: Field) -> TemplateProblem:
 def _describe(problem: TemplateProblem) -> str:
     where = f"{problem.field}, line {problem.line}" if problem.line else problem.field
     return f"{where}: {problem.message}"
+
+
+def our_source(kind: str, channel: str, locale: str) -> TemplateSource:
+    """Our own template's text for a kind, channel and locale (falling back
+    as a message would): where a shop's editor starts from. Our HTML extends
+    a layout, which a shop's template may not; it starts from the body and
+    footer blocks of ours, in a plain page."""
+    _names(kind)
+    _check_channel(channel)
+    folder = TEMPLATE_DIR / kind / _template_locale(kind, channel, locale, DEFAULT_LOCALE)
+    files = _CHANNEL_FILES[channel]
+    text = {field: (folder / name).read_text() for field, name in files.items()}
+    html = text.get("html")
+    if html is not None:
+        blocks = dict(_BLOCK.findall(html))
+        body = "\n".join(blocks[name].strip() for name in ("content", "footer") if name in blocks)
+        html = f"<!doctype html>\n<html>\n<body>\n{body}\n</body>\n</html>\n"
+    return TemplateSource(text.get("subject"), html, text["text"])
+
+
+_BLOCK = re.compile(r"{%-?\s*block\s+(\w+)\s*-?%}(.*?){%-?\s*endblock\s*-?%}", re.DOTALL)

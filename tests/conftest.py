@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from browsing import EMBEDDING_ARGS, chromium
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
 from flask import Flask
@@ -220,6 +221,15 @@ def deliver(client):
 def work(rt):
     """Run the worker until nothing is due; returns how many it processed."""
     return lambda: worker.drain(rt)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for every browser test of the run (Playwright's
+    sync API runs one at a time in a thread); a skip without it (a failure
+    under CI)."""
+    with chromium(EMBEDDING_ARGS) as browser:
+        yield browser
 
 
 @pytest.fixture

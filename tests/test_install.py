@@ -92,7 +92,7 @@ def test_callback_installs_with_encrypted_expiring_tokens_and_subscribes_webhook
     browser, clock, standin, db, configured, finish
 ):
     response = install(browser, clock, standin)
-    assert response.status_code == 302 and response.headers["Location"].endswith("/app/orders")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/app/")
     # The merchant's request only recorded the install; a worker does the rest.
     assert standin.graphql_calls() == []
     assert finish() == 1

@@ -3,41 +3,9 @@ Playwright) against a real HTTP server on loopback."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
+from browsing import follow
 from processes import serve_wsgi
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="session")
-def browser():
-    problem = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        problem = "playwright is not installed (make test installs it)"
-    if problem is None and not os.path.exists(CHROMIUM):
-        problem = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    if problem:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(problem + " (required under CI)")
-        pytest.skip(problem)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -54,15 +22,8 @@ def page(browser):
     context.close()
 
 
-def follow(page, selector: str) -> None:
-    """Click a link or a submit button and wait for the page it leads to:
-    reading the page before it has loaded sees the old one, or nothing."""
-    with page.expect_navigation():
-        page.click(selector)
-
-
 def sign_in(page, base_url: str, token: str) -> None:
-    page.goto(f"{base_url}/app/")
+    page.goto(f"{base_url}/app/orders")
     page.fill("input[name=token]", token)
     follow(page, "button[type=submit]")
 

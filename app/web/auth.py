@@ -84,4 +84,4 @@ def callback():
         db.commit()
         session.clear()
         session["shop_id"] = installed.id
-    return redirect(url_for("pages.orders"))
+    return redirect(url_for("pages.home"))

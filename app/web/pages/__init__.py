@@ -1,7 +1,15 @@
 """HTML pages for merchants and support teams (`/app/...`): one module per
-subject, all on the blueprint of `base` (sign-in, CSRF)."""
+subject, all on the blueprint of `base` (sign-in in both modes, CSRF, CSP)."""
 
-from app.web.pages import orders, retention
+from app.web.pages import api_tokens, home, message_templates, orders, retention, settings
 from app.web.pages.base import bp
 
-__all__ = ["bp", "orders", "retention"]
+__all__ = [
+    "api_tokens",
+    "bp",
+    "home",
+    "message_templates",
+    "orders",
+    "retention",
+    "settings",
+]
