@@ -13,7 +13,14 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from app.email_address import sender_problem
 from app.order_state import OrderState
@@ -511,3 +518,40 @@ class RetentionSettings(BaseModel):
 
 class RetentionSettingsChange(Body):
     churn_window_days: Annotated[int, Field(strict=True, ge=1, le=3650)]
+
+
+# --- support report ------------------------------------------------------------
+
+TICKET_CHANNELS = ("email", "chat", "sms", "phone", "social", "other")
+
+
+class SupportReportQuery(Query):
+    """A period of whole days in the shop's time zone (at most a year), and
+    the filters: the figures count only the tickets that match them."""
+
+    from_: date = Field(alias="from", description="first day, in the shop's time zone")
+    to: date = Field(description="last day, included")
+    agent: Annotated[Text, Field(min_length=1, max_length=255)] | None = None
+    channel: Literal[TICKET_CHANNELS] | None = None  # type: ignore[valid-type]
+    type: Annotated[Text, Field(min_length=1, max_length=32)] | None = None
+    tier: Annotated[Text, Field(min_length=1, max_length=32)] | None = None
+
+    @model_validator(mode="after")
+    def _a_real_period(self) -> SupportReportQuery:
+        if self.to < self.from_:
+            raise ValueError("`to` is before `from`")
+        if (self.to - self.from_).days > 366:
+            raise ValueError("the period is longer than a year")
+        return self
+
+
+class SupportReport(BaseModel):
+    period: dict[str, Any]
+    previous_period: dict[str, Any]
+    filters: dict[str, str]
+    current: dict[str, Any]
+    previous: dict[str, Any]
+    low_ratings: list[dict[str, Any]]
+    service_level: dict[str, Any]
+    tickets: list[dict[str, Any]]
+    definitions: dict[str, str]

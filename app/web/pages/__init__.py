@@ -1,7 +1,7 @@
 """HTML pages for merchants and support teams (`/app/...`): one module per
 subject, all on the blueprint of `base` (sign-in in both modes, CSRF, CSP)."""
 
-from app.web.pages import api_tokens, home, message_templates, orders, retention, settings
+from app.web.pages import api_tokens, home, message_templates, orders, retention, settings, support
 from app.web.pages.base import bp
 
 __all__ = [
@@ -12,4 +12,5 @@ __all__ = [
     "orders",
     "retention",
     "settings",
+    "support",
 ]
