@@ -64,7 +64,7 @@ def customer_line(n: int, updated: str, consent: str = "SUBSCRIBED") -> str:
         "defaultEmailAddress": {"emailAddress": f"c{n}@example.com", "marketingState": consent,
                                 "marketingUpdatedAt": "2025-01-01T10:00:00Z"},
         "defaultPhoneNumber": None,
-        "metafield": {"value": "1990-04-12"},
+        "metafield": {"namespace": "facts", "key": "birth_date", "value": "1990-04-12"},
     })  # fmt: skip
 
 
