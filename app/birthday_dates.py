@@ -11,7 +11,7 @@ exist that day (a DST gap) is read as the clocks read it after the jump.
 from __future__ import annotations
 
 from calendar import isleap
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from app.models import Customer, Shop
@@ -43,9 +43,15 @@ def customer_zone(customer: Customer, shop: Shop) -> ZoneInfo:
 
 def reschedule(customer: Customer, shop: Shop, now: datetime) -> None:
     """Set the customer's next greeting from their birth date and zone; the
-    caller flushes. A birthday still ahead today stays due today."""
+    caller flushes. A birthday that is today stays due today, even past its
+    hour (the sweep greets it at once; the outbox key, per year, keeps a
+    greeting already sent from going twice)."""
     if customer.birth_date is None or customer.redacted_at is not None:
         customer.next_birthday_at = None
         return
     zone = customer_zone(customer, shop)
-    customer.next_birthday_at = next_greeting(customer.birth_date, zone, shop.birthday_hour, now)
+    local = now.astimezone(zone)
+    start_of_today = datetime(local.year, local.month, local.day, tzinfo=zone).astimezone(UTC)
+    customer.next_birthday_at = next_greeting(
+        customer.birth_date, zone, shop.birthday_hour, start_of_today - timedelta(microseconds=1)
+    )

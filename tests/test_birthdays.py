@@ -164,6 +164,22 @@ def test_a_customer_without_marketing_consent_is_not_greeted(rt, shop, db, deliv
     assert "no marketing consent" in message.status_detail
 
 
+def test_a_birth_date_learned_on_the_birthday_past_its_hour_is_greeted_that_day(
+    rt, shop, db, deliver, work, clock
+):
+    set_shop(db, shop.id, timezone="Europe/Madrid")
+    clock.current = utc(2026, 11, 23, 15, 0)  # 16:00 in Madrid, on the day
+    deliver("customers/update", with_birth_date("1990-11-23"),
+            triggered_at="2026-11-23T14:59:59Z")  # fmt: skip
+    deliver("customers_email_marketing_consent/update", "customers_email_marketing_consent_update",
+            triggered_at="2026-11-23T14:59:59Z")  # fmt: skip
+    work()
+    sweep(rt)
+
+    assert [m.status for m in birthday_messages(db)] == ["queued"]
+    assert ana(db).next_birthday_at == utc(2027, 11, 23, 8)
+
+
 def test_a_sweep_that_runs_after_the_birthday_is_over_sends_nothing_and_waits_a_year(
     rt, consenting_ana, db, clock
 ):

@@ -35,6 +35,7 @@ from integrations.shopify_bulk import (
     records,
     start,
     status,
+    step_query,
 )
 from support import SHOP_DOMAIN
 
@@ -562,3 +563,9 @@ def test_a_100000_order_file_streams_in_bounded_memory(admin, shopify):
     assert large_peak < 4 * mib, f"peak {large_peak / mib:.1f} MiB"
     # Ten times the lines, not ten times the memory: growth well under proportional.
     assert large_peak < 2 * small_peak, f"{small_peak=} {large_peak=}"
+
+
+def test_the_customers_export_asks_for_the_shops_own_birth_date_metafield():
+    query = step_query(0, "custom", "dob")
+    assert 'metafield(namespace: "custom", key: "dob") { namespace key value }' in query
+    assert step_query(1, "custom", "dob") == BULK_QUERIES[1]
