@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from app import jobs
 from app.birthday_dates import next_greeting
 from app.install import RESUBSCRIBE, record_install
-from app.models import Customer, Notification, ShopJob
+from app.models import Customer, InboxMessage, Notification, ShopJob
 from app.runtime import build_runtime
 from integrations.shopify_auth import TokenSet
 from support import SHOP_DOMAIN, load_fixture, set_shop
@@ -297,3 +297,22 @@ def test_a_code_made_by_an_attempt_whose_answer_was_lost_is_not_made_twice(coded
 
     [message] = birthday_messages(db)
     assert json.loads(message.context)["discount_code"] == code
+
+
+@pytest.mark.parametrize(
+    ("metafields", "reason"),
+    [
+        ("1990-11-23", "customer.metafields must be a list, not a string"),
+        ([{"namespace": "facts", "key": "birth_date", "value": {"d": 1}}],
+         "customer.metafields[0].value must be a string, not an object"),
+    ],
+)  # fmt: skip
+def test_unreadable_metafields_are_dead_lettered_with_their_reason(
+    shop, db, deliver, work, metafields, reason
+):
+    payload = load_fixture("shopify", "customers_update") | {"metafields": metafields}
+    assert deliver("customers/update", payload).status_code == 200
+    work()
+    with Session(db) as session:
+        [message] = session.exec(select(InboxMessage)).all()
+    assert (message.status, message.last_error) == ("dead", f"PayloadError: {reason}")
