@@ -316,3 +316,20 @@ def test_unreadable_metafields_are_dead_lettered_with_their_reason(
     with Session(db) as session:
         [message] = session.exec(select(InboxMessage)).all()
     assert (message.status, message.last_error) == ("dead", f"PayloadError: {reason}")
+
+
+def test_a_new_namespace_reaches_the_shops_customer_subscriptions(coded, standin, db, shop):
+    from app.factory import create_app
+
+    coded.settings = dataclasses.replace(coded.settings, public_url="https://careloop.example.com")
+    api = create_app(coded).test_client()
+    answer = api.patch("/api/v1/settings/birthdays", json={"birth_date_namespace": "custom"},
+                       headers=shop.auth)  # fmt: skip
+    assert answer.status_code == 200
+
+    jobs.run_shop_jobs(coded)  # the queued re-subscription
+
+    by_topic = {s["topic"]: s for s in standin.subscriptions.values()}
+    assert by_topic["CUSTOMERS_UPDATE"]["metafieldNamespaces"] == ["custom"]
+    assert by_topic["CUSTOMERS_CREATE"]["metafieldNamespaces"] == ["custom"]
+    assert by_topic["ORDERS_PAID"]["metafieldNamespaces"] == []
