@@ -41,6 +41,31 @@ class OrderDetailsArrived:
 
 
 @dataclass(frozen=True)
+class PromiseChanged:
+    """What Shopify's fulfillment orders promise for an order changed: the
+    ship-by time (`Order.fulfill_by`) or the delivery window promised at
+    checkout (`Order.delivery_min_at`, `delivery_max_at`). Values are the new ones."""
+
+    order_id: int
+    fulfill_by: datetime | None
+    delivery_min_at: datetime | None
+    delivery_max_at: datetime | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class HoldChanged:
+    """The warehouse put an order's fulfillment on hold (`on_hold`, with
+    Shopify's reason, e.g. "inventory_out_of_stock"), or released it: a
+    warehouse-hold fact for the delay rules, whatever the source."""
+
+    order_id: int
+    on_hold: bool
+    reason: str | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
 class CustomerFactChanged:
     """A fact about a customer that rules may act on, such as a birth date."""
 
@@ -50,4 +75,11 @@ class CustomerFactChanged:
     current: object
 
 
-Change = OrderStateChanged | ShipmentStageChanged | OrderDetailsArrived | CustomerFactChanged
+Change = (
+    OrderStateChanged
+    | ShipmentStageChanged
+    | OrderDetailsArrived
+    | CustomerFactChanged
+    | PromiseChanged
+    | HoldChanged
+)

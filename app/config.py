@@ -89,7 +89,8 @@ class Settings:
     shopify_api_version: str = "2026-07"
     shopify_scopes: str = (
         "read_orders,read_all_orders,read_customers,read_fulfillments,"
-        "read_merchant_managed_fulfillment_orders"
+        "read_merchant_managed_fulfillment_orders,read_third_party_fulfillment_orders,"
+        "write_discounts"
     )
     shopify_url_template: str = "https://{shop}"
 

@@ -41,6 +41,10 @@ BORIS = Person(
     7001002, "Boris", "Ivanov", "boris@example.com", "+79161234567", "ru", "Moscow", "RU"
 )
 JOHN = Person(7001003, "John", "Smith", "john@example.com", "+14155550123", "en", "Austin", "US")
+LUCIA = Person(7001004, "Lucía", "Ruiz", "lucia@example.com", "+34622334455", "es", "Sevilla", "ES")
+# How long the demo waits for the birthday sweep (the scheduler queues it
+# within a minute, when a greeting is due at all).
+BIRTHDAY_WAIT_SECONDS = 90
 
 
 def _ts(moment: datetime) -> str:
@@ -318,6 +322,24 @@ def store_day(start: datetime) -> list[Delivery]:
         ),
         delivery("orders/create", order_payload(5001005, 1005, BORIS, t + 4 * h, t + 4 * h),
                  "order #1005 arrives: its parked tracking events apply"),
+        *birthday(t, delivery),
+    ]  # fmt: skip
+
+
+def birthday(t: datetime, delivery) -> list[Delivery]:
+    """Lucía, born on this day (facts.birth_date), subscribed to email."""
+    today = datetime.now(UTC).date()
+    born = f"1996-{today:%m-%d}"  # 1996 had a 29 February
+    customer = customer_payload(LUCIA, t - 40 * timedelta(hours=1), t) | {"metafields": [
+        {"id": 7101004, "namespace": "facts", "key": "birth_date", "value": born, "type": "date"}
+    ]}  # fmt: skip
+    consent = {"customer_id": LUCIA.id, "email_address": LUCIA.email,
+               "email_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in",
+                                           "consent_updated_at": _ts(t)}}  # fmt: skip
+    return [
+        delivery("customers/create", customer, f"Lucía signs up: her birthday is today ({born})"),
+        delivery("customers_email_marketing_consent/update", consent,
+                 "Lucía subscribes to email marketing"),
     ]  # fmt: skip
 
 
@@ -389,6 +411,8 @@ def play(
         echo(f"  {message['kind']:<9} {message['channel']:<6} {message['locale']:<3} "
              f"{message['recipient']:<22} {message['status']}")  # fmt: skip
     echo("")
+    echo(_birthday_line(session, base_url, auth))
+    echo("")
     echo("Look at the result:")
     echo(f"  open {base_url}/app/ and sign in with the API token {api_token}")
     echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/orders/5001001")
@@ -429,6 +453,24 @@ def _notifications(session: requests.Session, base_url: str, auth: dict, deadlin
         ):
             return list(reversed(messages))
         time.sleep(0.3)
+
+
+def _birthday_line(session: requests.Session, base_url: str, auth: dict) -> str:
+    """What Lucía's birthday produced: the greeting once the birthday sweep
+    (every 15 minutes, at the shop's greeting hour, 09:00 by default) has
+    run, or when it will."""
+    deadline = time.monotonic() + BIRTHDAY_WAIT_SECONDS
+    if datetime.now(UTC).hour < 9:  # the demo shop's zone is UTC
+        return ("Lucía's birthday: her greeting is due at 09:00 (the shop's hour, in its time "
+                "zone); the birthday sweep sends it then")  # fmt: skip
+    while time.monotonic() < deadline:
+        for message in _notifications(session, base_url, auth, deadline):
+            if message["kind"] == "birthday" and message["status"] != "queued":
+                return (f"Lucía's birthday: {message['channel']} to {message['recipient']}, "
+                        f"{message['status']}")  # fmt: skip
+        time.sleep(1)
+    return ("Lucía's birthday: not sent yet; the birthday sweep (every 15 minutes) queues it "
+            "shortly: see /api/v1/notifications")  # fmt: skip
 
 
 def _state(session: requests.Session, base_url: str, order_id: int, auth: dict) -> str | None:

@@ -37,6 +37,10 @@ class CustomerSnapshot:
     # Only the attributes the payload carries: an order's embedded customer
     # has fewer fields than a customers/update, and must not blank the rest.
     attributes: dict[str, object] = field(default_factory=dict)
+    # Customer metafields the payload carried, "namespace.key" -> value;
+    # None when it carried none (a subscription without metafieldNamespaces),
+    # which must not blank a birth date we know.
+    metafields: dict[str, str] | None = None
     # A complete record (customers/*, the bulk import) versions the customer;
     # a partial one (embedded in an order) only fills in what it carries, so
     # it can never make a complete record of the same version look stale.
@@ -122,6 +126,30 @@ class OrderSnapshot:
 
 
 @dataclass(frozen=True)
+class FulfillmentOrderSnapshot:
+    """One Shopify fulfillment order: the promise it carries (ship by
+    `fulfill_by`, arrive between `delivery_min_at` and `delivery_max_at`) and
+    whether the warehouse holds it. From GraphQL (`complete`: every fact,
+    None meaning none) or from a `fulfillment_orders/*` webhook, which
+    carries only the status (and a hold's reason or a new `fulfill_at`) and
+    not even the order: that is found by the fulfillment order's id."""
+
+    fulfillment_order_id: int
+    updated_at: datetime  # the version stamp (GraphQL updatedAt, or the trigger time)
+    status: str | None  # lower case: open, in_progress, scheduled, on_hold, closed, ...
+    order_shopify_id: int | None = None
+    hold_reason: str | None = None  # lower case FulfillmentHoldReason, while on hold
+    fulfill_by: datetime | None = None
+    fulfill_at: datetime | None = None
+    delivery_min_at: datetime | None = None
+    delivery_max_at: datetime | None = None
+    complete: bool = True
+    # The signal says a deadline changed without carrying it: ask Shopify
+    # (a reconciliation is queued).
+    refresh: bool = False
+
+
+@dataclass(frozen=True)
 class ConsentChange:
     customer_shopify_id: int
     channel: str  # "email" or "sms"
@@ -166,6 +194,7 @@ Event = (
     OrderSnapshot
     | ShipmentSnapshot
     | CustomerSnapshot
+    | FulfillmentOrderSnapshot
     | ConsentChange
     | ShopUninstalled
     | CustomerRedaction

@@ -59,7 +59,7 @@ def begin(session: Session, rt: Runtime, shop: Shop) -> HistoryImport:
 
 
 def _start_step(session: Session, rt: Runtime, shop: Shop, run: HistoryImport) -> None:
-    query = shopify_bulk.BULK_QUERIES[run.step]
+    query = shopify_bulk.step_query(run.step, shop.birth_date_namespace, shop.birth_date_key)
     run.bulk_operation_id = with_admin(session, rt, shop, lambda c: shopify_bulk.start(c, query))
     run.status, run.url, run.objects_total, run.lines_applied = "running", None, None, 0
     run.updated_at = rt.clock.now()

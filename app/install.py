@@ -34,10 +34,16 @@ def subscribe_webhooks(session: Session, rt: Runtime, shop: Shop) -> None:
     installed without it. Failure is logged, not fatal: the install stands,
     and the reconciliation job (`app.reconcile`) ensures them again."""
     callback = f"{rt.settings.public_url}/webhooks/shopify"
+    # Customer payloads carry the birth-date metafield only if its
+    # namespace is named in the subscription.
+    namespaces = (shop.birth_date_namespace,)
     try:
         report = with_admin(
-            session, rt, shop, lambda client: ensure_webhook_subscriptions(client, callback)
-        )
+            session, rt, shop,
+            lambda client: ensure_webhook_subscriptions(
+                client, callback, metafield_namespaces=namespaces
+            ),
+        )  # fmt: skip
     except (AdminError, NoAccessToken, OAuthError) as exc:
         log.error("shop %s: webhook subscriptions not ensured: %s", shop.id, exc)
         return
@@ -48,6 +54,20 @@ def subscribe_webhooks(session: Session, rt: Runtime, shop: Shop) -> None:
 
 
 AFTER_INSTALL = "shop.after_install"
+RESUBSCRIBE = "shop.resubscribe"
+
+
+def resubscribe_later(session: Session, shop: Shop, now) -> None:
+    """Queue `resubscribe` (the shop changed what its subscriptions must
+    carry, such as the birth-date namespace). The caller commits."""
+    shop_jobs.enqueue_once(session, shop.id, RESUBSCRIBE, now.strftime("%Y-%m-%dT%H:%M:%S.%f"), now)
+
+
+def resubscribe(rt: Runtime, shop_id: int) -> None:
+    """The job: the shop's webhook subscriptions, as its settings say now."""
+    with Session(rt.engine) as session:
+        subscribe_webhooks(session, rt, session.get(Shop, shop_id))
+        session.commit()
 
 
 def after_install(session: Session, rt: Runtime, shop: Shop) -> None:

@@ -28,7 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import and_, exists, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import history_import, inbox, install, reconcile, retention_snapshots, shop_jobs
+from app import birthdays, history_import, inbox, install, reconcile, retention_snapshots, shop_jobs
 from app.logs import log_context
 from app.models import CustomerActivity, Shop
 from app.runtime import Runtime
@@ -61,6 +61,13 @@ def recheck_parked(rt: Runtime) -> None:
     rt.inbox_wakeup.set()
 
 
+def sweep_birthdays(rt: Runtime, shop_id: int) -> None:
+    greeted = birthdays.sweep(rt, shop_id)
+    if greeted:
+        log.info("shop %s: %d birthday greetings queued", shop_id, greeted)
+        rt.inbox_wakeup.set()
+
+
 @dataclass(frozen=True)
 class ShopJobKind:
     """What a kind of per-shop job does for one shop (raising on failure,
@@ -89,6 +96,12 @@ SHOP_JOBS: dict[str, ShopJobKind] = {
                 exists().where(CustomerActivity.shop_id == Shop.id),
             ),
         ),
+    ),
+    install.RESUBSCRIBE: ShopJobKind(install.resubscribe),
+    # Birthday greetings due (`app.birthdays`): an indexed read of the
+    # customers due, for the shops that know any birth date.
+    birthdays.JOB: ShopJobKind(
+        sweep_birthdays, ShopSchedule(Every(minutes=15), birthdays.KNOWS_BIRTHDAYS)
     ),
 }
 

@@ -98,14 +98,34 @@ class Shop(SQLModel, table=True):
     churn_window_days: int = Field(default=180, sa_column_kwargs={"server_default": "180"})
     # Sign-in links issued up to this moment no longer work (app.sign_in_links).
     sign_in_links_revoked_at: datetime | None = None
+    # Birthdays (`app.birthdays`): the customer metafield holding the birth
+    # date, the local hour of the greeting, and the optional discount code.
+    birth_date_namespace: str = Field(
+        default="facts", max_length=255, sa_column_kwargs={"server_default": "facts"}
+    )
+    birth_date_key: str = Field(
+        default="birth_date", max_length=64, sa_column_kwargs={"server_default": "birth_date"}
+    )
+    birthday_hour: int = Field(default=9, sa_column_kwargs={"server_default": "9"})
+    birthday_discount: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    birthday_discount_percent: int = Field(default=10, sa_column_kwargs={"server_default": "10"})
+    birthday_discount_days: int = Field(default=30, sa_column_kwargs={"server_default": "30"})
+
+
+# A customer's personal columns, all erased to NULL by customers/redact.
+PII_CUSTOMER_COLUMNS = (
+    "email", "phone", "first_name", "last_name", "birth_date", "next_birthday_at",
+)  # fmt: skip
 
 
 class Customer(SQLModel, table=True):
     __tablename__ = "customers"
-    __privacy__ = Privacy(
-        {name: Erasure.NULL for name in ("email", "phone", "first_name", "last_name", "birth_date")}
+    __privacy__ = Privacy(dict.fromkeys(PII_CUSTOMER_COLUMNS, Erasure.NULL))
+    __table_args__ = (
+        UniqueConstraint("shop_id", "shopify_id"),
+        # The birthday sweep: who is due, read in due order.
+        Index("ix_customers_shop_next_birthday", "shop_id", "next_birthday_at"),
     )
-    __table_args__ = (UniqueConstraint("shop_id", "shopify_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     shop_id: int = Field(foreign_key="shops.id", index=True)
@@ -126,6 +146,9 @@ class Customer(SQLModel, table=True):
     shopify_created_at: datetime | None = None
     # The standard birthday metafield (facts.birth_date), for birthday rules.
     birth_date: date | None = None
+    # When the next birthday greeting is due (UTC; `app.birthdays`), kept
+    # with the birth date and time zone; None without a birth date.
+    next_birthday_at: datetime | None = None
     snapshot_updated_at: datetime | None = None
     redacted_at: datetime | None = None
 
@@ -160,6 +183,42 @@ class Order(SQLModel, table=True):
     redacted_at: datetime | None = None
     # Shopify's `test`: placed with a test gateway; never counted in retention.
     test: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    # The promise, from Shopify's fulfillment orders (`FulfillmentOrder`):
+    # the earliest ship-by of the open ones, the delivery window promised at
+    # checkout, and whether the warehouse holds any (with the hold's reason).
+    fulfill_by: datetime | None = None
+    delivery_min_at: datetime | None = None
+    delivery_max_at: datetime | None = None
+    on_hold: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    hold_reason: str | None = Field(default=None, max_length=64)
+    hold_changed_at: datetime | None = None
+
+
+class FulfillmentOrder(SQLModel, table=True):
+    """One of an order's Shopify fulfillment orders, as last reported: what
+    the order's promise and hold columns are computed from. Also how a
+    `fulfillment_orders/*` webhook, which names no order, finds its order."""
+
+    __tablename__ = "fulfillment_orders"
+    __privacy__ = Privacy()  # deadlines and a hold reason code
+    __table_args__ = (
+        UniqueConstraint("shop_id", "shopify_id"),
+        Index("ix_fulfillment_orders_order", "shop_id", "order_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    shopify_id: int = Field(sa_column=_bigint())
+    order_id: int = Field(foreign_key="orders.id")
+    status: str = Field(max_length=32)
+    hold_reason: str | None = Field(default=None, max_length=64)
+    fulfill_by: datetime | None = None
+    fulfill_at: datetime | None = None
+    delivery_min_at: datetime | None = None
+    delivery_max_at: datetime | None = None
+    # GraphQL `updatedAt`, or a webhook's trigger time: older never overwrites.
+    source_updated_at: datetime
+    created_at: datetime
 
 
 class Shipment(SQLModel, table=True):

@@ -23,8 +23,10 @@ from sqlmodel import Session, select
 
 from app.changes import (
     Change,
+    HoldChanged,
     OrderDetailsArrived,
     OrderStateChanged,
+    PromiseChanged,
     ShipmentStageChanged,
 )
 from app.customers import apply_consent, apply_customer
@@ -36,6 +38,7 @@ from app.events import (
     CustomerRedaction,
     CustomerSnapshot,
     Event,
+    FulfillmentOrderSnapshot,
     OrderMatch,
     OrderSnapshot,
     ShipmentSnapshot,
@@ -44,6 +47,7 @@ from app.events import (
     order_number,
 )
 from app.models import (
+    FulfillmentOrder,
     HistoryImport,
     LineItem,
     Order,
@@ -63,6 +67,7 @@ from app.order_state import (
 from app.parked import wake_parked
 from app.privacy import erase_shop, record_data_request, redact_customer
 from app.retention_facts import refresh_customers
+from app.shop_jobs import enqueue_once
 from app.shop_tokens import forget_tokens
 
 
@@ -91,7 +96,9 @@ def apply(session: Session, shop_id: int, event: Event, cause: Cause) -> list[Ch
             _apply_shipment(session, order, event, cause, changes)
             _recompute_state(session, order, cause, event.updated_at, changes)
         case CustomerSnapshot():
-            apply_customer(session, shop_id, event, changes)
+            apply_customer(session, shop_id, event, changes, cause.now)
+        case FulfillmentOrderSnapshot():
+            _apply_fulfillment_order(session, shop_id, event, cause, changes)
         case ConsentChange():
             apply_consent(session, shop_id, event)
         case ShopUninstalled():
@@ -133,7 +140,11 @@ def apply(session: Session, shop_id: int, event: Event, cause: Cause) -> list[Ch
 def _apply_order(
     session: Session, shop_id: int, snap: OrderSnapshot, cause: Cause, changes: list[Change]
 ) -> None:
-    customer = apply_customer(session, shop_id, snap.customer, changes) if snap.customer else None
+    customer = (
+        apply_customer(session, shop_id, snap.customer, changes, cause.now)
+        if snap.customer
+        else None
+    )
     order = _lock_order(
         session, shop_id, snap.shopify_id, cause, snap.created_at or snap.updated_at
     )
@@ -382,3 +393,102 @@ def _timeline(
             recorded_at=cause.now,
         )
     )
+
+
+# --- the promise: Shopify's fulfillment orders ------------------------------------
+
+# The per-shop job (`app.jobs.SHOP_JOBS`) that reads recent orders with their
+# fulfillment orders: queued when a webhook says a deadline moved without
+# saying where to.
+RECONCILE_JOB = "orders.reconcile"
+# Fulfillment orders that promise nothing any more: done, or gone.
+_FINISHED = frozenset({"closed", "cancelled", "incomplete"})
+
+
+def _apply_fulfillment_order(
+    session: Session, shop_id: int, snap: FulfillmentOrderSnapshot, cause: Cause,
+    changes: list[Change],
+) -> None:  # fmt: skip
+    """Newer wins per fulfillment order; the order's promise and hold are
+    then recomputed from all of its fulfillment orders. A webhook names no
+    order: one about a fulfillment order we have not read yet is parked
+    under `fulfillment_order:<id>` until reconciliation or the history
+    import reads it (with its order) and wakes it."""
+    if snap.refresh:
+        # At most one extra reconciliation a minute, however many signals.
+        enqueue_once(session, shop_id, RECONCILE_JOB,
+                     f"signal:{cause.now:%Y-%m-%dT%H:%M}", cause.now)  # fmt: skip
+    reference = f"fulfillment_order:{snap.fulfillment_order_id}"
+    known = session.exec(
+        select(FulfillmentOrder).where(
+            FulfillmentOrder.shop_id == shop_id,
+            FulfillmentOrder.shopify_id == snap.fulfillment_order_id,
+        )
+    ).one_or_none()
+    if snap.order_shopify_id is not None:
+        order = _lock_order(session, shop_id, snap.order_shopify_id, cause, snap.updated_at)
+    elif known is not None:
+        order = session.exec(
+            select(Order).where(Order.id == known.order_id).with_for_update()
+        ).one()
+    else:
+        raise OrderNotKnown((reference,))
+    row = session.exec(
+        select(FulfillmentOrder)
+        .where(
+            FulfillmentOrder.shop_id == shop_id,
+            FulfillmentOrder.shopify_id == snap.fulfillment_order_id,
+        )
+        .with_for_update()
+    ).one_or_none()
+    if row is None:
+        row = FulfillmentOrder(
+            shop_id=shop_id, shopify_id=snap.fulfillment_order_id, order_id=order.id,
+            status=snap.status or "open", source_updated_at=snap.updated_at, created_at=cause.now,
+        )  # fmt: skip
+    elif not is_newer(snap.updated_at, row.source_updated_at):
+        return
+    row.order_id = order.id
+    row.status = snap.status or row.status
+    row.hold_reason = snap.hold_reason if row.status == "on_hold" else None
+    row.source_updated_at = snap.updated_at
+    for name in ("fulfill_by", "fulfill_at", "delivery_min_at", "delivery_max_at"):
+        value = getattr(snap, name)
+        if snap.complete or value is not None:
+            setattr(row, name, value)
+    session.add(row)
+    session.flush()
+    if known is None:
+        wake_parked(session, shop_id, (reference,), cause.now)
+    _recompute_promise(session, order, cause, snap.updated_at, changes)
+
+
+def _recompute_promise(
+    session: Session, order: Order, cause: Cause, occurred_at: datetime, changes: list[Change]
+) -> None:
+    """The order's promise from its open fulfillment orders: the earliest
+    ship-by, the widest delivery window; on hold if any of them is."""
+    rows = session.exec(
+        select(FulfillmentOrder).where(
+            FulfillmentOrder.shop_id == order.shop_id, FulfillmentOrder.order_id == order.id
+        )
+    ).all()
+    live = [row for row in rows if row.status not in _FINISHED]
+    fulfill_by = min((r.fulfill_by for r in live if r.fulfill_by), default=None)
+    window_min = min((r.delivery_min_at for r in live if r.delivery_min_at), default=None)
+    window_max = max((r.delivery_max_at for r in live if r.delivery_max_at), default=None)
+    promise = (fulfill_by, window_min, window_max)
+    if promise != (order.fulfill_by, order.delivery_min_at, order.delivery_max_at):
+        order.fulfill_by, order.delivery_min_at, order.delivery_max_at = promise
+        changes.append(PromiseChanged(order.id, *promise, occurred_at))
+    held = sorted((r for r in live if r.status == "on_hold"), key=lambda r: r.shopify_id)
+    reason = held[0].hold_reason if held else None
+    if bool(held) != order.on_hold or reason != order.hold_reason:
+        was = "on_hold" if order.on_hold else "released"
+        order.on_hold, order.hold_reason, order.hold_changed_at = bool(held), reason, occurred_at
+        changes.append(HoldChanged(order.id, bool(held), reason, occurred_at))
+        now_status = "on_hold" if held else "released"
+        if now_status != was:
+            _timeline(session, order, "hold", was, now_status, cause, occurred_at)
+    session.add(order)
+    session.flush()

@@ -10,6 +10,19 @@ Formats relied on (see tests/fixtures/shopify/README.md for the sources):
   Since API 2025-01 customer payloads no longer carry marketing consent; it
   comes in `customers_email_marketing_consent/update` and
   `customers_marketing_consent/update` (SMS).
+- `fulfillment_orders/*` payloads (webhooks reference, 2026-07 sample
+  payloads) carry the FulfillmentOrder's gid and status only: no order id,
+  no `fulfill_by`, no delivery window. `placed_on_hold` adds the holds
+  (`fulfillment_order.fulfillment_holds[]` and, since 2024-10,
+  `created_fulfillment_hold` {reason, reason_notes}), `rescheduled` a new
+  `fulfill_at`. They have no `updated_at`: X-Shopify-Triggered-At stamps them.
+  The promise itself is read with GraphQL (`integrations.shopify_bulk`).
+- `fulfillment_events/create` is a FulfillmentEvent: `fulfillment_id`,
+  `order_id`, `status` (a carrier scan: in_transit, out_for_delivery,
+  attempted_delivery, ready_for_pickup, delivered, failure, ...),
+  `message`, `happened_at`, `estimated_delivery_at`.
+- Customer payloads carry `metafields` [{namespace, key, value, type, ...}]
+  only for the namespaces named in the subscription's `metafieldNamespaces`.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ from app.events import (
     CustomerRedaction,
     CustomerSnapshot,
     Event,
+    FulfillmentOrderSnapshot,
     LineItemSnapshot,
     OrderSnapshot,
     PayloadError,
@@ -51,6 +65,22 @@ ORDER_TOPICS = frozenset(
 )
 FULFILLMENT_TOPICS = frozenset({"fulfillments/create", "fulfillments/update"})
 CUSTOMER_TOPICS = frozenset({"customers/create", "customers/update"})
+# The fulfillment order topics that move a promise or a hold. Those that
+# carry no new deadline although one may have changed (a fulfillment service
+# accepted the request, routing assigned a location) ask for a refresh.
+FULFILLMENT_ORDER_TOPICS = frozenset(
+    {
+        "fulfillment_orders/placed_on_hold",
+        "fulfillment_orders/hold_released",
+        "fulfillment_orders/rescheduled",
+        "fulfillment_orders/fulfillment_request_accepted",
+        "fulfillment_orders/order_routing_complete",
+    }
+)
+_REFRESH_TOPICS = frozenset(
+    {"fulfillment_orders/fulfillment_request_accepted", "fulfillment_orders/order_routing_complete"}
+)
+FULFILLMENT_EVENT_TOPICS = frozenset({"fulfillment_events/create"})
 CONSENT_TOPICS = frozenset(
     {"customers_email_marketing_consent/update", "customers_marketing_consent/update"}
 )
@@ -60,6 +90,8 @@ COMPLIANCE_TOPICS = frozenset({"customers/data_request", "customers/redact", "sh
 SUPPORTED_TOPICS = (
     ORDER_TOPICS
     | FULFILLMENT_TOPICS
+    | FULFILLMENT_ORDER_TOPICS
+    | FULFILLMENT_EVENT_TOPICS
     | CUSTOMER_TOPICS
     | CONSENT_TOPICS
     | COMPLIANCE_TOPICS
@@ -100,6 +132,8 @@ _RESOURCE_TYPE: dict[str, str | None] = {
     **dict.fromkeys(ORDER_TOPICS, "Order"),
     **dict.fromkeys(FULFILLMENT_TOPICS, "Fulfillment"),
     **dict.fromkeys(CUSTOMER_TOPICS, "Customer"),
+    **dict.fromkeys(FULFILLMENT_ORDER_TOPICS, None),
+    "fulfillment_events/create": "FulfillmentEvent",
     **dict.fromkeys(CONSENT_TOPICS | COMPLIANCE_TOPICS, None),
     "app/uninstalled": None,  # the Shop resource; it names its shop instead
     "bulk_operations/finish": "BulkOperation",
@@ -113,6 +147,8 @@ _REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(ORDER_TOPICS, ("order_number", "line_items")),
     **dict.fromkeys(FULFILLMENT_TOPICS, ("order_id",)),
     **dict.fromkeys(CUSTOMER_TOPICS, ()),
+    **dict.fromkeys(FULFILLMENT_ORDER_TOPICS, ("fulfillment_order",)),
+    "fulfillment_events/create": ("fulfillment_id", "order_id", "status"),
     "customers_email_marketing_consent/update": ("email_marketing_consent",),
     "customers_marketing_consent/update": ("sms_marketing_consent",),
     "app/uninstalled": ("myshopify_domain",),
@@ -129,6 +165,8 @@ _FIELD_OWNERS: dict[str, frozenset[str]] = {
     "order_number": ORDER_TOPICS,
     "line_items": ORDER_TOPICS | FULFILLMENT_TOPICS,
     "myshopify_domain": frozenset({"app/uninstalled"}),
+    "fulfillment_order": FULFILLMENT_ORDER_TOPICS,
+    "fulfillment_id": FULFILLMENT_EVENT_TOPICS,
     "shop_domain": COMPLIANCE_TOPICS,
     "orders_requested": frozenset({"customers/data_request"}),
     "orders_to_redact": frozenset({"customers/redact"}),
@@ -195,6 +233,10 @@ def parse(topic: str, payload: dict, triggered_at) -> list[Event]:
         return [_fulfillment(payload, fields.identifier(payload.get("order_id"), "order_id"))]
     if topic in CUSTOMER_TOPICS:
         return [_customer(payload, "customer", full=True)]
+    if topic in FULFILLMENT_ORDER_TOPICS:
+        return [_fulfillment_order_signal(topic, payload, triggered_at)]
+    if topic in FULFILLMENT_EVENT_TOPICS:
+        return [_fulfillment_event(payload)]
     if topic == "customers_email_marketing_consent/update":
         return [_consent(payload, "email", triggered_at)]
     if topic == "customers_marketing_consent/update":
@@ -246,7 +288,7 @@ def references(topic: str, payload: dict) -> tuple[int | None, int | None]:
     letter) rather than be stored where redaction would not find it."""
     if topic in ORDER_TOPICS:
         return _customer_ref(payload), fields.optional_identifier(payload.get("id"), "id")
-    if topic in FULFILLMENT_TOPICS:
+    if topic in FULFILLMENT_TOPICS | FULFILLMENT_EVENT_TOPICS:
         return None, fields.optional_identifier(payload.get("order_id"), "order_id")
     if topic in CUSTOMER_TOPICS:
         return fields.optional_identifier(payload.get("id"), "id"), None
@@ -280,6 +322,77 @@ _SHIPMENT_STATUS = {
     "delivered": ShipmentStatus.DELIVERED,
     "failure": ShipmentStatus.EXCEPTION,
 }
+# FulfillmentEvent statuses beyond the shipment_status words above.
+_EVENT_STATUS = {
+    **_SHIPMENT_STATUS,
+    "carrier_picked_up": ShipmentStatus.IN_TRANSIT,
+    "delayed": ShipmentStatus.IN_TRANSIT,  # late, not lost: judged against the estimate
+}
+_SCANS = frozenset(_EVENT_STATUS) - {"label_printed", "label_purchased", "confirmed"}
+
+
+def _fulfillment_event(payload: dict) -> ShipmentSnapshot:
+    """A carrier scan on a Shopify fulfillment: the same parcel as the
+    fulfillment (`external_id` is the fulfillment's id), stamped with when
+    it happened, so an older scan never overwrites a newer fact."""
+    word = fields.text(payload.get("status"), "status", 32)
+    if word is None or word not in _EVENT_STATUS:
+        raise PayloadError(f"status {word!r} is not a fulfillment event status")
+    happened_at = fields.timestamp(payload.get("happened_at"), "happened_at") or (
+        fields.required_timestamp(payload.get("created_at"), "created_at")
+    )
+    status = _EVENT_STATUS[word]
+    return ShipmentSnapshot(
+        source=SOURCE,
+        external_id=str(fields.identifier(payload.get("fulfillment_id"), "fulfillment_id")),
+        order_shopify_id=fields.identifier(payload.get("order_id"), "order_id"),
+        status=status,
+        updated_at=happened_at,
+        status_detail=fields.clip(payload.get("message"), "message", 2000),
+        estimated_delivery_at=fields.timestamp(
+            payload.get("estimated_delivery_at"), "estimated_delivery_at"
+        ),
+        delivered_at=happened_at if status is ShipmentStatus.DELIVERED else None,
+        last_scan_at=happened_at if word in _SCANS else None,
+    )
+
+
+def _fulfillment_order_signal(topic: str, payload: dict, triggered_at) -> FulfillmentOrderSnapshot:
+    order = fields.mapping(payload.get("fulfillment_order"), "fulfillment_order")
+    status = fields.text(order.get("status"), "fulfillment_order.status", 32)
+    if status is None:
+        raise PayloadError("fulfillment_order.status is required")
+    if triggered_at is None:
+        raise PayloadError("a fulfillment order signal without X-Shopify-Triggered-At")
+    reason = None
+    if status.lower() == "on_hold":
+        created = fields.mapping(
+            payload.get("created_fulfillment_hold"), "created_fulfillment_hold"
+        )
+        holds = fields.mappings(
+            order.get("fulfillment_holds"), "fulfillment_order.fulfillment_holds"
+        )
+        hold = created or (holds[0] if holds else {})
+        reason = fields.text(hold.get("reason"), "fulfillment hold reason", 64) or "other"
+    return FulfillmentOrderSnapshot(
+        fulfillment_order_id=gid_number(
+            order.get("id"), "FulfillmentOrder", "fulfillment_order.id"
+        ),
+        updated_at=triggered_at,
+        status=status.lower(),
+        hold_reason=reason.lower() if reason else None,
+        fulfill_at=fields.timestamp(order.get("fulfill_at"), "fulfillment_order.fulfill_at"),
+        complete=False,
+        refresh=topic in _REFRESH_TOPICS,
+    )
+
+
+def gid_number(value: object, kind: str, name: str) -> int:
+    """The number of a `gid://shopify/<kind>/<n>`, or PayloadError naming the field."""
+    match = _GID.fullmatch(value) if isinstance(value, str) else None
+    if match is None or match.group(1) != kind:
+        raise PayloadError(f"{name} is not the id of a {kind}")
+    return fields.identifier(value.rsplit("/", 1)[1], name)
 
 
 def _order(payload: dict) -> OrderSnapshot:
@@ -387,8 +500,22 @@ def _customer(payload: Mapping, name: str, *, full: bool) -> CustomerSnapshot:
         shopify_id=fields.identifier(payload.get("id"), f"{name}.id"),
         updated_at=updated_at,
         attributes=attributes,
+        metafields=_metafields(payload, name) if "metafields" in payload else None,
         complete=full,
     )
+
+
+def _metafields(payload: Mapping, name: str) -> dict[str, str]:
+    """ "namespace.key" -> value of the metafields a customer payload carries."""
+    found: dict[str, str] = {}
+    for index, item in enumerate(fields.mappings(payload.get("metafields"), f"{name}.metafields")):
+        where = f"{name}.metafields[{index}]"
+        namespace = fields.text(item.get("namespace"), f"{where}.namespace", 255)
+        key = fields.text(item.get("key"), f"{where}.key", 64)
+        value = fields.clip(item.get("value"), f"{where}.value", 255)
+        if namespace and key and value is not None:
+            found[f"{namespace}.{key}"] = value
+    return found
 
 
 def _consent(payload: dict, channel: str, triggered_at) -> ConsentChange:

@@ -38,6 +38,21 @@ Facts relied on (read through stored copies of shopify.dev, late 2026):
   webhook GraphQL surfaces" (https://shopify.dev/changelog/consolidate-webhook-graphql-surfaces).
   A second subscription for the same topic and address is refused with the
   userError "Address for this topic has already been taken" (code TAKEN).
+  `WebhookSubscriptionInput.metafieldNamespaces` lists the metafield
+  namespaces whose metafields the payloads include (customer payloads carry
+  none otherwise); the subscription reports it back as `metafieldNamespaces`.
+- Fulfillment orders: FULFILLMENT_ORDERS_* topics need one of the
+  *_fulfillment_orders read scopes; FULFILLMENT_EVENTS_CREATE needs
+  read_fulfillments (WebhookSubscriptionTopic reference).
+- Discounts: `discountCodeBasicCreate(basicCodeDiscount:
+  DiscountCodeBasicInput!)` returns `{codeDiscountNode {id}, userErrors
+  {field message code}}` and needs write_discounts. The input (2026-01+):
+  `title`, `code`, `startsAt`, `endsAt`, `usageLimit`,
+  `appliesOncePerCustomer`, `context {customers {add: [gid]}}` (which
+  replaced the deprecated `customerSelection`) and `customerGets {value
+  {percentage: 0.0-1.0}, items {all: true}}` (GraphQL Admin reference,
+  DiscountCodeBasicInput). A code already in use is a userError with code
+  TAKEN (DiscountErrorCode).
 - Topic enum names and the scope each needs come from the
   `WebhookSubscriptionTopic` enum reference: orders/* need read_orders,
   fulfillments/* read_fulfillments, customers/* and both consent topics
@@ -73,6 +88,14 @@ TOPIC_ENUMS: Mapping[str, str] = {
     "customers/update": "CUSTOMERS_UPDATE",
     "customers_email_marketing_consent/update": "CUSTOMERS_EMAIL_MARKETING_CONSENT_UPDATE",
     "customers_marketing_consent/update": "CUSTOMERS_MARKETING_CONSENT_UPDATE",
+    "fulfillment_events/create": "FULFILLMENT_EVENTS_CREATE",
+    "fulfillment_orders/fulfillment_request_accepted": (
+        "FULFILLMENT_ORDERS_FULFILLMENT_REQUEST_ACCEPTED"
+    ),
+    "fulfillment_orders/hold_released": "FULFILLMENT_ORDERS_HOLD_RELEASED",
+    "fulfillment_orders/order_routing_complete": "FULFILLMENT_ORDERS_ORDER_ROUTING_COMPLETE",
+    "fulfillment_orders/placed_on_hold": "FULFILLMENT_ORDERS_PLACED_ON_HOLD",
+    "fulfillment_orders/rescheduled": "FULFILLMENT_ORDERS_RESCHEDULED",
     "fulfillments/create": "FULFILLMENTS_CREATE",
     "fulfillments/update": "FULFILLMENTS_UPDATE",
     "orders/cancelled": "ORDERS_CANCELLED",
@@ -83,6 +106,9 @@ TOPIC_ENUMS: Mapping[str, str] = {
     "orders/updated": "ORDERS_UPDATED",
 }
 REQUIRED_TOPICS: tuple[str, ...] = tuple(sorted(TOPIC_ENUMS.values()))
+# Customer payloads carry metafields only of the namespaces their
+# subscription names (`metafieldNamespaces`, WebhookSubscriptionInput).
+METAFIELD_TOPICS: tuple[str, ...] = ("CUSTOMERS_CREATE", "CUSTOMERS_UPDATE")
 
 # A query's requested cost is only known after Shopify has priced it once;
 # we remember it per query text (our queries are constants, so this stays
@@ -388,6 +414,7 @@ class Subscription:
     topic: str
     uri: str
     format: str
+    metafield_namespaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -405,7 +432,7 @@ query careloopWebhookSubscriptions(
   $first: Int!, $after: String, $topics: [WebhookSubscriptionTopic!]
 ) {
   webhookSubscriptions(first: $first, after: $after, topics: $topics) {
-    nodes { id topic uri format }
+    nodes { id topic uri format metafieldNamespaces }
     pageInfo { hasNextPage endCursor }
   }
 }
@@ -416,7 +443,7 @@ mutation webhookSubscriptionCreate(
   $topic: WebhookSubscriptionTopic!, $webhookSubscription: WebhookSubscriptionInput!
 ) {
   webhookSubscriptionCreate(topic: $topic, webhookSubscription: $webhookSubscription) {
-    webhookSubscription { id topic uri format }
+    webhookSubscription { id topic uri format metafieldNamespaces }
     userErrors { field message }
   }
 }
@@ -425,7 +452,7 @@ mutation webhookSubscriptionCreate(
 UPDATE_SUBSCRIPTION = """
 mutation webhookSubscriptionUpdate($id: ID!, $webhookSubscription: WebhookSubscriptionInput!) {
   webhookSubscriptionUpdate(id: $id, webhookSubscription: $webhookSubscription) {
-    webhookSubscription { id topic uri format }
+    webhookSubscription { id topic uri format metafieldNamespaces }
     userErrors { field message }
   }
 }
@@ -445,9 +472,12 @@ def list_webhook_subscriptions(
             variables["topics"] = list(topics)
         page = client.execute(LIST_SUBSCRIPTIONS, variables)["webhookSubscriptions"]
         found.extend(
-            Subscription(n["id"], n["topic"], n.get("uri") or "", n.get("format") or "JSON")
+            Subscription(
+                n["id"], n["topic"], n.get("uri") or "", n.get("format") or "JSON",
+                tuple(sorted(n.get("metafieldNamespaces") or ())),
+            )
             for n in page["nodes"]
-        )
+        )  # fmt: skip
         info = page["pageInfo"]
         if not info.get("hasNextPage"):
             return found
@@ -460,6 +490,7 @@ def ensure_webhook_subscriptions(
     topics: Iterable[str] = REQUIRED_TOPICS,
     *,
     page_size: int = 50,
+    metafield_namespaces: Iterable[str] = (),
 ) -> EnsureReport:
     """Make the shop deliver each of `topics` (enum names) to `callback_url`
     as JSON, changing as little as possible; safe to run again and again.
@@ -470,18 +501,24 @@ def ensure_webhook_subscriptions(
     process creates the same subscription between our listing and our create,
     Shopify refuses the duplicate and we find theirs instead of failing.
     Any other userError is raised as `AdminUserErrors`.
+    `metafield_namespaces` go with the customer topics (METAFIELD_TOPICS);
+    a subscription naming other ones is updated.
     """
     wanted = list(dict.fromkeys(topics))
     by_topic: dict[str, list[Subscription]] = {}
     for sub in list_webhook_subscriptions(client, wanted, page_size=page_size):
         by_topic.setdefault(sub.topic, []).append(sub)
     created, updated, unchanged = [], [], []
-    target = {"uri": callback_url, "format": "JSON"}
+    namespaces = tuple(sorted(set(metafield_namespaces)))
     for topic in wanted:
+        target: dict = {"uri": callback_url, "format": "JSON"}
+        want = namespaces if topic in METAFIELD_TOPICS else ()
+        if want:
+            target["metafieldNamespaces"] = list(want)
         # One already at the right address goes first: updating another one
         # to that address would be refused as a duplicate.
         existing = sorted(by_topic.get(topic, []), key=lambda s: s.uri != callback_url)
-        if any(_is_right(s, callback_url) for s in existing):
+        if any(_is_right(s, callback_url, want) for s in existing):
             unchanged.append(topic)
         elif existing:
             client.execute(
@@ -493,7 +530,7 @@ def ensure_webhook_subscriptions(
                 client.execute(CREATE_SUBSCRIPTION, {"topic": topic, "webhookSubscription": target})
             except AdminUserErrors:
                 again = list_webhook_subscriptions(client, [topic], page_size=page_size)
-                if not any(_is_right(s, callback_url) for s in again):
+                if not any(_is_right(s, callback_url, want) for s in again):
                     raise
                 unchanged.append(topic)
             else:
@@ -501,5 +538,59 @@ def ensure_webhook_subscriptions(
     return EnsureReport(tuple(created), tuple(updated), tuple(unchanged))
 
 
-def _is_right(sub: Subscription, callback_url: str) -> bool:
-    return sub.uri == callback_url and sub.format == "JSON"
+def _is_right(sub: Subscription, callback_url: str, namespaces: tuple[str, ...]) -> bool:
+    return (
+        sub.uri == callback_url and sub.format == "JSON" and sub.metafield_namespaces == namespaces
+    )
+
+
+# --- discount codes ---------------------------------------------------------------
+
+CREATE_DISCOUNT_CODE = """
+mutation careloopDiscountCode($basicCodeDiscount: DiscountCodeBasicInput!) {
+  discountCodeBasicCreate(basicCodeDiscount: $basicCodeDiscount) {
+    codeDiscountNode { id }
+    userErrors { field message code }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class DiscountCode:
+    code: str
+    title: str
+    customer_gid: str  # the only customer who may use it
+    percentage: float  # 0.0-1.0 off the whole order
+    starts_at: str  # ISO 8601
+    ends_at: str
+
+
+def create_discount_code(client: AdminClient, discount: DiscountCode) -> None:
+    """Create a single-use code for one customer. Safe to repeat with the
+    same code: Shopify refuses a code already taken (TAKEN on `code`), which
+    here means an earlier attempt made it and its answer was lost. Anything
+    else Shopify refuses is raised as `AdminUserErrors`; an outage as
+    `AdminUnavailable`."""
+    variables = {
+        "basicCodeDiscount": {
+            "title": discount.title,
+            "code": discount.code,
+            "startsAt": discount.starts_at,
+            "endsAt": discount.ends_at,
+            "usageLimit": 1,
+            "appliesOncePerCustomer": True,
+            "context": {"customers": {"add": [discount.customer_gid]}},
+            "customerGets": {
+                "value": {"percentage": discount.percentage},
+                "items": {"all": True},
+            },
+        }
+    }
+    try:
+        client.execute(CREATE_DISCOUNT_CODE, variables)
+    except AdminUserErrors as exc:
+        if not exc.errors or any(
+            e.get("code") != "TAKEN" or "code" not in (e.get("field") or ()) for e in exc.errors
+        ):
+            raise

@@ -57,6 +57,17 @@ Facts relied on (stored copies of shopify.dev read late 2026, API 2026-07):
   for now the deprecated fields are the ones that certainly exist. `locale` is
   `String!`. `facts.birth_date` is Shopify's standard customer metafield for a
   birthday (a `date` metafield, value `YYYY-MM-DD`).
+- The promise: `Order.fulfillmentOrders` is a connection of FulfillmentOrder
+  with `status` (FulfillmentOrderStatus: OPEN, IN_PROGRESS, SCHEDULED,
+  ON_HOLD, INCOMPLETE, CLOSED, CANCELLED), `updatedAt`, `fulfillBy` ("the
+  latest date and time by which all items in the fulfillment order need to
+  be fulfilled"), `fulfillAt`, `deliveryMethod {minDeliveryDateTime
+  maxDeliveryDateTime}` (the window shown at checkout) and
+  `fulfillmentHolds {reason}` (FulfillmentHoldReason). Reading them needs
+  read_merchant_managed_fulfillment_orders (and the third-party / assigned
+  scopes for orders routed to a fulfillment service). In a bulk export a
+  nested connection's nodes are lines of their own with `__parentId` (the
+  order's gid), which is how a FulfillmentOrder line names its order.
 - Only the last 60 days of orders are visible without `read_all_orders`
   (Order object reference); shopify.app.toml asks for it.
 - Protected customer data: names, email and phone need level-2 access, as for
@@ -71,7 +82,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal, InvalidOperation
 
 import orjson
@@ -81,6 +91,7 @@ from app.clock import parse_timestamp
 from app.events import (
     CustomerSnapshot,
     Event,
+    FulfillmentOrderSnapshot,
     OrderSnapshot,
     PayloadError,
     ShipmentSnapshot,
@@ -102,12 +113,22 @@ _CUSTOMERS_QUERY = """
         updatedAt
         defaultEmailAddress { emailAddress marketingState marketingUpdatedAt }
         defaultPhoneNumber { phoneNumber marketingState marketingUpdatedAt }
-        metafield(namespace: "facts", key: "birth_date") { value }
+        metafield(namespace: $namespace, key: $key) { namespace key value }
       }
     }
   }
 }
 """
+
+
+def customers_query(namespace: str, key: str) -> str:
+    """The customers export with the shop's birth-date metafield. Bulk
+    queries take no variables, so the (validated) names are written in as
+    JSON strings, which are valid GraphQL string literals."""
+    return _CUSTOMERS_QUERY.replace("$namespace", orjson.dumps(namespace).decode()).replace(
+        "$key", orjson.dumps(key).decode()
+    )
+
 
 # The Order fields we read, shared by the bulk export and the reconciliation
 # query (so that both go through `parse_record`).
@@ -135,6 +156,19 @@ ORDER_FIELDS = """
           deliveredAt
           estimatedDeliveryAt
           trackingInfo { company number url }
+        }
+        fulfillmentOrders(first: 10) {
+          edges {
+            node {
+              id
+              status
+              updatedAt
+              fulfillBy
+              fulfillAt
+              deliveryMethod { minDeliveryDateTime maxDeliveryDateTime }
+              fulfillmentHolds { reason }
+            }
+          }
         }
 """
 
@@ -165,7 +199,14 @@ query careloopRecentOrders($first: Int!, $after: String, $query: String!) {{
 # partial snapshot that never versions the customer (CustomerSnapshot.complete).
 # A single `customers { orders }` query would not do: guest checkouts have no
 # customer and would be missed.
-BULK_QUERIES: tuple[str, ...] = (_CUSTOMERS_QUERY, _ORDERS_QUERY)
+BULK_QUERIES: tuple[str, ...] = (customers_query("facts", "birth_date"), _ORDERS_QUERY)
+
+
+def step_query(step: int, namespace: str, key: str) -> str:
+    """BULK_QUERIES[step], with the shop's birth-date metafield for customers."""
+    return customers_query(namespace, key) if step == 0 else BULK_QUERIES[step]
+
+
 # What each of BULK_QUERIES exports, by the same index.
 STEP_NAMES: tuple[str, ...] = ("customers", "orders")
 
@@ -292,12 +333,21 @@ def parse_record(obj: Mapping) -> list[Event]:
     and a partial customer) or a Customer."""
     if not isinstance(obj, Mapping):
         raise PayloadError(f"expected a JSON object, got {type(obj).__name__}")
-    if "__parentId" in obj:
-        raise PayloadError("a nested connection line; our bulk queries select none")
     kind, number = _gid(obj.get("id"))
+    if "__parentId" in obj and kind != "FulfillmentOrder":
+        raise PayloadError(f"a nested {kind} line; our bulk queries nest only fulfillment orders")
     try:
+        if kind == "FulfillmentOrder":
+            parent_kind, parent = _gid(obj.get("__parentId"))
+            if parent_kind != "Order":
+                raise PayloadError(f"a fulfillment order under a {parent_kind}")
+            return [fulfillment_order(obj, parent)]
         if kind == "Order":
-            return [_order(obj, number)]
+            nested = ((obj.get("fulfillmentOrders") or {}).get("edges")) or ()
+            return [
+                _order(obj, number),
+                *(fulfillment_order(edge["node"], number) for edge in nested),
+            ]
         if kind == "Customer":
             return [_customer(obj, number)]
     except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
@@ -408,7 +458,6 @@ _DISPLAY_STATUS = {
 }
 
 _GID = re.compile(r"gid://shopify/(\w+)/(\d+)(?:\?.*)?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _order(obj: Mapping, order_id: int) -> OrderSnapshot:
@@ -429,6 +478,28 @@ def _order(obj: Mapping, order_id: int) -> OrderSnapshot:
         customer=_order_customer(obj),
         shipments=tuple(_fulfillment(f, order_id) for f in obj.get("fulfillments") or ()),
         test=obj.get("test") is True,  # GraphQL Order.test
+    )
+
+
+def fulfillment_order(obj: Mapping, order_id: int) -> FulfillmentOrderSnapshot:
+    """A FulfillmentOrder node: every fact of its promise (None: none)."""
+    kind, number = _gid(obj.get("id"))
+    if kind != "FulfillmentOrder":
+        raise PayloadError(f"order fulfillment order is a {kind}")
+    status = str(obj.get("status") or "").lower() or None
+    holds = obj.get("fulfillmentHolds") or ()
+    reason = (holds[0] or {}).get("reason") if holds and status == "on_hold" else None
+    method = obj.get("deliveryMethod") or {}
+    return FulfillmentOrderSnapshot(
+        fulfillment_order_id=number,
+        updated_at=required_time(obj, "updatedAt"),
+        status=status,
+        order_shopify_id=order_id,
+        hold_reason=(str(reason).lower() or None) if reason else ("other" if holds else None),
+        fulfill_by=parse_timestamp(obj.get("fulfillBy")),
+        fulfill_at=parse_timestamp(obj.get("fulfillAt")),
+        delivery_min_at=parse_timestamp(method.get("minDeliveryDateTime")),
+        delivery_max_at=parse_timestamp(method.get("maxDeliveryDateTime")),
     )
 
 
@@ -501,7 +572,6 @@ def _customer(obj: Mapping, customer_id: int) -> CustomerSnapshot:
         "last_name": obj.get("lastName") or None,
         "locale": obj.get("locale") or None,
         "shopify_created_at": parse_timestamp(obj.get("createdAt")),
-        "birth_date": _birth_date(obj.get("metafield")),
     }
     for channel, consent in (("email", email), ("sms", phone)):
         if consent.get("marketingState"):
@@ -512,19 +582,21 @@ def _customer(obj: Mapping, customer_id: int) -> CustomerSnapshot:
     updated_at = parse_timestamp(obj.get("updatedAt")) or parse_timestamp(obj.get("createdAt"))
     if updated_at is None:
         raise PayloadError("customer without updatedAt or createdAt")
-    return CustomerSnapshot(shopify_id=customer_id, updated_at=updated_at, attributes=attributes)
+    return CustomerSnapshot(
+        shopify_id=customer_id,
+        updated_at=updated_at,
+        attributes=attributes,
+        metafields=_metafields(obj.get("metafield")),
+    )
 
 
-def _birth_date(metafield) -> date | None:
-    """The `facts.birth_date` value; a value that is not a date is treated as
-    absent rather than failing the whole customer."""
-    value = metafield.get("value") if isinstance(metafield, Mapping) else None
-    if not isinstance(value, str) or not _DATE.fullmatch(value.strip()):
-        return None
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
-        return None
+def _metafields(metafield) -> dict[str, str]:
+    """The one metafield the export asks for (the shop's birth date), as
+    "namespace.key" -> value; none when the customer has none. A value that
+    is not a date is the domain's to ignore (`app.customers`)."""
+    if not isinstance(metafield, Mapping) or not isinstance(metafield.get("value"), str):
+        return {}
+    return {f"{metafield.get('namespace')}.{metafield.get('key')}": metafield["value"]}
 
 
 def _gid(value) -> tuple[str, int]:

@@ -97,6 +97,18 @@ KINDS: dict[str, frozenset[str]] = {
             "unsubscribe_url",  # None for transactional messages
         }
     ),
+    # A birthday greeting (`app.birthdays`): marketing, so always with an
+    # unsubscribe link; the code and its terms only when the shop gives one.
+    "birthday": frozenset(
+        {
+            "shop_name",
+            "customer_first_name",
+            "discount_code",  # None: no code this time
+            "discount_percent",  # int, with a code
+            "discount_ends_at",  # datetime, with a code
+            "unsubscribe_url",
+        }
+    ),
 }
 
 _SAMPLES: dict[str, dict[str, Any]] = {
@@ -111,6 +123,14 @@ _SAMPLES: dict[str, dict[str, Any]] = {
         "total": Decimal("84.50"),
         "currency": "USD",
         "unsubscribe_url": None,
+    },
+    "birthday": {
+        "shop_name": "Northwind Outfitters",
+        "customer_first_name": "Ana",
+        "discount_code": "HBD-K3QZ7M2XPA",
+        "discount_percent": 10,
+        "discount_ends_at": datetime(2027, 1, 3, 9, 0, tzinfo=UTC),
+        "unsubscribe_url": "https://careloop.example.com/u/sample",
     },
 }
 

@@ -92,8 +92,11 @@ WEBHOOK_TOPICS = frozenset(
         "CUSTOMERS_MERGE",
         "CUSTOMERS_UPDATE",
         "FULFILLMENT_EVENTS_CREATE",
+        "FULFILLMENT_ORDERS_FULFILLMENT_REQUEST_ACCEPTED",
         "FULFILLMENT_ORDERS_HOLD_RELEASED",
+        "FULFILLMENT_ORDERS_ORDER_ROUTING_COMPLETE",
         "FULFILLMENT_ORDERS_PLACED_ON_HOLD",
+        "FULFILLMENT_ORDERS_RESCHEDULED",
         "FULFILLMENTS_CREATE",
         "FULFILLMENTS_UPDATE",
         "ORDERS_CANCELLED",
@@ -223,6 +226,12 @@ class ShopifyStandIn:
         self.bulk_operations: dict[str, dict] = {}
         self._bulk_files: dict[str, BulkLines] = {}
         self.resolvers["bulkOperationRunQuery"] = Resolver(self._run_bulk_query, MUTATION_COST)
+        # Discount codes made with discountCodeBasicCreate, by code (the
+        # input as sent); `refuse_discounts` answers the next ones with a
+        # userError instead.
+        self.discounts: dict[str, dict] = {}
+        self.refuse_discounts = 0
+        self.resolvers["discountCodeBasicCreate"] = Resolver(self._create_discount, MUTATION_COST)
         # `orders(first, after, query)`: Order nodes as tests give them (the
         # shape of integrations.shopify_bulk.ORDER_FIELDS); `query` is recorded,
         # not evaluated: tests list only the orders a search would find.
@@ -243,7 +252,9 @@ class ShopifyStandIn:
     def fail_next(self, count: int, status: int = 502) -> None:
         self._failures.extend([status] * count)
 
-    def add_subscription(self, topic: str, uri: str, format: str = "JSON") -> dict:
+    def add_subscription(
+        self, topic: str, uri: str, format: str = "JSON", metafield_namespaces: list | None = None
+    ) -> dict:
         """A subscription that already exists on the shop."""
         self._next_id += 1
         stamp = _now()
@@ -257,7 +268,7 @@ class ShopifyStandIn:
             "updatedAt": stamp,
             "filter": None,
             "includeFields": [],
-            "metafieldNamespaces": [],
+            "metafieldNamespaces": list(metafield_namespaces or []),
         }
         self.subscriptions[node["id"]] = node
         return node
@@ -431,7 +442,9 @@ class ShopifyStandIn:
         problem = self._address_problem(topic, uri)
         if problem:
             return problem
-        node = self.add_subscription(topic, uri, fields.get("format") or "JSON")
+        node = self.add_subscription(
+            topic, uri, fields.get("format") or "JSON", fields.get("metafieldNamespaces")
+        )
         return {"webhookSubscription": dict(node), "userErrors": []}
 
     def _update_subscription(self, variables: dict) -> dict:
@@ -445,6 +458,8 @@ class ShopifyStandIn:
             if problem:
                 return problem
         node.update(uri=uri, callbackUrl=uri, format=fields.get("format") or node["format"])
+        if "metafieldNamespaces" in fields:
+            node["metafieldNamespaces"] = list(fields["metafieldNamespaces"] or [])
         node["updatedAt"] = _now()
         return {"webhookSubscription": dict(node), "userErrors": []}
 
@@ -456,6 +471,27 @@ class ShopifyStandIn:
                 ["webhookSubscription", "uri"], "Address for this topic has already been taken"
             )
         return None
+
+    # --- discount codes -----------------------------------------------------------------
+
+    def _create_discount(self, variables: dict) -> dict:
+        """`discountCodeBasicCreate`: a code already taken is Shopify's
+        userError (code TAKEN on ["basicCodeDiscount", "code"])."""
+        fields = variables.get("basicCodeDiscount") or {}
+        code = fields.get("code")
+        if self.refuse_discounts:
+            self.refuse_discounts -= 1
+            return _discount_refused(["basicCodeDiscount", "customerGets"], "INVALID",
+                                     "Customer gets value is invalid")  # fmt: skip
+        if not code or not fields.get("title"):
+            return _discount_refused(["basicCodeDiscount", "code"], "BLANK", "Code can't be blank")
+        if code in self.discounts:
+            message = "Code must be unique. Please try a different code."
+            return _discount_refused(["basicCodeDiscount", "code"], "TAKEN", message)
+        self._next_id += 1
+        self.discounts[code] = dict(fields)
+        node = {"id": f"gid://shopify/DiscountCodeNode/{self._next_id}"}
+        return {"codeDiscountNode": node, "userErrors": []}
 
     # --- bulk operations ----------------------------------------------------------------
 
@@ -578,6 +614,11 @@ def _root_field(query: str) -> str | None:
 
 def _refused(path: list[str], message: str) -> dict:
     return {"webhookSubscription": None, "userErrors": [{"field": path, "message": message}]}
+
+
+def _discount_refused(field: list[str], code: str, message: str) -> dict:
+    return {"codeDiscountNode": None,
+            "userErrors": [{"field": field, "code": code, "message": message}]}  # fmt: skip
 
 
 def _number(gid: str) -> int:

@@ -64,7 +64,7 @@ def customer_line(n: int, updated: str, consent: str = "SUBSCRIBED") -> str:
         "defaultEmailAddress": {"emailAddress": f"c{n}@example.com", "marketingState": consent,
                                 "marketingUpdatedAt": "2025-01-01T10:00:00Z"},
         "defaultPhoneNumber": None,
-        "metafield": {"value": "1990-04-12"},
+        "metafield": {"namespace": "facts", "key": "birth_date", "value": "1990-04-12"},
     })  # fmt: skip
 
 
@@ -280,9 +280,9 @@ def test_reconciliation_repairs_what_a_missed_webhook_left_stale(
     ]
     assert reconcile.reconcile_shop(rt, shop.id, rt.clock.now() - reconcile.WINDOW) == 151
     assert orders(db)[5001001].state == "cancelled"
-    assert len(orders(db)) == 151  # two pages read
+    assert len(orders(db)) == 151  # four pages read
     queries = [r.body["variables"]["query"] for r in standin.requests if r.field == "orders"]
-    assert queries == ["updated_at:>='2026-11-22T06:00:00Z'"] * 2
+    assert queries == ["updated_at:>='2026-11-22T06:00:00Z'"] * -(-151 // reconcile.PAGE)
 
 
 def test_reconciliation_job_restores_the_webhook_subscriptions_an_install_left_missing(

@@ -42,11 +42,11 @@ def test_one_unbuildable_message_fails_alone_and_the_batch_goes_out(
 ):
     # A kind whose templates are not on disk yet (as when a kind is added
     # before its words): rendering it raises LookupError.
-    monkeypatch.setitem(rendering.KINDS, "birthday", frozenset({"shop_name"}))
+    monkeypatch.setitem(rendering.KINDS, "anniversary", frozenset({"shop_name"}))
     now = clock.now()
     queue(db, other_shop.id, now, "good:1")
     queue(db, shop.id, now, "crlf", recipient="ana@example.com\r\nBcc: all@example.com")
-    queue(db, shop.id, now, "no-template", kind="birthday", context={})
+    queue(db, shop.id, now, "no-template", kind="anniversary", context={})
     queue(db, shop.id, now, "bad-total", context={"order_name": "#1001", "total": "lots"})
     queue(db, shop.id, now, "sms-crlf", channel="sms", recipient="+34612345678\n")
     queue(db, other_shop.id, now, "good:2", channel="sms", recipient="+34612345678")

@@ -182,6 +182,20 @@ def test_ensure_creates_every_required_topic_on_an_empty_shop(admin, shopify):
     assert {(n["uri"], n["format"]) for n in shopify.subscriptions.values()} == {(CALLBACK, "JSON")}
 
 
+def test_customer_subscriptions_name_the_birth_date_namespace_and_follow_its_change(admin, shopify):
+    ensure_webhook_subscriptions(admin, CALLBACK, metafield_namespaces=("facts",))
+    by_topic = {n["topic"]: n for n in shopify.subscriptions.values()}
+    assert by_topic["CUSTOMERS_UPDATE"]["metafieldNamespaces"] == ["facts"]
+    assert by_topic["CUSTOMERS_CREATE"]["metafieldNamespaces"] == ["facts"]
+    assert by_topic["ORDERS_CREATE"]["metafieldNamespaces"] == []
+
+    report = ensure_webhook_subscriptions(admin, CALLBACK, metafield_namespaces=("custom",))
+
+    assert sorted(report.updated) == ["CUSTOMERS_CREATE", "CUSTOMERS_UPDATE"]
+    assert by_topic["CUSTOMERS_UPDATE"]["metafieldNamespaces"] == ["custom"]
+    assert only_topics(shopify) == sorted(REQUIRED_TOPICS)  # updated in place, none added
+
+
 def test_ensure_twice_creates_nothing_the_second_time(admin, shopify):
     ensure_webhook_subscriptions(admin, CALLBACK, page_size=4)
     first_run = len(shopify.requests)
@@ -189,7 +203,8 @@ def test_ensure_twice_creates_nothing_the_second_time(admin, shopify):
     assert (report.created, report.updated) == ((), ())
     assert report.unchanged == REQUIRED_TOPICS
     second_run = shopify.graphql_calls()[first_run:]
-    assert second_run == ["webhookSubscriptions"] * 4  # 14 topics, 4 a page; no mutation
+    pages = -(-len(REQUIRED_TOPICS) // 4)  # 4 a page; no mutation
+    assert second_run == ["webhookSubscriptions"] * pages
     assert only_topics(shopify) == sorted(REQUIRED_TOPICS)  # exactly one per topic
 
 
@@ -269,9 +284,12 @@ def test_app_toml_sends_webhooks_to_our_endpoint_in_the_version_we_parse(app_tom
 def test_app_toml_asks_for_the_scope_each_subscribed_topic_needs(app_toml):
     scopes = set(app_toml["access_scopes"]["scopes"].split(","))
     needs = {"orders/": "read_orders", "fulfillments/": "read_fulfillments",
+             "fulfillment_events/": "read_fulfillments",
+             "fulfillment_orders/": "read_merchant_managed_fulfillment_orders",
              "customers": "read_customers"}  # fmt: skip
     for topic in TOPIC_ENUMS:
         for prefix, scope in needs.items():
             if topic.startswith(prefix):
                 assert scope in scopes, f"{topic} needs {scope}"
-    assert all(s.startswith("read_") for s in scopes)  # CareLoop only reads the shop
+    # CareLoop only reads the shop, but for the birthday discount codes.
+    assert {s for s in scopes if not s.startswith("read_")} == {"write_discounts"}

@@ -22,6 +22,7 @@ import pytest
 import requests
 from shopify_standin import ManualTime, ShopifyStandIn, serve
 
+from app.customers import birth_date
 from app.events import CustomerSnapshot, OrderSnapshot, PayloadError, ShipmentSnapshot
 from app.order_state import OrderFacts, OrderState, ShipmentStatus, derive_state
 from integrations.shopify_admin import AdminClient, AdminError, AdminUserErrors
@@ -34,6 +35,7 @@ from integrations.shopify_bulk import (
     records,
     start,
     status,
+    step_query,
 )
 from support import SHOP_DOMAIN
 
@@ -142,7 +144,7 @@ def customer_record(**changes) -> dict:
             "marketingState": "NOT_SUBSCRIBED",
             "marketingUpdatedAt": None,
         },
-        "metafield": {"value": "1990-05-17"},
+        "metafield": {"namespace": "facts", "key": "birth_date", "value": "1990-05-17"},
         **changes,
     }
 
@@ -222,9 +224,9 @@ def test_customers_and_orders_are_two_exports_customers_first(admin, shopify):
     assert STEP_NAMES == ("customers", "orders")
     for name, query in zip(STEP_NAMES, BULK_QUERIES, strict=True):
         assert re.match(rf"\s*\{{\s*{name}\s*\{{", query)
-    # One connection each (the root): no nested connection, so no line of
-    # the file is a child with `__parentId`; every line is a whole record.
-    assert [query.count("edges") for query in BULK_QUERIES] == [1, 1]
+    # The root connection each; orders nest one more, their fulfillment
+    # orders, whose lines come as children with `__parentId`.
+    assert [query.count("edges") for query in BULK_QUERIES] == [1, 2]
 
 
 def test_a_failed_export_reports_its_error_code_and_partial_data(admin, shopify):
@@ -401,12 +403,12 @@ def test_a_customer_line_carries_contact_consent_and_birth_date():
             "last_name": "García",
             "locale": "es",
             "shopify_created_at": at("2026-11-20T08:55:00+00:00"),
-            "birth_date": date(1990, 5, 17),
             "email_consent": "subscribed",
             "email_consent_updated_at": at("2026-11-20T08:58:00+00:00"),
             "sms_consent": "not_subscribed",
             "sms_consent_updated_at": None,
         },
+        metafields={"facts.birth_date": "1990-05-17"},
     )
 
 
@@ -414,7 +416,8 @@ def test_a_customer_without_metafield_or_contact_has_them_blank_and_no_consent()
     record = customer_record(metafield=None, defaultEmailAddress=None, defaultPhoneNumber=None)
     [customer] = parse_record(record)
     attributes = customer.attributes
-    assert (attributes["birth_date"], attributes["email"], attributes["phone"]) == (None,) * 3
+    assert customer.metafields == {}  # asked for, and none: no birth date
+    assert (attributes["email"], attributes["phone"]) == (None,) * 2
     # Consent is left to what the consent webhooks said.
     assert not {"email_consent", "sms_consent"} & set(attributes)
     assert attributes["first_name"] == "Ana"
@@ -422,8 +425,8 @@ def test_a_customer_without_metafield_or_contact_has_them_blank_and_no_consent()
 
 @pytest.mark.parametrize("value", ["17/05/1990", "1990-02-30", "", "1990-5-17", None, 19900517])
 def test_a_birth_date_that_is_not_a_date_is_taken_as_absent(value):
-    [customer] = parse_record(customer_record(metafield={"value": value}))
-    assert customer.attributes["birth_date"] is None
+    assert birth_date(value) is None
+    assert birth_date("1990-05-17") == date(1990, 5, 17)
 
 
 def test_gids_become_the_numeric_ids_the_rest_api_uses():
@@ -560,3 +563,9 @@ def test_a_100000_order_file_streams_in_bounded_memory(admin, shopify):
     assert large_peak < 4 * mib, f"peak {large_peak / mib:.1f} MiB"
     # Ten times the lines, not ten times the memory: growth well under proportional.
     assert large_peak < 2 * small_peak, f"{small_peak=} {large_peak=}"
+
+
+def test_the_customers_export_asks_for_the_shops_own_birth_date_metafield():
+    query = step_query(0, "custom", "dob")
+    assert 'metafield(namespace: "custom", key: "dob") { namespace key value }' in query
+    assert step_query(1, "custom", "dob") == BULK_QUERIES[1]

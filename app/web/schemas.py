@@ -379,6 +379,34 @@ class NotificationSettingsChange(Body):
     locale: Locale = _NOT_GIVEN
 
 
+# --- birthday settings -------------------------------------------------------
+
+# Shopify's metafield namespace and key: letters, digits, "-" and "_"
+# (namespace 2-255 characters, key 2-64; Metafield reference).
+MetafieldNamespace = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{2,255}$", max_length=255)]
+MetafieldKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{2,64}$", max_length=64)]
+
+
+class BirthdaySettings(BaseModel):
+    birth_date_namespace: str
+    birth_date_key: str
+    birthday_hour: int = Field(description="local hour of the greeting, 0-23")
+    birthday_discount: bool = Field(description="a single-use discount code with the greeting")
+    birthday_discount_percent: int
+    birthday_discount_days: int = Field(description="how long the code is valid")
+
+
+class BirthdaySettingsChange(Body):
+    """Only the settings given are changed; none can be null."""
+
+    birth_date_namespace: MetafieldNamespace = _NOT_GIVEN
+    birth_date_key: MetafieldKey = _NOT_GIVEN
+    birthday_hour: Annotated[int, Field(strict=True, ge=0, le=23)] = _NOT_GIVEN
+    birthday_discount: Annotated[bool, Field(strict=True)] = _NOT_GIVEN
+    birthday_discount_percent: Annotated[int, Field(strict=True, ge=1, le=100)] = _NOT_GIVEN
+    birthday_discount_days: Annotated[int, Field(strict=True, ge=1, le=365)] = _NOT_GIVEN
+
+
 # --- history import ----------------------------------------------------------
 
 

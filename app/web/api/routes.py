@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import jsonify
 
 from app.web.api import (  # noqa: F401  (each module declares its routes on `api`)
+    birthday_settings,
     data_requests,
     imports,
     inbox,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
+from app.birthdays import reschedule_shop
 from app.models import Shop
 from app.web.api.base import api, shop_id
 from app.web.context import runtime
@@ -28,8 +29,11 @@ def patch_notification_settings(body: NotificationSettingsChange):
     """Change the settings given; the others stay as they are."""
     with Session(runtime().engine) as session:
         shop = session.get(Shop, shop_id())
+        timezone = shop.timezone
         for name, value in body.model_dump(exclude_unset=True).items():
             setattr(shop, name, value)
         session.add(shop)
+        if shop.timezone != timezone:  # the fallback zone of birthday greetings
+            reschedule_shop(session, shop, runtime().clock.now())
         session.commit()
         return _settings(shop)
