@@ -150,6 +150,8 @@ PAGES = [
     ("templates", "/app/templates", "#templates"),
     ("template", "/app/templates/shipping/email/en", "#template-form"),
     ("api-tokens", "/app/api-tokens", "#tokens"),
+    ("support", "/app/support", "#service-level"),
+    ("retention", "/app/retention", "h1"),
 ]
 
 

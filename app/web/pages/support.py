@@ -17,6 +17,7 @@ from app.web.pages.base import bp, signed_in
 from app.web.schemas import TICKET_CHANNELS, SupportReportQuery
 
 DEFAULT_DAYS = 30
+REPORT_PARAMETERS = {"from", "to", "agent", "channel", "type", "tier"}
 
 
 @bp.get("/support")
@@ -24,7 +25,9 @@ DEFAULT_DAYS = 30
 def support():
     now = runtime().clock.now()
     today = now.astimezone(ZoneInfo(g.shop.timezone)).date()
-    asked = {k: v for k, v in request.args.items() if v != ""}
+    # Only the report's own parameters: the embedded admin adds its own
+    # (shop, host, id_token, ...) to every page's query string.
+    asked = {k: v for k, v in request.args.items() if k in REPORT_PARAMETERS and v != ""}
     asked.setdefault("from", (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat())
     asked.setdefault("to", today.isoformat())
     try:
