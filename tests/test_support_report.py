@@ -389,3 +389,16 @@ def test_the_csv_has_a_row_per_ticket_and_no_comment_runs_as_a_formula(client, d
     assert evil[-1] == '\'=HYPERLINK("http://x")'
     csat = next(r for r in rows if r and r[0] == "csat")
     assert csat[2] != "" and int(csat[3]) >= 1
+
+
+def test_home_shows_the_last_30_days_csat_once_there_are_responses(signed_in, db, shop):
+    assert "CSAT, last 30 days" not in signed_in.get("/app/").get_data(as_text=True)
+    with Session(db) as session:
+        history = generate(session, shop.id, 8)
+    start = END - timedelta(days=29)  # 30 whole days up to today, the clock's 22 November
+    end = END + timedelta(days=1)
+    want = expected(history, start, end)["csat"]
+    page = signed_in.get("/app/").get_data(as_text=True)
+    assert "CSAT, last 30 days" in page
+    assert f"{want['percent']:g} %" in page
+    assert f"{want['count']} of {want['of']} rated 4 or 5" in page

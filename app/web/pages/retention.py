@@ -4,15 +4,18 @@ snapshot (`app.retention_snapshots`); charts are drawn here as inline SVG."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from flask import abort, g, render_template, request
+from flask_babel import gettext
 from sqlmodel import Session
 
+from app.models import Shop
 from app.retention import DEFAULT_PERIOD, PERIODS
-from app.retention_snapshots import report_document
+from app.retention_snapshots import headline, report_document
 from app.web.context import runtime
 from app.web.pages.base import bp, signed_in
+from app.web.pages.home import Headline, home_headline
 
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 640, 180, 32
 
@@ -77,3 +80,18 @@ def retention():
         chart={"width": CHART_WIDTH, "height": CHART_HEIGHT, "pad": CHART_PAD},
         shade=shade,
     )
+
+
+@home_headline
+def churn_headline(session: Session, shop: Shop, now: datetime) -> Headline | None:
+    """The latest snapshot's churn and customers at risk."""
+    figures = headline(session, shop.id)
+    if figures is None or figures["churn_rate"] is None:
+        return None
+    return Headline(
+        title=gettext("Churn (%(days)s-day window)", days=figures["window_days"]),
+        figure=f"{figures['churn_rate']:g} %",
+        detail=gettext("%(n)s customers at risk, as of %(day)s",
+                       n=figures["at_risk"], day=figures["as_of"]),
+        endpoint="pages.retention",
+    )  # fmt: skip

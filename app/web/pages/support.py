@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import abort, g, render_template, request
+from flask_babel import gettext
 from pydantic import ValidationError
 from sqlmodel import Session
 
+from app.models import Shop
 from app.support_metrics import DEFINITIONS, Filters, support_report
 from app.web.context import runtime
 from app.web.contract import describe
 from app.web.pages.base import bp, signed_in
+from app.web.pages.home import Headline, home_headline
 from app.web.schemas import TICKET_CHANNELS, SupportReportQuery
 
 DEFAULT_DAYS = 30
@@ -60,3 +63,25 @@ def volume_chart(per_day: dict[str, list[dict]]) -> dict:
         for i, (day, total) in enumerate(totals)
     ]
     return {"width": width, "bars": bars, "peak": peak}
+
+
+@home_headline
+def csat_headline(session: Session, shop: Shop, now: datetime) -> Headline | None:
+    """The last 30 days' CSAT and service level, once there are responses."""
+    today = now.astimezone(ZoneInfo(shop.timezone)).date()
+    report = support_report(
+        session, shop.id, shop.timezone, today - timedelta(days=DEFAULT_DAYS - 1), today,
+        Filters(), now,
+    )  # fmt: skip
+    csat = report["current"]["csat"]
+    if not csat["of"]:
+        return None
+    level = report["service_level"]["overall"]
+    return Headline(
+        title=gettext("CSAT, last 30 days"),
+        figure=f"{csat['percent']:g} %",
+        detail=gettext("%(count)s of %(of)s rated 4 or 5; service level: %(level)s",
+                       count=csat["count"], of=csat["of"],
+                       level=(level or gettext("not enough data")).replace("_", " ")),
+        endpoint="pages.support",
+    )  # fmt: skip
