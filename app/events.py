@@ -107,6 +107,10 @@ class OrderSnapshot:
     phone: str | None
     customer: CustomerSnapshot | None
     shipments: tuple[ShipmentSnapshot, ...] = ()
+    # What rule conditions match on (`app.rule_book`).
+    shipping_country: str | None = None  # ISO 3166 alpha-2
+    shipping_method: str | None = None  # the first shipping line's title
+    tags: str | None = None  # Shopify's comma-separated list
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,9 @@ def _apply_order(
         order.email = None if redacted else snap.email
         order.phone = None if redacted else snap.phone
         order.snapshot_updated_at = snap.updated_at
+        order.shipping_country = snap.shipping_country
+        order.shipping_method = snap.shipping_method
+        order.tags = snap.tags
         if customer is not None:
             order.customer_id = customer.id
     for shipment in snap.shipments:
@@ -298,6 +301,8 @@ def _copy_facts(shipment: Shipment, snap: ShipmentSnapshot) -> None:
             setattr(shipment, name, value)
     if snap.status_detail is None:
         shipment.status_detail = None  # a new status without a reason clears the old one
+    if shipment.first_estimated_delivery_at is None:
+        shipment.first_estimated_delivery_at = shipment.estimated_delivery_at
 
 
 def _day(moment: datetime | None) -> str:

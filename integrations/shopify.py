@@ -288,6 +288,9 @@ def _order(payload: dict) -> OrderSnapshot:
     if customer.get("id") and locale:
         customer = {**customer, "locale": locale}
     fulfillments = fields.mappings(payload.get("fulfillments"), "fulfillments")
+    address = fields.mapping(payload.get("shipping_address"), "shipping_address")
+    lines = fields.mappings(payload.get("shipping_lines"), "shipping_lines")
+    country = fields.text(address.get("country_code"), "shipping_address.country_code", 2)
     return OrderSnapshot(
         shopify_id=order_id,
         updated_at=required_time(payload, "updated_at"),
@@ -305,6 +308,11 @@ def _order(payload: dict) -> OrderSnapshot:
         shipments=tuple(
             _fulfillment(f, order_id, f"fulfillments[{i}]") for i, f in enumerate(fulfillments)
         ),
+        shipping_country=country.upper() if country else None,
+        shipping_method=fields.clip(lines[0].get("title"), "shipping_lines[0].title", 255)
+        if lines
+        else None,
+        tags=fields.clip(payload.get("tags"), "tags", 10_000),
     )
 
 

@@ -48,10 +48,14 @@ def enqueue(
     customer_id: int | None = None,
     order_id: int | None = None,
     suppressed_because: str | None = None,
+    send_at: datetime | None = None,
+    rule_id: int | None = None,
+    quiet_hours: bool = True,
 ) -> bool:
     """Queue a notification (or record why it cannot go); False if one with
     the same key exists already. Does not commit: the caller's transaction
-    holds both the cause and the message."""
+    holds both the cause and the message. `send_at` holds it back (a rule's
+    wait); `quiet_hours` False lets an SMS go at night."""
     status = SUPPRESSED if suppressed_because else QUEUED
     notification_id = insert_ignoring_conflicts(
         session,
@@ -70,9 +74,11 @@ def enqueue(
             "status": status,
             "status_detail": suppressed_because,
             "attempts": 0,
-            "next_attempt_at": now,
+            "next_attempt_at": send_at or now,
             "created_at": now,
             "updated_at": now,
+            "rule_id": rule_id,
+            "quiet_hours": quiet_hours,
         },
     )
     if notification_id is None:
