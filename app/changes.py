@@ -33,6 +33,15 @@ class ShipmentStageChanged:
 
 
 @dataclass(frozen=True)
+class ShipmentFactsChanged:
+    """A newer word on a parcel that kept its status: a scan, a revised
+    estimate. What is late (`app.delay_checks`) may have changed."""
+
+    order_id: int
+    shipment_id: int
+
+
+@dataclass(frozen=True)
 class OrderDetailsArrived:
     """An order we knew only from its parcels got its details (customer,
     contact, totals): what waited for them can be decided now."""
@@ -50,4 +59,10 @@ class CustomerFactChanged:
     current: object
 
 
-Change = OrderStateChanged | ShipmentStageChanged | OrderDetailsArrived | CustomerFactChanged
+Change = (
+    OrderStateChanged
+    | ShipmentStageChanged
+    | ShipmentFactsChanged
+    | OrderDetailsArrived
+    | CustomerFactChanged
+)

@@ -28,7 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import history_import, inbox, install, reconcile, shop_jobs
+from app import delay_checks, history_import, inbox, install, reconcile, shop_jobs
 from app.logs import log_context
 from app.models import Shop
 from app.runtime import Runtime
@@ -61,6 +61,13 @@ def recheck_parked(rt: Runtime) -> None:
     rt.inbox_wakeup.set()
 
 
+def sweep_rules(rt: Runtime, shop_id: int) -> None:
+    checked = delay_checks.sweep(rt.engine, shop_id, rt.clock.now())
+    if checked:
+        log.info("shop %s: %d orders due for the rules checked", shop_id, checked)
+        rt.inbox_wakeup.set()  # messages may be waiting
+
+
 @dataclass(frozen=True)
 class ShopJobKind:
     """What a kind of per-shop job does for one shop (raising on failure,
@@ -77,6 +84,9 @@ SHOP_JOBS: dict[str, ShopJobKind] = {
         ShopSchedule(Every(minutes=30), Shop.access_token_encrypted.is_not(None)),
     ),
     install.AFTER_INSTALL: ShopJobKind(install.finish_install),
+    # Time-driven rules (delays, escalations): what is due now, by the
+    # orders' stored due times (`app.delay_checks`).
+    "rules.sweep": ShopJobKind(sweep_rules, ShopSchedule(Every(minutes=5))),
 }
 
 

@@ -25,6 +25,7 @@ from app.changes import (
     Change,
     OrderDetailsArrived,
     OrderStateChanged,
+    ShipmentFactsChanged,
     ShipmentStageChanged,
 )
 from app.customers import apply_consent, apply_customer
@@ -271,6 +272,8 @@ def _apply_shipment(
             session, order, "shipment", previous_status, snap.status, cause, snap.updated_at,
             shipment,
         )  # fmt: skip
+    else:
+        changes.append(ShipmentFactsChanged(order.id, shipment.id))
     if previous_eta and shipment.estimated_delivery_at != previous_eta:
         _timeline(
             session, order, "eta", _day(previous_eta), _day(shipment.estimated_delivery_at),

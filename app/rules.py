@@ -16,7 +16,13 @@ from sqlmodel import Session, select
 
 from app import delay_checks
 from app.audience import Audience, Rule, notify
-from app.changes import Change, OrderDetailsArrived, OrderStateChanged, ShipmentStageChanged
+from app.changes import (
+    Change,
+    OrderDetailsArrived,
+    OrderStateChanged,
+    ShipmentFactsChanged,
+    ShipmentStageChanged,
+)
 from app.delays import CLOSED
 from app.models import Order, Shipment
 from app.order_state import OrderState, ShipmentStatus
@@ -75,7 +81,7 @@ def react(session: Session, changes: list[Change], now: datetime) -> None:
             case OrderDetailsArrived():
                 _order_details_arrived(session, change.order_id, now)
                 touched[change.order_id] = None
-            case OrderStateChanged():
+            case OrderStateChanged() | ShipmentFactsChanged():
                 touched[change.order_id] = None
     for order_id in touched:
         order = session.get(Order, order_id)
