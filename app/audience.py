@@ -67,14 +67,20 @@ class Audience:
         return f"order-contact:{self.order.shopify_id}"
 
 
-def notify(
-    session: Session, rule: Rule, audience: Audience, now: datetime, *, subject: str, facts: dict
-) -> bool:
-    """Queue `rule`'s message about `subject` on the first channel the
-    audience can receive, or record why nobody could be told; False if the
-    same message was queued already. The shared "who can be told, on which
-    channel" step of every rule."""
-    shop, customer, order = audience.shop, audience.customer, audience.order
+@dataclass(frozen=True)
+class Plan:
+    """Where a rule's message would go: the channel and address, or (when
+    nobody can be told) the channel and address it was about and why not."""
+
+    channel: str
+    recipient: str
+    suppressed_because: str | None
+
+
+def plan(session: Session, rule: Rule, audience: Audience) -> Plan:
+    """The "who can be told, on which channel" step of every rule, without
+    queueing anything (a rule's preview uses it as it is)."""
+    shop, customer = audience.shop, audience.customer
     email, phone = audience.email, audience.phone
     options = [
         policy.Reachability(
@@ -87,11 +93,6 @@ def notify(
         ),
     ]  # fmt: skip
     choice = policy.choose_channel(list(rule.channels), options, rule.category)
-    order_facts = (
-        {"order_name": order.name, "total": order.total_price, "currency": order.currency}
-        if order is not None
-        else {}
-    )
     channel, recipient = choice.channel, choice.address
     if channel is None:
         # Suppressed: record the channel and address it was about (the first
@@ -101,14 +102,35 @@ def notify(
             None,
         )
         channel, recipient = (about.channel, about.address) if about else (rule.channels[0], "")
+    return Plan(channel, recipient or "", choice.reason)
+
+
+def key(audience: Audience, rule: Rule, subject: str) -> str:
+    """The outbox key of `rule`'s message about `subject` to `audience`."""
+    return f"{audience.key}:{rule.kind}:{subject}"
+
+
+def notify(
+    session: Session, rule: Rule, audience: Audience, now: datetime, *, subject: str, facts: dict
+) -> bool:
+    """Queue `rule`'s message about `subject` on the first channel the
+    audience can receive, or record why nobody could be told; False if the
+    same message was queued already."""
+    shop, customer, order = audience.shop, audience.customer, audience.order
+    where = plan(session, rule, audience)
+    order_facts = (
+        {"order_name": order.name, "total": order.total_price, "currency": order.currency}
+        if order is not None
+        else {}
+    )
     return outbox.enqueue(
         session,
         shop_id=shop.id,
-        key=f"{audience.key}:{rule.kind}:{subject}",
+        key=key(audience, rule, subject),
         kind=rule.kind,
         category=rule.category,
-        channel=channel,
-        recipient=recipient or "",
+        channel=where.channel,
+        recipient=where.recipient,
         locale=(customer.locale if customer else None) or shop.locale,
         context={
             "customer_first_name": customer.first_name if customer else None,
@@ -118,7 +140,7 @@ def notify(
         now=now,
         customer_id=customer.id if customer else None,
         order_id=order.id if order else None,
-        suppressed_because=choice.reason,
+        suppressed_because=where.suppressed_because,
         send_at=now + rule.wait,
         rule_id=rule.rule_id,
         quiet_hours=rule.quiet_hours,

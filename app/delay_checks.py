@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, select
 
 from app import rule_book
-from app.audience import Audience, Rule, notify
+from app.audience import Audience, Rule, key, notify
 from app.db import insert_ignoring_conflicts
 from app.delays import (
     CLOSED,
@@ -174,7 +174,7 @@ def _tell(
     queued = session.exec(
         select(Notification).where(
             Notification.shop_id == order.shop_id,
-            Notification.key == f"{audience.key}:{rule.template_kind}:{subject}",
+            Notification.key == key(audience, spec(rule), subject),
         )
     ).first()
     if queued is not None and queued.status == outbox.QUEUED and not escalated:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from app import rule_book
 from app.email_address import sender_problem
 from app.order_state import OrderState
 from app.providers import KINDS, PROVIDERS
@@ -370,6 +372,96 @@ class NotificationSettingsChange(Body):
     daily_message_cap: Annotated[int, Field(strict=True, ge=1, le=50)] = _NOT_GIVEN
     timezone: Annotated[Text, Field(max_length=64), AfterValidator(_timezone)] = _NOT_GIVEN
     locale: Locale = _NOT_GIVEN
+
+
+# --- rules -------------------------------------------------------------------
+
+RuleTrigger = Literal[tuple(rule_book.TRIGGERS)]
+Channel = Literal["email", "sms"]
+Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+# A tag or shipping method: what Shopify shows, without the commas that
+# separate them in a list.
+Label = Annotated[Text, Field(min_length=1, max_length=60, pattern=r"^[^,\x00-\x1f]+$")]
+
+
+class RuleFields(BaseModel):
+    name: Annotated[Text, Field(min_length=1, max_length=120)]
+    trigger: RuleTrigger
+    enabled: bool = True
+    template_kind: str | None = Field(
+        default=None, max_length=32, description="the trigger's own kind when not given"
+    )
+    channels: list[Channel] = Field(
+        default=["email", "sms"], min_length=1, max_length=2, description="in preference order"
+    )
+    category: Literal["transactional", "marketing"] = "transactional"
+    wait_minutes: Annotated[int, Field(strict=True, ge=0, le=43_200)] = 0
+    quiet_hours: bool = Field(default=True, description="an SMS waits for the morning")
+    min_order_value: Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"),
+                                              decimal_places=2)] | None = None  # fmt: skip
+    countries: list[Country] = Field(default=[], max_length=100)
+    tags: list[Label] = Field(default=[], max_length=15)
+    shipping_methods: list[Label] = Field(default=[], max_length=15)
+    escalation_hours: Annotated[int, Field(strict=True, ge=1, le=720)] | None = None
+
+
+def _unset_list(**bounds):
+    """A list field a change may leave out (never null)."""
+    return Field(default=None, json_schema_extra=lambda schema: schema.pop("default"), **bounds)
+
+
+class RuleCreate(RuleFields, Body):
+    pass
+
+
+class RuleChange(Body):
+    """Only the fields given change (`model_dump(exclude_unset=True)`)."""
+
+    name: Annotated[Text, Field(min_length=1, max_length=120)] = _NOT_GIVEN
+    trigger: RuleTrigger = _NOT_GIVEN
+    enabled: bool = _NOT_GIVEN
+    template_kind: Annotated[str, Field(max_length=32)] = _NOT_GIVEN
+    channels: list[Channel] = _unset_list(min_length=1, max_length=2)
+    category: Literal["transactional", "marketing"] = _NOT_GIVEN
+    wait_minutes: Annotated[int, Field(strict=True, ge=0, le=43_200)] = _NOT_GIVEN
+    quiet_hours: bool = _NOT_GIVEN
+    min_order_value: Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"),
+                                              decimal_places=2)] | None = None  # fmt: skip
+    countries: list[Country] = _unset_list(max_length=100)
+    tags: list[Label] = _unset_list(max_length=15)
+    shipping_methods: list[Label] = _unset_list(max_length=15)
+    escalation_hours: Annotated[int, Field(strict=True, ge=1, le=720)] | None = None
+
+
+class RuleDocument(RuleFields):
+    id: int
+    template_kind: str
+    min_order_value: Decimal | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RuleList(BaseModel):
+    rules: list[RuleDocument]
+
+
+class RuleAddress(BaseModel):
+    rule_id: RowId
+
+
+class WouldTell(BaseModel):
+    order_id: int = Field(description="Shopify's order id")
+    order_name: str | None
+    kind: str
+    about: str = Field(description="the delay's cause, or the parcel")
+    channel: str
+    recipient: str
+    not_sent_because: str | None = Field(description="null: it would be sent")
+
+
+class RulePreview(BaseModel):
+    rule_id: int
+    would_tell: list[WouldTell]
 
 
 # --- history import ----------------------------------------------------------

@@ -13,6 +13,7 @@ from app.web.api import (  # noqa: F401  (each module declares its routes on `ap
     notifications,
     orders,
     providers,
+    rules,
     settings,
     templates,
 )
