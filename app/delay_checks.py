@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from app import rule_book
@@ -242,6 +243,16 @@ def note(session: Session, order: Order, why: str, now: datetime) -> None:
             to_status="not_sent", cause=why[:128], occurred_at=now, recorded_at=now,
         )
     )  # fmt: skip
+
+
+def recheck_open_orders(session: Session, shop_id: int, now: datetime) -> None:
+    """The shop's delay settings changed: every open order is due for a
+    check with them (one UPDATE; the next sweep does the checking)."""
+    session.exec(
+        update(Order)
+        .where(Order.shop_id == shop_id, Order.state.not_in(CLOSED))
+        .values(next_check_at=now)
+    )
 
 
 def sweep(engine, shop_id: int, now: datetime, batch: int = SWEEP_BATCH) -> int:

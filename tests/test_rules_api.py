@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
-from app.models import Notification
+from app.models import Notification, Order
 from support import load_fixture
 
 
@@ -137,3 +137,36 @@ def test_a_rule_that_lets_sms_go_at_night_marks_its_messages(client, shop, deliv
     with Session(db) as session:
         [queued] = session.exec(select(Notification)).all()
     assert (queued.channel, queued.quiet_hours) == ("sms", False)
+
+
+def test_delay_settings_are_read_changed_and_validated(client, shop):
+    url = "/api/v1/settings/delays"
+    assert client.get(url, headers=shop.auth).get_json() == {
+        "country": "US", "processing_days": 2, "transit_days": 5, "transit_days_by_country": {},
+        "stalled_days_home": 3, "stalled_days_abroad": 5, "not_shipped_grace_hours": 72,
+        "tracking_problem_hours": 72, "holidays": [],
+    }  # fmt: skip
+    changed = client.patch(url, headers=shop.auth, json={
+        "country": "ES", "transit_days_by_country": {"US": 8},
+        "holidays": ["2026-12-25", "2026-12-24", "2026-12-25"],
+    })  # fmt: skip
+    assert changed.status_code == 200
+    assert changed.get_json()["holidays"] == ["2026-12-24", "2026-12-25"]
+    assert changed.get_json()["transit_days_by_country"] == {"US": 8}
+    for bad in ({"not_shipped_grace_hours": 12}, {"country": "Spain"},
+                {"holidays": ["25/12/2026"]}, {"stalled_days_home": None}):  # fmt: skip
+        response = client.patch(url, headers=shop.auth, json=bad)
+        assert response.status_code == 400, bad
+        assert next(iter(bad)) in response.get_json()["error"]["message"]
+    assert client.get(url, headers=shop.auth).get_json()["country"] == "ES"
+
+
+def test_changed_delay_settings_apply_to_open_orders_at_the_next_sweep(
+    client, shop, deliver, work, db, clock
+):
+    deliver("orders/paid", "orders_paid")
+    work()
+    client.patch("/api/v1/settings/delays", headers=shop.auth, json={"processing_days": 5})
+    with Session(db) as session:
+        order = session.exec(select(Order)).one()
+    assert order.next_check_at == clock.now()  # checked again, with the new settings

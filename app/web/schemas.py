@@ -9,7 +9,7 @@ Python's int() also reads "٣" and " 3", which no client means.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -372,6 +372,42 @@ class NotificationSettingsChange(Body):
     daily_message_cap: Annotated[int, Field(strict=True, ge=1, le=50)] = _NOT_GIVEN
     timezone: Annotated[Text, Field(max_length=64), AfterValidator(_timezone)] = _NOT_GIVEN
     locale: Locale = _NOT_GIVEN
+
+
+# --- delay settings ----------------------------------------------------------
+
+Days = Annotated[int, Field(strict=True, ge=1, le=60)]
+
+
+class DelaySettings(BaseModel):
+    """When an order counts as late (`app.delays`)."""
+
+    country: str = Field(description="the shop's home, for the stalled threshold")
+    processing_days: int = Field(description="business days to ship, when Shopify says nothing")
+    transit_days: int = Field(description="business days in transit, by default")
+    transit_days_by_country: dict[str, int]
+    stalled_days_home: int
+    stalled_days_abroad: int
+    not_shipped_grace_hours: int = Field(description="past the promise, before telling")
+    tracking_problem_hours: int = Field(description="without a scan, before the merchant hears")
+    holidays: list[date] = Field(description="days the shop does not ship, its local calendar")
+
+
+class DelaySettingsChange(Body):
+    """Only the settings given are changed; none can be null."""
+
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = _NOT_GIVEN
+    processing_days: Annotated[int, Field(strict=True, ge=0, le=60)] = _NOT_GIVEN
+    transit_days: Days = _NOT_GIVEN
+    transit_days_by_country: Annotated[
+        dict[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], Days], Field(max_length=250)
+    ] = _NOT_GIVEN
+    stalled_days_home: Days = _NOT_GIVEN
+    stalled_days_abroad: Days = _NOT_GIVEN
+    # Not before 24 hours past the promise: earlier alerts are mostly false.
+    not_shipped_grace_hours: Annotated[int, Field(strict=True, ge=24, le=720)] = _NOT_GIVEN
+    tracking_problem_hours: Annotated[int, Field(strict=True, ge=24, le=720)] = _NOT_GIVEN
+    holidays: Annotated[list[date], Field(max_length=400)] = _NOT_GIVEN
 
 
 # --- rules -------------------------------------------------------------------
