@@ -354,3 +354,33 @@ def test_two_sweeps_at_once_on_postgresql_tell_each_order_once(shop, hook, db, c
     told = messages(db, "delay")
     assert len(told) == 40 and len({m.order_id for m in told}) == 40
     assert len(episodes(db)) == 40
+
+
+# --- the order's timeline ------------------------------------------------------
+
+
+def test_the_order_says_which_rule_fired_what_was_sent_and_why_not(
+    shop, hook, rt, client, clock, db
+):
+    hook("orders/paid", "orders_paid")
+    parcel(rt, ShipmentStatus.EXCEPTION, status_detail="Address not found")
+    clock.advance(hours=30)
+    fulfillment = load_fixture("shopify", "fulfillments_create")
+    hook("fulfillments/create", fulfillment | {"shipment_status": "out_for_delivery",
+                                               "updated_at": "2026-11-19T08:00:00Z"})  # fmt: skip
+    clock.advance(hours=1)
+    parcel(rt, ShipmentStatus.DELIVERED)
+    document = client.get(f"/api/v1/orders/{ORDER}", headers=shop.auth).get_json()
+    by_kind = {m["kind"]: m for m in document["messages"]}
+    assert by_kind["delay"]["rule"] == "Delivery problem"
+    assert by_kind["delay"]["history"][0]["status"] == "queued"
+    [delay] = document["delays"]
+    assert (delay["cause"], delay["told_channel"]) == ("exception", "email")
+    notes = [e["cause"] for e in document["timeline"] if e["kind"] == "rule"]
+    assert any("'Shipped' not sent: stale" in note for note in notes), notes
+
+    page_client = client
+    with page_client.session_transaction() as session:
+        session["shop_id"] = shop.id
+    page = page_client.get(f"/app/orders/{ORDER}").get_data(as_text=True)
+    assert "Delivery problem" in page and "not sent: stale" in page

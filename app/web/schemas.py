@@ -142,12 +142,52 @@ class TimelineEntry(BaseModel):
     recorded_at: datetime | None
 
 
+class MessageStep(BaseModel):
+    status: str
+    detail: str | None
+    at: datetime
+
+
+class OrderMessage(BaseModel):
+    """A message the rules queued about the order, and what became of it:
+    sent, or why not (no consent, quiet hours, the cap, no longer true,
+    the rule switched off), step by step."""
+
+    id: int
+    kind: str
+    rule: str | None = Field(description="the rule's name; null for a built-in message")
+    channel: str
+    status: str
+    status_detail: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    history: list[MessageStep]
+
+
+class DelayRecord(BaseModel):
+    cause: str
+    shipment: str | None
+    detected_at: datetime
+    promised_at: datetime | None
+    expected_at: datetime | None
+    told_at: datetime | None
+    told_channel: str | None
+    escalated_at: datetime | None
+    resolved_at: datetime | None
+    resolution: str | None
+
+
 class OrderDocument(OrderSummary):
     email: str | None
     phone: str | None
     customer: CustomerDocument | None
     shipments: list[ShipmentDocument]
-    timeline: list[TimelineEntry]
+    timeline: list[TimelineEntry] = Field(
+        description="state and shipment changes, and rule decisions that sent nothing (kind "
+        "`rule`: stale news, a duplicate, no rule applying)"
+    )
+    messages: list[OrderMessage]
+    delays: list[DelayRecord]
 
 
 # --- inbox -------------------------------------------------------------------
