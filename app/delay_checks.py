@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from app import rule_book
+from app import flow, rule_book
 from app.audience import Audience, Rule, key, notify
 from app.db import insert_ignoring_conflicts
 from app.delays import (
@@ -141,6 +141,7 @@ def _open_episode(
     )  # fmt: skip
     if episode_id is None:
         return  # known already: at most once per order and cause
+    flow.queue(session, order.shop_id, now)
     episode = session.get(DelayEpisode, episode_id)
     if finding.cause in CUSTOMER_CAUSES:
         _tell(session, order, episode, shipment, now, escalated=False)
@@ -223,6 +224,8 @@ def order_closed(session: Session, order: Order, now: datetime) -> None:
         session.add(episode)
     order.next_check_at = None
     session.add(order)
+    if order.state == "delivered" and any(e.cause in CUSTOMER_CAUSES for e in episodes):
+        flow.queue(session, order.shop_id, now)  # "Order delivered late"
     told = [e for e in episodes if e.told_at is not None]
     if order.state != "delivered" or not told:
         return

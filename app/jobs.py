@@ -28,7 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import delay_checks, history_import, inbox, install, reconcile, shop_jobs
+from app import delay_checks, flow, history_import, inbox, install, reconcile, shop_jobs
 from app.logs import log_context
 from app.models import Shop
 from app.runtime import Runtime
@@ -87,6 +87,12 @@ SHOP_JOBS: dict[str, ShopJobKind] = {
     # Time-driven rules (delays, escalations): what is due now, by the
     # orders' stored due times (`app.delay_checks`).
     "rules.sweep": ShopJobKind(sweep_rules, ShopSchedule(Every(minutes=5))),
+    # Flow triggers owed (`app.flow`): queued when a delay is found or a late
+    # order delivered; this run catches anything a one-off missed.
+    flow.JOB: ShopJobKind(
+        flow.fire_owed,
+        ShopSchedule(Every(minutes=30), Shop.access_token_encrypted.is_not(None)),
+    ),
 }
 
 
