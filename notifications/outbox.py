@@ -229,6 +229,25 @@ def retry(notification: Notification, reason: str, now: datetime, max_attempts: 
     return change(notification, QUEUED, now, reason, next_attempt_at=now + delay, lease_until=None)
 
 
+def retry_dead(session: Session, shop_id: int, notification_id: int, now: datetime) -> bool:
+    """A dead letter back in the queue with fresh attempts (someone fixed
+    what killed it); False if it is not a dead letter of this shop."""
+    notification = session.exec(
+        select(Notification)
+        .where(
+            Notification.shop_id == shop_id,
+            Notification.id == notification_id,
+            Notification.status == DEAD,
+        )
+        .with_for_update()
+    ).first()
+    if notification is None:
+        return False
+    transition(session, notification, QUEUED, now, "retried by hand", attempts=0,
+               next_attempt_at=now, lease_until=None)  # fmt: skip
+    return True
+
+
 def opt_out(session: Session, shop_id: int, channel: str, address: str, reason: str, now) -> None:
     insert_ignoring_conflicts(
         session,
