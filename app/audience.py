@@ -4,6 +4,7 @@ record why nobody could be told) in the caller's transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -77,19 +78,26 @@ class Plan:
     suppressed_because: str | None
 
 
-def plan(session: Session, rule: Rule, audience: Audience) -> Plan:
+OptedOut = Callable[[str, str | None], bool]  # (channel, address): said no?
+
+
+def plan(
+    session: Session, rule: Rule, audience: Audience, opted_out: OptedOut | None = None
+) -> Plan:
     """The "who can be told, on which channel" step of every rule, without
-    queueing anything (a rule's preview uses it as it is)."""
+    queueing anything (a rule's preview uses it as it is). `opted_out`
+    answers from what a batch read at once; by default each is looked up."""
     shop, customer = audience.shop, audience.customer
     email, phone = audience.email, audience.phone
+    said_no = opted_out or (lambda channel, address: outbox.opted_out(
+        session, shop.id, channel, address))  # fmt: skip
     options = [
         policy.Reachability(
             "email", email, customer.email_consent if customer else None,
-            outbox.opted_out(session, shop.id, "email", email),
+            said_no("email", email),
         ),
         policy.Reachability(
-            "sms", phone, customer.sms_consent if customer else None,
-            outbox.opted_out(session, shop.id, "sms", phone),
+            "sms", phone, customer.sms_consent if customer else None, said_no("sms", phone),
         ),
     ]  # fmt: skip
     choice = policy.choose_channel(list(rule.channels), options, rule.category)
@@ -110,21 +118,21 @@ def key(audience: Audience, rule: Rule, subject: str) -> str:
     return f"{audience.key}:{rule.kind}:{subject}"
 
 
-def notify(
-    session: Session, rule: Rule, audience: Audience, now: datetime, *, subject: str, facts: dict
-) -> bool:
-    """Queue `rule`'s message about `subject` on the first channel the
-    audience can receive, or record why nobody could be told; False if the
-    same message was queued already."""
+def message(
+    session: Session, rule: Rule, audience: Audience, now: datetime, *, subject: str,
+    facts: dict, opted_out: OptedOut | None = None,
+) -> dict:  # fmt: skip
+    """`rule`'s message about `subject` for the audience, as an outbox row
+    (`outbox.enqueue_many`): on the first channel the audience can receive,
+    or suppressed with the reason nobody could be told."""
     shop, customer, order = audience.shop, audience.customer, audience.order
-    where = plan(session, rule, audience)
+    where = plan(session, rule, audience, opted_out)
     order_facts = (
         {"order_name": order.name, "total": order.total_price, "currency": order.currency}
         if order is not None
         else {}
     )
-    return outbox.enqueue(
-        session,
+    return outbox.message(
         shop_id=shop.id,
         key=key(audience, rule, subject),
         kind=rule.kind,
@@ -145,3 +153,12 @@ def notify(
         rule_id=rule.rule_id,
         quiet_hours=rule.quiet_hours,
     )
+
+
+def notify(
+    session: Session, rule: Rule, audience: Audience, now: datetime, *, subject: str, facts: dict
+) -> bool:
+    """Queue `rule`'s message about `subject` (or record why nobody could
+    be told); False if the same message was queued already."""
+    row = message(session, rule, audience, now, subject=subject, facts=facts)
+    return bool(outbox.enqueue_many(session, [row]))
