@@ -155,6 +155,27 @@ def test_the_promise_is_counted_in_business_days_of_the_shops_time_zone(
     assert the_order(db).next_check_at == ship_by + timedelta(hours=24)
 
 
+@pytest.mark.parametrize(
+    ("timezone", "placed", "ship_by"),
+    [
+        # Friday 15:00 in Madrid before the spring change; Tuesday 15:00 after it.
+        ("Europe/Madrid", "2026-03-27T15:00:00+01:00", datetime(2026, 3, 31, 13, 0, tzinfo=UTC)),
+        # Friday 26 February 2027, then Monday 1 and Tuesday 2 March.
+        ("UTC", "2027-02-26T10:00:00Z", datetime(2027, 3, 2, 10, 0, tzinfo=UTC)),
+        # A leap year: Monday 28 February 2028, then 29 February and 1 March.
+        ("UTC", "2028-02-28T10:00:00Z", datetime(2028, 3, 1, 10, 0, tzinfo=UTC)),
+    ],
+)
+def test_the_promise_across_daylight_saving_and_the_end_of_february(
+    shop, hook, db, clock, timezone, placed, ship_by
+):
+    set_shop(db, shop.id, timezone=timezone)
+    clock.current = datetime.fromisoformat(placed).astimezone(UTC) + timedelta(hours=1)
+    hook("orders/paid", load_fixture("shopify", "orders_paid")
+         | {"created_at": placed, "updated_at": clock.now().isoformat()})  # fmt: skip
+    assert the_order(db).next_check_at == ship_by + timedelta(hours=72)
+
+
 def test_the_shops_holidays_push_the_promise(shop, hook, db):
     set_shop(db, shop.id, holidays="2026-11-23,2026-11-24")
     hook("orders/paid", "orders_paid")
