@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 
 from app import rule_book
 from app.audience import Audience, key, plan
-from app.delay_checks import evaluate, spec
+from app.delay_checks import TOO_OLD_TO_TELL, evaluate, spec
 from app.delays import CLOSED
 from app.models import DelayEpisode, Notification, Order, Rule, Shipment
 from app.rules import STAGES, STALE_AFTER, UNDER_WAY
@@ -58,7 +58,10 @@ def _open_orders(session: Session, shop_id: int):
     ).all()
 
 
-def _entry(session: Session, rule: Rule, order: Order, subject: str, about: str):
+def _entry(
+    session: Session, rule: Rule, order: Order, subject: str, about: str,
+    stale: str | None = None,
+):  # fmt: skip
     if not rule_book.applies(rule, order):
         return None
     audience = Audience.of_order(session, order)
@@ -74,7 +77,7 @@ def _entry(session: Session, rule: Rule, order: Order, subject: str, about: str)
     where = plan(session, message, audience)
     return WouldTell(
         order.shopify_id, order.name, rule.template_kind, about, where.channel, where.recipient,
-        where.suppressed_because,
+        stale or where.suppressed_because,
     )  # fmt: skip
 
 
@@ -89,10 +92,16 @@ def _delays(session: Session, rule: Rule, causes: set[str], now: datetime) -> li
                 )
             ).all()
         )
+        placed = order.shopify_created_at or order.created_at
+        stale = (
+            f"stale: the order is over {TOO_OLD_TO_TELL.days} days old"
+            if placed is not None and now - placed > TOO_OLD_TO_TELL
+            else None
+        )
         for finding in assessment.findings:
             if finding.cause in causes and finding.cause not in known:
                 entry = _entry(session, rule, order, f"order:{order.shopify_id}:{finding.cause}",
-                               finding.cause)  # fmt: skip
+                               finding.cause, stale)  # fmt: skip
                 if entry:
                     found.append(entry)
     return found

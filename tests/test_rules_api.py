@@ -170,3 +170,15 @@ def test_changed_delay_settings_apply_to_open_orders_at_the_next_sweep(
     with Session(db) as session:
         order = session.exec(select(Order)).one()
     assert order.next_check_at == clock.now()  # checked again, with the new settings
+
+
+def test_the_preview_says_an_order_too_old_to_tell_would_not_be_told(
+    client, shop, deliver, work, clock, db
+):
+    deliver("orders/paid", "orders_paid")
+    work()
+    clock.advance(days=40)
+    rule = by_trigger(client, shop, "delay_not_shipped")
+    preview = client.get(f"/api/v1/rules/{rule['id']}/preview", headers=shop.auth).get_json()
+    [entry] = preview["would_tell"]
+    assert entry["not_sent_because"] == "stale: the order is over 30 days old"
