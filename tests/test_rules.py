@@ -242,7 +242,7 @@ def test_a_parcel_never_picked_up_is_not_shipped_not_stalled(shop, hook, rt, swe
 
 
 def test_a_parcel_whose_tracking_never_starts_is_the_merchants_problem_not_the_customers(
-    shop, hook, rt, sweep, clock, db
+    shop, hook, rt, sweep, clock, db, client
 ):
     hook("orders/paid", "orders_paid")
     parcel(rt, ShipmentStatus.SHIPPED, shipped_at=clock.now())
@@ -250,6 +250,11 @@ def test_a_parcel_whose_tracking_never_starts_is_the_merchants_problem_not_the_c
     sweep()
     assert [e.cause for e in episodes(db)] == ["tracking_problem"]
     assert messages(db, "delay") == []
+    with client.session_transaction() as session:
+        session["shop_id"] = shop.id
+    page = client.get("/app/rules").get_data(as_text=True)
+    listed = page[page.index('id="tracking-problems"') :]
+    assert "#1001" in listed and "1ZSB1" in listed
 
 
 def test_an_exception_is_told_at_once_and_the_delivery_brings_the_follow_up(

@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from sqlmodel import Session, select
 
 from app import rule_book
-from app.models import Notification, Order, Rule, TemplateOverride
+from app.models import DelayEpisode, Notification, Order, Rule, Shipment, TemplateOverride
 from app.rule_preview import preview
 from app.web.context import runtime
 from app.web.pages.base import bp, check_csrf, signed_in
@@ -38,7 +38,18 @@ def _rule(db: Session, rule_id: int) -> Rule:
 def rules():
     with Session(runtime().engine) as db:
         rows = db.exec(select(Rule).where(Rule.shop_id == g.shop.id).order_by(Rule.id)).all()
-    return render_template("app/rules.html", shop=g.shop, rules=rows)
+        # The merchant's own to look at: parcels whose tracking never started.
+        problems = db.exec(
+            select(DelayEpisode, Order.shopify_id, Order.name, Shipment.carrier,
+                   Shipment.tracking_number)
+            .join(Order, Order.id == DelayEpisode.order_id)
+            .join(Shipment, Shipment.id == DelayEpisode.shipment_id, isouter=True)
+            .where(DelayEpisode.shop_id == g.shop.id, DelayEpisode.cause == "tracking_problem",
+                   DelayEpisode.resolved_at.is_(None))
+            .order_by(DelayEpisode.detected_at.desc())
+            .limit(LOG_PAGE)
+        ).all()  # fmt: skip
+    return render_template("app/rules.html", shop=g.shop, rules=rows, problems=problems)
 
 
 @bp.post("/rules/<row_id:rule_id>/switch")
