@@ -38,6 +38,7 @@ SWEEP_BATCH = 500
 # A delay found on an order placed this long ago is history (the history
 # import, a shop installing with old open orders): recorded, not told.
 TOO_OLD_TO_TELL = timedelta(days=30)
+CLEARED = "cleared"  # an episode's resolution when its cause went away before the end
 
 
 def spec(rule: RuleRow) -> Rule:
@@ -163,7 +164,15 @@ def check_orders(session: Session, orders: list[Order], now: datetime) -> None:
             for f in assessment.findings if f.cause not in known
         ]  # fmt: skip
         due = [assessment.next_check_at] if assessment.next_check_at else []
+        current = {f.cause for f in assessment.findings}
         for episode in episodes.get(order.id, []):
+            if episode.cause not in current:
+                # The cause went away (the parcel left, a scan came, the
+                # exception passed): never escalated; told of again only
+                # at the delivery (the follow-up).
+                episode.resolved_at, episode.resolution = now, CLEARED
+                session.add(episode)
+                continue
             escalation = rules.escalation_due(order, episode)
             if escalation is not None and escalation <= now:
                 escalations.append((order, episode))
@@ -279,6 +288,7 @@ def _tell_many(
 
 
 def _open_episodes(session: Session, order: Order) -> list[DelayEpisode]:
+    """The order's episodes not resolved yet."""
     return list(
         session.exec(
             select(DelayEpisode).where(
@@ -302,11 +312,18 @@ def shipment_facts(shipment: Shipment) -> dict:
 def order_closed(session: Session, order: Order, now: datetime) -> None:
     """The order was delivered, cancelled or refunded: its open delays are
     resolved; a delivered order whose delay the customer was told of gets
-    the follow-up (its own rule)."""
+    the follow-up (its own rule), also for a delay that had cleared."""
     episodes = _open_episodes(session, order)
     for episode in episodes:
         episode.resolved_at, episode.resolution = now, order.state
         session.add(episode)
+    episodes += session.exec(
+        select(DelayEpisode).where(
+            DelayEpisode.shop_id == order.shop_id,
+            DelayEpisode.order_id == order.id,
+            DelayEpisode.resolution == CLEARED,
+        )
+    ).all()
     order.next_check_at = None
     session.add(order)
     if order.state == "delivered" and any(e.cause in CUSTOMER_CAUSES for e in episodes):

@@ -73,26 +73,28 @@ def owed(session: Session, shop_id: int) -> list[tuple[str, dict, list[DelayEpis
             }  # fmt: skip
             found.append((DELAY_DETECTED, payload, [episode], "flow_detected_at"))
     late = session.exec(
-        select(DelayEpisode, Order.shopify_id)
+        select(DelayEpisode, Order.shopify_id, Order.state_changed_at)
         .join(Order, Order.id == DelayEpisode.order_id)
         .where(
             DelayEpisode.shop_id == shop_id,
-            DelayEpisode.resolution == "delivered",
+            Order.state == "delivered",
             DelayEpisode.flow_delivered_late_at.is_(None),
             DelayEpisode.cause.in_(CUSTOMER_CAUSES),
         )
         .order_by(DelayEpisode.order_id, DelayEpisode.id)
     ).all()
     by_order: dict[int, list[DelayEpisode]] = {}
-    for episode, order_id in late:
+    delivered_at: dict[int, datetime] = {}
+    for episode, order_id, state_changed_at in late:
         by_order.setdefault(order_id, []).append(episode)
+        delivered_at[order_id] = state_changed_at
     for order_id, episodes in by_order.items():
         promised = [e.promised_at for e in episodes if e.promised_at]
         payload = {
             "order_id": order_id,
             "Delay causes": ",".join(e.cause for e in episodes),
             "Promised at": _iso(min(promised) if promised else None),
-            "Delivered at": _iso(episodes[0].resolved_at),
+            "Delivered at": _iso(delivered_at[order_id]),
         }
         found.append((DELIVERED_LATE, payload, episodes, "flow_delivered_late_at"))
     return found

@@ -136,6 +136,24 @@ def test_a_delay_that_keeps_growing_escalates_once(shop, hook, sweep, clock, db)
     assert the_order(db).next_check_at is None  # nothing left to become due
 
 
+def test_a_delay_whose_cause_went_away_is_never_escalated_but_gets_the_follow_up(
+    shop, hook, rt, sweep, clock, db
+):
+    hook("orders/paid", "orders_paid")
+    clock.current = NOT_SHIPPED_DUE
+    sweep()  # told: not shipped
+    clock.advance(hours=1)
+    parcel(rt, ShipmentStatus.IN_TRANSIT, last_scan_at=clock.now(), shipped_at=clock.now())
+    [episode] = episodes(db)
+    assert (episode.resolution, episode.escalated_at) == ("cleared", None)
+    clock.current = NOT_SHIPPED_DUE + timedelta(hours=72)
+    sweep()
+    assert len(messages(db, "delay")) == 1  # no "update: still not shipped" once it left
+    parcel(rt, ShipmentStatus.DELIVERED)
+    [follow_up] = messages(db, "delay_followup")
+    assert follow_up.status == "queued"
+
+
 @pytest.mark.parametrize(
     ("timezone", "ship_by"),
     [
