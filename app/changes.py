@@ -33,6 +33,15 @@ class ShipmentStageChanged:
 
 
 @dataclass(frozen=True)
+class ShipmentFactsChanged:
+    """A newer word on a parcel that kept its status: a scan, a revised
+    estimate. What is late (`app.delay_checks`) may have changed."""
+
+    order_id: int
+    shipment_id: int
+
+
+@dataclass(frozen=True)
 class OrderDetailsArrived:
     """An order we knew only from its parcels got its details (customer,
     contact, totals): what waited for them can be decided now."""
@@ -78,6 +87,7 @@ class CustomerFactChanged:
 Change = (
     OrderStateChanged
     | ShipmentStageChanged
+    | ShipmentFactsChanged
     | OrderDetailsArrived
     | CustomerFactChanged
     | PromiseChanged

@@ -172,9 +172,16 @@ def order_payload(
 
 
 def aftership_payload(
-    order_id: int, tracking: str, tag: str, updated: datetime, eta: str, note: str
+    order_id: int,
+    tracking: str,
+    tag: str,
+    updated: datetime,
+    eta: str,
+    note: str,
+    scanned: datetime | None = None,
 ) -> dict:
-    """An AfterShip tracking_update (webhook version 2026-07), trimmed to what we read."""
+    """An AfterShip tracking_update (webhook version 2026-07), trimmed to what
+    we read; `scanned` is the last checkpoint's time when not `updated`."""
     return {
         "event": "tracking_update",
         "event_id": str(uuid.uuid4()),
@@ -190,7 +197,9 @@ def aftership_payload(
             "order_number": f"#{order_id - 5000000}",
             "updated_at": _ts(updated),
             "latest_estimated_delivery": {"type": "specific", "datetime": eta},
-            "checkpoints": [{"checkpoint_time": _ts(updated), "tag": tag, "message": note}],
+            "checkpoints": [
+                {"checkpoint_time": _ts(scanned or updated), "tag": tag, "message": note}
+            ],
         },
     }
 
@@ -227,6 +236,9 @@ class ProviderLink:
 
     url: str
     secret: str | None
+
+
+DAY = timedelta(days=1)
 
 
 def store_day(start: datetime) -> list[Delivery]:
@@ -322,6 +334,19 @@ def store_day(start: datetime) -> list[Delivery]:
         ),
         delivery("orders/create", order_payload(5001005, 1005, BORIS, t + 4 * h, t + 4 * h),
                  "order #1005 arrives: its parked tracking events apply"),
+        # Delays (the proactive rules): a week-old order that never shipped,
+        # and a parcel without a carrier scan for nine days.
+        delivery("orders/paid", order_payload(5001006, 1006, JOHN, t - 8 * DAY, t + 5 * h),
+                 "order #1006, paid 8 days ago, has not shipped: late"),
+        delivery("orders/paid", order_payload(5001007, 1007, BORIS, t - 12 * DAY, t + 5 * h),
+                 "order #1007 placed 12 days ago"),
+        Delivery(
+            "tracking_update",
+            aftership_payload(5001007, "1Z999AA10000000007", "InTransit", t + 6 * h,
+                              (t - 2 * DAY).date().isoformat(), "Arrived at facility",
+                              scanned=t - 9 * DAY),
+            "", "AfterShip: #1007's last scan was 9 days ago: stalled", "aftership",
+        ),
         *birthday(t, delivery),
     ]  # fmt: skip
 
@@ -349,6 +374,14 @@ EXPECTED_STATES = {
     5001003: "out_for_delivery",
     5001004: "paid",
     5001005: "delivery_exception",
+    5001006: "paid",
+    5001007: "in_transit",
+}
+# The orders whose delays the demo shows: what each produced.
+DELAY_SCENES = {
+    5001005: "a delivery exception",
+    5001006: "a late order (not shipped)",
+    5001007: "a stalled parcel",
 }
 
 
@@ -411,6 +444,18 @@ def play(
         echo(f"  {message['kind']:<9} {message['channel']:<6} {message['locale']:<3} "
              f"{message['recipient']:<22} {message['status']}")  # fmt: skip
     echo("")
+    echo("Delays the rules found, and what each produced:")
+    for order_id, scene in DELAY_SCENES.items():
+        document = _document(session, base_url, order_id, auth) or {}
+        found = ", ".join(
+            f"{d['cause']} (told by {d['told_channel']})" if d["told_at"] else d["cause"]
+            for d in document.get("delays", [])
+        )
+        messages = ", ".join(
+            f"{m['kind']}/{m['channel']} {m['status']}" for m in document.get("messages", [])
+        )
+        echo(f"  #{order_id - 5000000} {scene}: {found or 'nothing found'}; "
+             f"messages: {messages or 'none'}")  # fmt: skip
     echo(_birthday_line(session, base_url, auth))
     echo("")
     echo("Look at the result:")
@@ -418,6 +463,7 @@ def play(
     echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/orders/5001001")
     echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/orders")
     echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/notifications")
+    echo(f"  curl -H 'Authorization: Bearer {api_token}' {base_url}/api/v1/rules")
     echo(f"  curl {base_url}/metrics")
     echo(f"  the messages themselves: {outbox_dir}/ (email as .eml, SMS in sms.log),")
     echo("  unless SMTP_HOST / POSTMARK_SERVER_TOKEN / TWILIO_ACCOUNT_SID are configured")
@@ -473,8 +519,13 @@ def _birthday_line(session: requests.Session, base_url: str, auth: dict) -> str:
             "shortly: see /api/v1/notifications")  # fmt: skip
 
 
-def _state(session: requests.Session, base_url: str, order_id: int, auth: dict) -> str | None:
+def _document(session: requests.Session, base_url: str, order_id: int, auth: dict) -> dict | None:
     response = session.get(
         f"{base_url}/api/v1/orders/{order_id}", headers=auth, timeout=REQUEST_TIMEOUT
     )
-    return response.json()["state"] if response.ok else None
+    return response.json() if response.ok else None
+
+
+def _state(session: requests.Session, base_url: str, order_id: int, auth: dict) -> str | None:
+    document = _document(session, base_url, order_id, auth)
+    return document["state"] if document else None

@@ -121,6 +121,10 @@ class OrderSnapshot:
     customer: CustomerSnapshot | None
     shipments: tuple[ShipmentSnapshot, ...] = ()
     test: bool = False  # placed with a test gateway: retention never counts it
+    # What rule conditions match on (`app.rule_book`).
+    shipping_country: str | None = None  # ISO 3166 alpha-2
+    shipping_method: str | None = None  # the first shipping line's title
+    tags: str | None = None  # Shopify's comma-separated list
     # None: this source does not say (the bulk export); the lines stay as they are.
     line_items: tuple[LineItemSnapshot, ...] | None = None
 

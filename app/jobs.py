@@ -28,7 +28,17 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import and_, exists, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import birthdays, history_import, inbox, install, reconcile, retention_snapshots, shop_jobs
+from app import (
+    birthdays,
+    delay_checks,
+    flow,
+    history_import,
+    inbox,
+    install,
+    reconcile,
+    retention_snapshots,
+    shop_jobs,
+)
 from app.logs import log_context
 from app.models import CustomerActivity, Shop
 from app.runtime import Runtime
@@ -68,6 +78,13 @@ def sweep_birthdays(rt: Runtime, shop_id: int) -> None:
         rt.inbox_wakeup.set()
 
 
+def sweep_rules(rt: Runtime, shop_id: int) -> None:
+    checked = delay_checks.sweep(rt.engine, shop_id, rt.clock.now())
+    if checked:
+        log.info("shop %s: %d orders due for the rules checked", shop_id, checked)
+        rt.inbox_wakeup.set()  # messages may be waiting
+
+
 @dataclass(frozen=True)
 class ShopJobKind:
     """What a kind of per-shop job does for one shop (raising on failure,
@@ -102,6 +119,15 @@ SHOP_JOBS: dict[str, ShopJobKind] = {
     # customers due, for the shops that know any birth date.
     birthdays.JOB: ShopJobKind(
         sweep_birthdays, ShopSchedule(Every(minutes=15), birthdays.KNOWS_BIRTHDAYS)
+    ),
+    # Time-driven rules (delays, escalations): what is due now, by the
+    # orders' stored due times (`app.delay_checks`).
+    "rules.sweep": ShopJobKind(sweep_rules, ShopSchedule(Every(minutes=5))),
+    # Flow triggers owed (`app.flow`): queued when a delay is found or a late
+    # order delivered; this run catches anything a one-off missed.
+    flow.JOB: ShopJobKind(
+        flow.fire_owed,
+        ShopSchedule(Every(minutes=30), Shop.access_token_encrypted.is_not(None)),
     ),
 }
 

@@ -19,7 +19,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
-from sqlalchemy import BigInteger, Column, Index, Numeric, Text, UniqueConstraint, false
+from sqlalchemy import BigInteger, Column, Index, Numeric, Text, UniqueConstraint, false, true
 from sqlmodel import Field, SQLModel
 
 
@@ -110,6 +110,23 @@ class Shop(SQLModel, table=True):
     birthday_discount: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     birthday_discount_percent: int = Field(default=10, sa_column_kwargs={"server_default": "10"})
     birthday_discount_days: int = Field(default=30, sa_column_kwargs={"server_default": "30"})
+    # Delay detection (`app.delays`): what the shop promises when Shopify
+    # does not say, and how long silence may last before it is news.
+    country: str = Field(  # ISO 3166 alpha-2: "home" for the stalled threshold
+        default="US", max_length=2, sa_column_kwargs={"server_default": "US"}
+    )
+    processing_days: int = Field(default=2, sa_column_kwargs={"server_default": "2"})
+    transit_days: int = Field(default=5, sa_column_kwargs={"server_default": "5"})
+    # JSON object {"CA": 7, ...}: transit business days by destination country.
+    transit_days_by_country: str = Field(
+        default="{}", sa_column=Column(Text, nullable=False, server_default="{}")
+    )
+    stalled_days_home: int = Field(default=3, sa_column_kwargs={"server_default": "3"})
+    stalled_days_abroad: int = Field(default=5, sa_column_kwargs={"server_default": "5"})
+    not_shipped_grace_hours: int = Field(default=72, sa_column_kwargs={"server_default": "72"})
+    tracking_problem_hours: int = Field(default=72, sa_column_kwargs={"server_default": "72"})
+    # Comma-separated ISO dates the shop does not ship (its local calendar).
+    holidays: str | None = Field(default=None, sa_column=Column(Text))
 
 
 # A customer's personal columns, all erased to NULL by customers/redact.
@@ -159,6 +176,8 @@ class Order(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("shop_id", "shopify_id"),
         Index("ix_orders_shop_state", "shop_id", "state"),
+        # The rules' sweep: what is due for a shop, read in due order.
+        Index("ix_orders_shop_next_check", "shop_id", "next_check_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -192,6 +211,13 @@ class Order(SQLModel, table=True):
     on_hold: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     hold_reason: str | None = Field(default=None, max_length=64)
     hold_changed_at: datetime | None = None
+    # What rule conditions match on, from the order payload.
+    shipping_country: str | None = Field(default=None, max_length=2)
+    shipping_method: str | None = Field(default=None, max_length=255)
+    tags: str | None = Field(default=None, sa_column=Column(Text))  # Shopify's comma list
+    # When a time-driven rule may next have something to say about this
+    # order (`app.sweep`); None when nothing can become due without news.
+    next_check_at: datetime | None = None
 
 
 class FulfillmentOrder(SQLModel, table=True):
@@ -249,6 +275,9 @@ class Shipment(SQLModel, table=True):
     promised_ship_at: datetime | None = None
     shipped_at: datetime | None = None
     estimated_delivery_at: datetime | None = None
+    # The first estimate we knew (the one the "shipped" message told): kept,
+    # so that a revision can be compared with it and reports with delivery.
+    first_estimated_delivery_at: datetime | None = None
     delivered_at: datetime | None = None
     last_scan_at: datetime | None = None
     # When the source says this version of the facts was true: an event with
@@ -402,6 +431,10 @@ class Notification(SQLModel, table=True):
     provider: str | None = Field(default=None, max_length=32)
     provider_message_id: str | None = Field(default=None, max_length=128)
     segments: int | None = None  # SMS parts billed
+    # The rule that queued it (`rules` row; no foreign key: a deleted rule's
+    # messages stay on record), and whether it keeps the quiet hours.
+    rule_id: int | None = None
+    quiet_hours: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
     created_at: datetime
     sent_at: datetime | None = None
     updated_at: datetime
@@ -547,6 +580,11 @@ class DelayEpisode(SQLModel, table=True):
     told_channel: str | None = Field(default=None, max_length=8)
     escalated_at: datetime | None = None
     resolved_at: datetime | None = None  # delivered, cancelled or the cause went away
+    resolution: str | None = Field(default=None, max_length=16)  # the order's state then
+    # Shopify Flow: when "Order delay detected" / "Tracking problem detected"
+    # and "Order delivered late" were fired for this episode (`app.flow`).
+    flow_detected_at: datetime | None = None
+    flow_delivered_late_at: datetime | None = None
 
 
 class Ticket(SQLModel, table=True):
@@ -715,3 +753,32 @@ class LineItem(SQLModel, table=True):
     sku: str | None = Field(default=None, max_length=255)
     quantity: int
     price: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))
+
+
+class Rule(SQLModel, table=True):
+    """A shop's proactive rule (`app.rule_book`): on which trigger, for which
+    orders, on which channels, with which words, when."""
+
+    __tablename__ = "rules"
+    __privacy__ = Privacy()  # the merchant's own settings
+    __table_args__ = (Index("ix_rules_shop_trigger", "shop_id", "trigger"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    name: str = Field(max_length=120)
+    trigger: str = Field(max_length=40)  # app.rule_book.TRIGGERS
+    enabled: bool = True
+    template_kind: str = Field(max_length=32)  # notifications.rendering.KINDS
+    channels: str = Field(max_length=32)  # "email,sms": preference order
+    category: str = Field(max_length=16)  # transactional or marketing
+    wait_minutes: int = 0  # after the trigger, before the message may leave
+    quiet_hours: bool = True  # SMS waits for the morning
+    # Conditions; None or empty matches every order.
+    min_order_value: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))
+    countries: str = Field(default="", max_length=1000)  # "US,CA": shipping country
+    tags: str = Field(default="", max_length=1000)  # any of these order tags
+    shipping_methods: str = Field(default="", max_length=1000)  # shipping line titles
+    # Delay rules: told once more when the delay grows by this many hours.
+    escalation_hours: int | None = None
+    created_at: datetime
+    updated_at: datetime

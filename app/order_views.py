@@ -5,7 +5,17 @@ from __future__ import annotations
 from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
-from app.models import Customer, LineItem, Notification, Order, OrderEvent, Shipment
+from app.models import (
+    Customer,
+    DelayEpisode,
+    LineItem,
+    Notification,
+    NotificationEvent,
+    Order,
+    OrderEvent,
+    Rule,
+    Shipment,
+)
 
 
 def _iso(moment) -> str | None:
@@ -88,7 +98,63 @@ def order_document(session: Session, shop_id: int, shopify_id: int) -> dict | No
             }
             for e in events
         ],
+        "messages": _messages(session, shop_id, order.id),
+        "delays": [
+            {
+                "cause": d.cause,
+                "shipment": shipment_names.get(d.shipment_id) if d.shipment_id else None,
+                **{
+                    name: getattr(d, name)
+                    for name in (
+                        "detected_at",
+                        "promised_at",
+                        "expected_at",
+                        "told_at",
+                        "told_channel",
+                        "escalated_at",
+                        "resolved_at",
+                        "resolution",
+                    )
+                },
+            }
+            for d in session.exec(
+                select(DelayEpisode)
+                .where(DelayEpisode.shop_id == shop_id, DelayEpisode.order_id == order.id)
+                .order_by(DelayEpisode.id)
+            ).all()
+        ],
     }
+
+
+def _messages(session: Session, shop_id: int, order_id: int) -> list[dict]:
+    """The order's messages with the rule that queued each and every step."""
+    rows = session.exec(
+        select(Notification, Rule.name)
+        .join(Rule, (Rule.id == Notification.rule_id) & (Rule.shop_id == shop_id), isouter=True)
+        .where(Notification.shop_id == shop_id, Notification.order_id == order_id)
+        .order_by(Notification.id)
+    ).all()
+    steps: dict[int, list[dict]] = {}
+    for event in session.exec(
+        select(NotificationEvent)
+        .where(
+            NotificationEvent.shop_id == shop_id,
+            NotificationEvent.notification_id.in_([n.id for n, _ in rows]),
+        )
+        .order_by(NotificationEvent.id)
+    ).all():
+        steps.setdefault(event.notification_id, []).append(
+            {"status": event.status, "detail": event.detail, "at": event.at}
+        )
+    return [
+        {
+            "id": n.id, "kind": n.kind, "rule": rule, "channel": n.channel,
+            "recipient": n.recipient, "status": n.status, "status_detail": n.status_detail,
+            "reason": n.status_detail, "created_at": n.created_at, "sent_at": n.sent_at,
+            "updated_at": n.updated_at, "history": steps.get(n.id, []),
+        }
+        for n, rule in rows
+    ]  # fmt: skip
 
 
 def customer_document(customer: Customer) -> dict:
@@ -171,8 +237,7 @@ def _escape_like(text: str) -> str:
 
 
 def order_page(session: Session, shop_id: int, shopify_id: int) -> dict | None:
-    """`order_document` plus what the order page adds: the line items and
-    the messages sent about the order (with each one's last status and why)."""
+    """`order_document` plus what the order page adds: the line items."""
     document = order_document(session, shop_id, shopify_id)
     if document is None:
         return None
@@ -184,11 +249,6 @@ def order_page(session: Session, shop_id: int, shopify_id: int) -> dict | None:
         .where(LineItem.shop_id == shop_id, LineItem.order_id == order_id)
         .order_by(LineItem.position)
     ).all()
-    messages = session.exec(
-        select(Notification)
-        .where(Notification.shop_id == shop_id, Notification.order_id == order_id)
-        .order_by(Notification.id)
-    ).all()
     return document | {
         "line_items": [
             {
@@ -199,19 +259,6 @@ def order_page(session: Session, shop_id: int, shopify_id: int) -> dict | None:
                 "price": str(i.price) if i.price is not None else None,
             }
             for i in items
-        ],
-        "messages": [
-            {
-                "kind": m.kind,
-                "channel": m.channel,
-                "recipient": m.recipient,
-                "status": m.status,
-                "reason": m.status_detail,
-                "created_at": m.created_at,
-                "sent_at": m.sent_at,
-                "updated_at": m.updated_at,
-            }
-            for m in messages
         ],
     }
 

@@ -27,6 +27,7 @@ from app.changes import (
     OrderDetailsArrived,
     OrderStateChanged,
     PromiseChanged,
+    ShipmentFactsChanged,
     ShipmentStageChanged,
 )
 from app.customers import apply_consent, apply_customer
@@ -165,6 +166,9 @@ def _apply_order(
         order.phone = None if redacted else snap.phone
         order.snapshot_updated_at = snap.updated_at
         order.test = snap.test
+        order.shipping_country = snap.shipping_country
+        order.shipping_method = snap.shipping_method
+        order.tags = snap.tags
         if customer is not None:
             order.customer_id = customer.id
         refresh_customers(session, shop_id, (previous_customer, order.customer_id))
@@ -308,6 +312,8 @@ def _apply_shipment(
             session, order, "shipment", previous_status, snap.status, cause, snap.updated_at,
             shipment,
         )  # fmt: skip
+    else:
+        changes.append(ShipmentFactsChanged(order.id, shipment.id))
     if previous_eta and shipment.estimated_delivery_at != previous_eta:
         _timeline(
             session, order, "eta", _day(previous_eta), _day(shipment.estimated_delivery_at),
@@ -338,6 +344,8 @@ def _copy_facts(shipment: Shipment, snap: ShipmentSnapshot) -> None:
             setattr(shipment, name, value)
     if snap.status_detail is None:
         shipment.status_detail = None  # a new status without a reason clears the old one
+    if shipment.first_estimated_delivery_at is None:
+        shipment.first_estimated_delivery_at = shipment.estimated_delivery_at
 
 
 def _day(moment: datetime | None) -> str:

@@ -1,46 +1,64 @@
 """Proactive rules: who is told what, decided in the same transaction as the
 change that makes it true. Rules subscribe to what applying an event changed
-(`app.changes`, through `react`) and address an `Audience`. For now one rule:
-the first parcel of an order is on its way, so the customer hears "your
-order has shipped". The rules engine (delay, birthday, merchant-configured
-rules) grows from this seam.
+(`app.changes`, through `react`); each shop's rules are rows
+(`app.rule_book`). Event-driven here: the shipping stages (shipped, out for
+delivery, ready for pickup, delivered) and the end of an order's delays;
+time-driven ones (delays, escalations) are `app.delay_checks`, which `react`
+also asks to look at every order whose facts changed, so that an exception
+is told at once and the order's next due time follows its newest facts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
-from app.changes import Change, OrderDetailsArrived, ShipmentStageChanged
-from app.models import Customer, Order, Shipment, Shop
+from app import delay_checks
+from app.audience import Audience, Rule, notify
+from app.changes import (
+    Change,
+    HoldChanged,
+    OrderDetailsArrived,
+    OrderStateChanged,
+    PromiseChanged,
+    ShipmentFactsChanged,
+    ShipmentStageChanged,
+)
+from app.delays import CLOSED
+from app.models import Order, Shipment
 from app.order_state import OrderState, ShipmentStatus
-from notifications import outbox, policy
-from notifications.phone import to_e164
+from notifications import policy
 
+__all__ = ["SHIPPING", "Audience", "Rule", "no_longer_true", "notify", "react"]
 
-@dataclass(frozen=True)
-class Rule:
-    kind: str
-    category: str
-    channels: tuple[str, ...]  # preference order
-
-
+# The built-in "shipped" message, for callers that need a rule without a
+# shop's row (the seam's tests, a birthday greeting's shape).
 SHIPPING = Rule("shipping", policy.TRANSACTIONAL, ("email", "sms"))
 # A carrier's first scan may already say "out for delivery": the parcel has
 # shipped all the same. Later stages (delivered, pickup) are other news.
 UNDER_WAY = {ShipmentStatus.SHIPPED, ShipmentStatus.IN_TRANSIT, ShipmentStatus.OUT_FOR_DELIVERY}
 # News older than this is history (a replay, a late import): nobody wants a
-# "your order has shipped" about a parcel that left days ago.
+# "your order has shipped" about a parcel that left days ago, nor an "out
+# for delivery today" about yesterday.
 STALE_AFTER = timedelta(hours=72)
+STAGES: dict[str, tuple[ShipmentStatus, timedelta]] = {
+    "out_for_delivery": (ShipmentStatus.OUT_FOR_DELIVERY, timedelta(hours=12)),
+    "ready_for_pickup": (ShipmentStatus.AVAILABLE_FOR_PICKUP, STALE_AFTER),
+    "delivered": (ShipmentStatus.DELIVERED, STALE_AFTER),
+}
 
-
+_GONE = frozenset({OrderState.CANCELLED, OrderState.REFUNDED})
 # Order states after which a message of this kind tells the customer
 # something no longer true (or no longer wanted): "on its way" after the
 # delivery, for one.
 PASSED: dict[str, frozenset[str]] = {
-    SHIPPING.kind: frozenset({OrderState.DELIVERED, OrderState.CANCELLED, OrderState.REFUNDED}),
+    "shipping": CLOSED,
+    "out_for_delivery": CLOSED,
+    "ready_for_pickup": CLOSED,
+    "delivered": _GONE,
+    "delay": CLOSED,
+    "delay_followup": _GONE,
 }
 
 
@@ -56,25 +74,40 @@ def react(session: Session, changes: list[Change], now: datetime) -> None:
     """The rules' subscriptions to what applying an event changed. Called by
     whoever applied it (the inbox, reconciliation, the history import), in
     the same transaction, after the whole event: the order's state is final."""
+    touched: dict[int, None] = {}
     for change in changes:
         match change:
             case ShipmentStageChanged():
                 _shipment_changed(session, change, now)
+                touched[change.order_id] = None
             case OrderDetailsArrived():
                 _order_details_arrived(session, change.order_id, now)
+                touched[change.order_id] = None
+            case OrderStateChanged() | ShipmentFactsChanged() | PromiseChanged() | HoldChanged():
+                touched[change.order_id] = None
+    for order_id in touched:
+        order = session.get(Order, order_id)
+        if order.snapshot_updated_at is None:
+            continue  # who to tell is not known yet
+        if order.state in CLOSED:
+            delay_checks.order_closed(session, order, now)
+        else:
+            delay_checks.check_order(session, order, now)
 
 
 def _shipment_changed(session: Session, change: ShipmentStageChanged, now: datetime) -> None:
-    if change.current not in UNDER_WAY or change.previous in UNDER_WAY:
-        return
     order = session.get(Order, change.order_id)
     if order.snapshot_updated_at is None:
         # Shopify sent the fulfillment before the order: who to tell is not
         # known yet. `_order_details_arrived` decides when the order arrives.
         return
-    _tell_shipped(
-        session, order, session.get(Shipment, change.shipment_id), change.occurred_at, now
-    )
+    shipment = session.get(Shipment, change.shipment_id)
+    if change.current in UNDER_WAY and change.previous not in UNDER_WAY:
+        _tell_shipped(session, order, shipment, change.occurred_at, now)
+        return
+    for trigger, (status, fresh_for) in STAGES.items():
+        if change.current == status and shipment.status == status:
+            _tell_stage(session, order, shipment, trigger, change.occurred_at, fresh_for, now)
 
 
 def _order_details_arrived(session: Session, order_id: int, now: datetime) -> None:
@@ -95,109 +128,29 @@ def _order_details_arrived(session: Session, order_id: int, now: datetime) -> No
 def _tell_shipped(
     session: Session, order: Order, shipment: Shipment, happened_at: datetime, now: datetime
 ) -> None:
-    if (
-        order.state in (OrderState.CANCELLED, OrderState.REFUNDED)
-        or now - happened_at > STALE_AFTER
-    ):
+    _tell_stage(session, order, shipment, "shipped", happened_at, STALE_AFTER, now,
+                subject=f"order:{order.shopify_id}")  # fmt: skip
+
+
+def _tell_stage(
+    session: Session, order: Order, shipment: Shipment, trigger: str, happened_at: datetime,
+    fresh_for: timedelta, now: datetime, subject: str | None = None,
+) -> None:  # fmt: skip
+    """Tell a shipping stage through the shop's first enabled rule for it
+    that applies to the order: once per parcel and stage ("shipped": once
+    per order), never about news older than `fresh_for`."""
+    if order.state in _GONE:
         return
+    rule = delay_checks.first_applicable(session, order, trigger)
+    if rule is None:
+        return
+    if now - happened_at > fresh_for:
+        delay_checks.note(session, order, f"rule {rule.name!r} not sent: stale (the news is "
+                          f"from {happened_at:%Y-%m-%d %H:%M} UTC)", now)  # fmt: skip
+        return
+    subject = subject or f"shipment:{shipment.source}:{shipment.external_id}"
     audience = Audience.of_order(session, order)
-    notify(session, SHIPPING, audience, now, subject=f"order:{order.shopify_id}", facts={
-        "carrier": shipment.carrier,
-        "tracking_number": shipment.tracking_number,
-        "tracking_url": shipment.tracking_url,
-        "estimated_delivery": shipment.estimated_delivery_at,
-    })  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Audience:
-    """Who a message is for: a customer, an order's contact, or both. A
-    birthday or a survey has no order; a guest checkout has no customer."""
-
-    shop: Shop
-    customer: Customer | None
-    order: Order | None = None
-
-    @classmethod
-    def of_order(cls, session: Session, order: Order) -> Audience:
-        customer = session.get(Customer, order.customer_id) if order.customer_id else None
-        return cls(session.get(Shop, order.shop_id), customer, order)
-
-    @classmethod
-    def of_customer(cls, session: Session, customer: Customer) -> Audience:
-        return cls(session.get(Shop, customer.shop_id), customer)
-
-    @property
-    def email(self) -> str | None:
-        return (self.customer.email if self.customer else None) or (
-            self.order.email if self.order else None
-        )
-
-    @property
-    def phone(self) -> str | None:
-        raw = (self.customer.phone if self.customer else None) or (
-            self.order.phone if self.order else None
-        )
-        return to_e164(raw or "", None)
-
-    @property
-    def key(self) -> str:
-        """Who, in a notification's unique key."""
-        if self.customer is not None:
-            return f"customer:{self.customer.shopify_id}"
-        return f"order-contact:{self.order.shopify_id}"
-
-
-def notify(
-    session: Session, rule: Rule, audience: Audience, now: datetime, *, subject: str, facts: dict
-) -> bool:
-    """Queue `rule`'s message about `subject` on the first channel the
-    audience can receive, or record why nobody could be told; False if the
-    same message was queued already. The shared "who can be told, on which
-    channel" step of every rule."""
-    shop, customer, order = audience.shop, audience.customer, audience.order
-    email, phone = audience.email, audience.phone
-    options = [
-        policy.Reachability(
-            "email", email, customer.email_consent if customer else None,
-            outbox.opted_out(session, shop.id, "email", email),
-        ),
-        policy.Reachability(
-            "sms", phone, customer.sms_consent if customer else None,
-            outbox.opted_out(session, shop.id, "sms", phone),
-        ),
-    ]  # fmt: skip
-    choice = policy.choose_channel(list(rule.channels), options, rule.category)
-    order_facts = (
-        {"order_name": order.name, "total": order.total_price, "currency": order.currency}
-        if order is not None
-        else {}
-    )
-    channel, recipient = choice.channel, choice.address
-    if channel is None:
-        # Suppressed: record the channel and address it was about (the first
-        # the customer has, in the rule's order), never one without the other.
-        about = next(
-            (o for name in rule.channels for o in options if o.channel == name and o.address),
-            None,
-        )
-        channel, recipient = (about.channel, about.address) if about else (rule.channels[0], "")
-    return outbox.enqueue(
-        session,
-        shop_id=shop.id,
-        key=f"{audience.key}:{rule.kind}:{subject}",
-        kind=rule.kind,
-        category=rule.category,
-        channel=channel,
-        recipient=recipient or "",
-        locale=(customer.locale if customer else None) or shop.locale,
-        context={
-            "customer_first_name": customer.first_name if customer else None,
-            **order_facts,
-            **facts,
-        },
-        now=now,
-        customer_id=customer.id if customer else None,
-        order_id=order.id if order else None,
-        suppressed_because=choice.reason,
-    )
+    facts = delay_checks.shipment_facts(shipment)
+    # Queued once: the outbox's unique key makes a second try (the order
+    # and its parcel in one event) a no-op.
+    notify(session, delay_checks.spec(rule), audience, now, subject=subject, facts=facts)

@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 
 from app.crypto import digest
 from app.models import ApiToken, Shop
+from app.rule_book import create_defaults
 from integrations.shopify import is_shop_domain
 
 TOKEN_PREFIX = "clp_"
@@ -34,13 +35,16 @@ def add_shop(session: Session, domain: str, now: datetime, name: str = "") -> tu
 
 
 def install_shop(session: Session, domain: str, now: datetime, name: str = "") -> Shop:
-    """The shop, created, or brought back if it had uninstalled."""
+    """The shop, created, or brought back if it had uninstalled; with the
+    default proactive rules if it has none (a reinstall keeps its own)."""
     shop = session.exec(select(Shop).where(Shop.domain == domain)).first()
     if shop is None:
         shop = Shop(domain=domain, name=name or domain.split(".")[0], installed_at=now)
     elif shop.uninstalled_at is not None:
         shop.uninstalled_at, shop.installed_at = None, now
     session.add(shop)
+    session.flush()
+    create_defaults(session, shop.id, now)
     return shop
 
 

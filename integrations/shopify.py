@@ -402,6 +402,9 @@ def _order(payload: dict) -> OrderSnapshot:
     if customer.get("id") and locale:
         customer = {**customer, "locale": locale}
     fulfillments = fields.mappings(payload.get("fulfillments"), "fulfillments")
+    address = fields.mapping(payload.get("shipping_address"), "shipping_address")
+    lines = fields.mappings(payload.get("shipping_lines"), "shipping_lines")
+    country = fields.text(address.get("country_code"), "shipping_address.country_code", 2)
     return OrderSnapshot(
         shopify_id=order_id,
         updated_at=required_time(payload, "updated_at"),
@@ -421,6 +424,11 @@ def _order(payload: dict) -> OrderSnapshot:
         ),
         # The REST order's `test`: true for an order placed with a test gateway.
         test=payload.get("test") is True,
+        shipping_country=country.upper() if country else None,
+        shipping_method=fields.clip(lines[0].get("title"), "shipping_lines[0].title", 255)
+        if lines
+        else None,
+        tags=fields.clip(payload.get("tags"), "tags", 10_000),
         line_items=tuple(
             _line_item(item, f"line_items[{i}]")
             for i, item in enumerate(fields.mappings(payload.get("line_items"), "line_items"))

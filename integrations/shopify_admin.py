@@ -60,6 +60,13 @@ Facts relied on (read through stored copies of shopify.dev, late 2026):
   three compliance topics are not in the enum: they can only be declared in
   shopify.app.toml or the Partner Dashboard.
 
+- Shopify Flow: `flowTriggerReceive(handle: String, payload: JSON)` returns
+  `userErrors {field message}` and starts the workflows that begin with the
+  app's trigger extension of that handle; the payload carries the reference
+  fields by their id key (`order_id`) and custom fields by their key
+  (mutation reference, and "Flow trigger reference",
+  https://shopify.dev/docs/apps/build/flow/triggers/reference).
+
 Nothing here writes the access token into an exception, a log line or a repr.
 """
 
@@ -594,3 +601,18 @@ def create_discount_code(client: AdminClient, discount: DiscountCode) -> None:
             e.get("code") != "TAKEN" or "code" not in (e.get("field") or ()) for e in exc.errors
         ):
             raise
+
+
+FLOW_TRIGGER_RECEIVE = """
+mutation flowTriggerReceive($handle: String, $payload: JSON) {
+  flowTriggerReceive(handle: $handle, payload: $payload) {
+    userErrors { field message }
+  }
+}
+"""
+
+
+def flow_trigger_receive(client: AdminClient, handle: str, payload: Mapping) -> None:
+    """Start the shop's Flow workflows that begin with the trigger `handle`.
+    Raises `AdminUserErrors` if Shopify refuses it, `AdminError` otherwise."""
+    client.execute(FLOW_TRIGGER_RECEIVE, {"handle": handle, "payload": dict(payload)})

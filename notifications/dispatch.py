@@ -296,7 +296,7 @@ def _prepare(
         changes.append(outbox.change(notification, outbox.SUPPRESSED, now, refusal,
                                      lease_until=None))  # fmt: skip
         return None
-    if notification.channel in policy.QUIET_CHANNELS:
+    if notification.quiet_hours and notification.channel in policy.QUIET_CHANNELS:
         tz = policy.zone(customer.timezone if customer else None, shop.timezone)
         start, end = (
             policy.parse_clock(shop.quiet_hours_start),
@@ -318,7 +318,7 @@ def _prepare(
 
     queued = _revive(json.loads(notification.context))
     shipment = facts.shipments.get((notification.order_id, queued.get("tracking_number")))
-    context = truth.current_facts(queued, order, shipment) | {"shop_name": shop.name}
+    context = truth.current_facts(queued, order, shipment, now) | {"shop_name": shop.name}
     if notification.category == policy.MARKETING:
         context["unsubscribe_url"] = unsubscribe_url(
             rt.settings, shop.id, notification.channel, notification.recipient
@@ -396,8 +396,9 @@ def _render(facts: BatchFacts, shop: Shop, notification: Notification, context: 
 
 def _revive(context: dict) -> dict:
     """Dates and amounts were stored as text in the context JSON."""
-    if context.get("estimated_delivery"):
-        context["estimated_delivery"] = datetime.fromisoformat(context["estimated_delivery"])
+    for name in ("estimated_delivery", "promised_date", "expected_date"):
+        if context.get(name):
+            context[name] = datetime.fromisoformat(context[name])
     if context.get("total") is not None:
         context["total"] = Decimal(str(context["total"]))
     return context

@@ -20,6 +20,8 @@ import json
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, case, insert, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -33,8 +35,7 @@ BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=2)
 
 
-def enqueue(
-    session: Session,
+def message(
     *,
     shop_id: int,
     key: str,
@@ -48,45 +49,64 @@ def enqueue(
     customer_id: int | None = None,
     order_id: int | None = None,
     suppressed_because: str | None = None,
-) -> bool:
-    """Queue a notification (or record why it cannot go); False if one with
-    the same key exists already. Does not commit: the caller's transaction
-    holds both the cause and the message."""
-    status = SUPPRESSED if suppressed_because else QUEUED
-    notification_id = insert_ignoring_conflicts(
-        session,
-        Notification.__table__,
-        {
-            "shop_id": shop_id,
-            "key": key,
-            "kind": kind,
-            "category": category,
-            "customer_id": customer_id,
-            "order_id": order_id,
-            "channel": channel,
-            "recipient": recipient,
-            "locale": locale,
-            "context": json.dumps(context, default=str, sort_keys=True),
-            "status": status,
-            "status_detail": suppressed_because,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
-    if notification_id is None:
-        return False
-    _event(session, shop_id, notification_id, status, suppressed_because, now)
-    return True
+    send_at: datetime | None = None,
+    rule_id: int | None = None,
+    quiet_hours: bool = True,
+) -> dict:
+    """A notification row for `enqueue_many`: queued, or suppressed with
+    the reason it cannot go. `send_at` holds it back (a rule's wait);
+    `quiet_hours` False lets an SMS go at night."""
+    return {
+        "shop_id": shop_id,
+        "key": key,
+        "kind": kind,
+        "category": category,
+        "customer_id": customer_id,
+        "order_id": order_id,
+        "channel": channel,
+        "recipient": recipient,
+        "locale": locale,
+        "context": json.dumps(context, default=str, sort_keys=True),
+        "status": SUPPRESSED if suppressed_because else QUEUED,
+        "status_detail": suppressed_because,
+        "attempts": 0,
+        "next_attempt_at": send_at or now,
+        "created_at": now,
+        "updated_at": now,
+        "rule_id": rule_id,
+        "quiet_hours": quiet_hours,
+    }
 
 
-def _event(session, shop_id, notification_id, status, detail, now) -> None:
-    session.add(
-        NotificationEvent(
-            shop_id=shop_id, notification_id=notification_id, status=status, detail=detail, at=now
-        )
-    )
+def enqueue_many(session: Session, rows: list[dict]) -> dict[str, int]:
+    """Queue notifications (`message` rows) in one INSERT; the keys that
+    were new, with their ids (a key queued already is skipped: the same
+    alert is never queued twice). Does not commit: the caller's transaction
+    holds both the cause and the messages."""
+    if not rows:
+        return {}
+    table = Notification.__table__
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    # One statement for many rows (SQLAlchemy's "insertmanyvalues"): compiled
+    # once and cached, whatever the number of rows.
+    returned = session.exec(
+        insert(table).on_conflict_do_nothing().returning(table.c.id, table.c.key), params=rows
+    ).all()
+    new = {key: notification_id for notification_id, key in returned}
+    events = [
+        {"shop_id": row["shop_id"], "notification_id": new[row["key"]], "status": row["status"],
+         "detail": row["status_detail"], "at": row["created_at"]}
+        for row in rows if row["key"] in new
+    ]  # fmt: skip
+    if events:
+        session.exec(insert(NotificationEvent), params=events)
+    return new
+
+
+def enqueue(session: Session, **fields) -> bool:
+    """Queue one notification (`message`'s fields); False if one with the
+    same key exists already."""
+    return bool(enqueue_many(session, [message(**fields)]))
 
 
 def change(notification: Notification, status: str, now: datetime, detail: str | None = None,
@@ -221,6 +241,25 @@ def retry(notification: Notification, reason: str, now: datetime, max_attempts: 
         notification.attempts, BACKOFF_BASE.total_seconds(), BACKOFF_MAX.total_seconds()
     ))  # fmt: skip
     return change(notification, QUEUED, now, reason, next_attempt_at=now + delay, lease_until=None)
+
+
+def retry_dead(session: Session, shop_id: int, notification_id: int, now: datetime) -> bool:
+    """A dead letter back in the queue with fresh attempts (someone fixed
+    what killed it); False if it is not a dead letter of this shop."""
+    notification = session.exec(
+        select(Notification)
+        .where(
+            Notification.shop_id == shop_id,
+            Notification.id == notification_id,
+            Notification.status == DEAD,
+        )
+        .with_for_update()
+    ).first()
+    if notification is None:
+        return False
+    transition(session, notification, QUEUED, now, "retried by hand", attempts=0,
+               next_attempt_at=now, lease_until=None)  # fmt: skip
+    return True
 
 
 def opt_out(session: Session, shop_id: int, channel: str, address: str, reason: str, now) -> None:

@@ -111,6 +111,15 @@ KINDS: dict[str, frozenset[str]] = {
     ),
 }
 
+# Shipping stages tell the same facts as "shipped"; delays add what was
+# promised, what is expected now, and why (`cause`: not_shipped,
+# estimate_revised, estimate_passed, stalled, exception), and whether this is
+# the one follow-up sent when the delay grew (`escalated`).
+for _stage in ("out_for_delivery", "ready_for_pickup", "delivered"):
+    KINDS[_stage] = KINDS["shipping"]
+KINDS["delay"] = KINDS["shipping"] | {"cause", "promised_date", "expected_date", "escalated"}
+KINDS["delay_followup"] = KINDS["shipping"] | {"promised_date"}
+
 _SAMPLES: dict[str, dict[str, Any]] = {
     "shipping": {
         "shop_name": "Northwind Outfitters",
@@ -132,6 +141,18 @@ _SAMPLES: dict[str, dict[str, Any]] = {
         "discount_ends_at": datetime(2027, 1, 3, 9, 0, tzinfo=UTC),
         "unsubscribe_url": "https://careloop.example.com/u/sample",
     },
+}
+
+for _stage in ("out_for_delivery", "ready_for_pickup", "delivered"):
+    _SAMPLES[_stage] = _SAMPLES["shipping"]
+_SAMPLES["delay"] = _SAMPLES["shipping"] | {
+    "cause": "stalled",
+    "promised_date": datetime(2026, 11, 25, 23, 0, tzinfo=UTC),
+    "expected_date": datetime(2026, 11, 28, 18, 0, tzinfo=UTC),
+    "escalated": False,
+}
+_SAMPLES["delay_followup"] = _SAMPLES["shipping"] | {
+    "promised_date": datetime(2026, 11, 25, 23, 0, tzinfo=UTC)
 }
 
 _CHANNEL_FILES: dict[str, dict[str, str]] = {

@@ -9,12 +9,18 @@ at all is the rules' to say: `app.rules.no_longer_true`.)
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from app.models import Order, Shipment
 
 
-def current_facts(context: dict, order: Order | None, shipment: Shipment | None) -> dict:
+def current_facts(
+    context: dict, order: Order | None, shipment: Shipment | None, now: datetime
+) -> dict:
     """`context` with the facts the order and its parcel have now, not those
-    of the moment it was queued."""
+    of the moment it was queued. A delivery estimate that has passed is not
+    shown as if it still held: it is left out (the templates then say
+    nothing of a date)."""
     facts = dict(context)
     if order is not None:
         facts |= {"order_name": order.name, "total": order.total_price, "currency": order.currency}
@@ -25,4 +31,7 @@ def current_facts(context: dict, order: Order | None, shipment: Shipment | None)
             "tracking_url": shipment.tracking_url,
             "estimated_delivery": shipment.estimated_delivery_at,
         }
+    estimate = facts.get("estimated_delivery")
+    if isinstance(estimate, datetime) and estimate < now:
+        facts["estimated_delivery"] = None
     return facts

@@ -67,12 +67,15 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from flask import Flask, request
 from processes import serve_wsgi
 
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 MUTATION_COST = 10
+# The app's Flow trigger extensions, as `shopify app deploy` would register them.
+EXTENSIONS = Path(__file__).resolve().parent.parent / "extensions"
 
 # Values of the WebhookSubscriptionTopic enum (GraphQL Admin reference,
 # 2026-01..2026-07), typed in from the docs rather than imported from the code
@@ -243,6 +246,13 @@ class ShopifyStandIn:
             self._list_orders, cost=lambda v: 2 + int(v.get("first") or 0)
         )
         self.resolvers["node"] = Resolver(self._node)
+        # Shopify Flow: the app's trigger extensions (extensions/*/ in the
+        # repository) and every payload Shopify accepted for one.
+        self.flow_handles: set[str] = {
+            path.parent.name for path in EXTENSIONS.glob("*/shopify.extension.toml")
+        }
+        self.flow_triggers: list[tuple[str, dict]] = []
+        self.resolvers["flowTriggerReceive"] = Resolver(self._flow_trigger, MUTATION_COST)
 
     # --- knobs ----------------------------------------------------------------------
 
@@ -388,6 +398,24 @@ class ShopifyStandIn:
                 "throttleStatus": self.bucket.status(),
             }
         }
+
+    # --- Flow ------------------------------------------------------------------------------
+
+    def _flow_trigger(self, variables: dict) -> dict:
+        handle, payload = variables.get("handle"), variables.get("payload")
+        if handle not in self.flow_handles:
+            return {"userErrors": [{"field": ["handle"], "message": f"Invalid handle '{handle}'."}]}
+        if not isinstance(payload, dict) or "order_id" not in payload:
+            return {
+                "userErrors": [
+                    {
+                        "field": ["payload"],
+                        "message": "Errors validating schema: order_id is required",
+                    }
+                ]
+            }
+        self.flow_triggers.append((handle, payload))
+        return {"userErrors": []}
 
     # --- webhook subscriptions ----------------------------------------------------------
 

@@ -352,3 +352,11 @@ def test_streamed_body_over_the_limit_is_413_under_gunicorn(db, env, shop, proce
 
     assert response.status_code == 413
     assert inbox_rows(db) == []
+
+
+@pytest.mark.parametrize("method", ["PATCH", "DELETE", "GET"])
+def test_a_rule_id_out_of_range_is_404_whatever_the_method(client, shop, method):
+    response = client.open(
+        f"/api/v1/rules/{TOO_BIG_ID}", method=method, headers=shop.auth, json={"name": "x"}
+    )
+    assert response.status_code == 404

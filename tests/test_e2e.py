@@ -91,6 +91,11 @@ def assert_demo_passed(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, described(result)
     for order_id, state in EXPECTED_STATES.items():
         assert f"order {order_id}: {state}  (ok)" in result.stdout, described(result)
+    # The delays the rules found, each told to its customer by email.
+    for scene, cause in (("delivery exception", "exception"), ("late order", "not_shipped"),
+                         ("stalled parcel", "stalled")):  # fmt: skip
+        line = next(x for x in result.stdout.splitlines() if scene in x)
+        assert f"{cause} (told by email)" in line and "delay/email" in line, described(result)
 
 
 def inbox_counts(engine: Engine) -> dict[str, int]:

@@ -285,8 +285,17 @@ def test_reconciliation_repairs_what_a_missed_webhook_left_stale(
     assert queries == ["updated_at:>='2026-11-22T06:00:00Z'"] * -(-151 // reconcile.PAGE)
 
 
+@pytest.fixture
+def only_reconciliation(monkeypatch):
+    """The scheduler queues only the reconciliation job (the rules' sweep
+    and Flow jobs are tests/test_rules.py's and tests/test_flow.py's)."""
+    from app import jobs
+
+    monkeypatch.setattr(jobs, "SHOP_JOBS", {"orders.reconcile": jobs.SHOP_JOBS["orders.reconcile"]})
+
+
 def test_reconciliation_job_restores_the_webhook_subscriptions_an_install_left_missing(
-    rt, shop, standin
+    rt, shop, standin, only_reconciliation
 ):
     from app import jobs
     from integrations.shopify_admin import REQUIRED_TOPICS
@@ -305,7 +314,7 @@ def test_reconciliation_job_restores_the_webhook_subscriptions_an_install_left_m
 
 
 def test_a_shop_whose_reconciliation_fails_is_retried_and_holds_up_no_other_shop(
-    rt, shop, standin, db, runner
+    rt, shop, standin, db, runner, only_reconciliation
 ):
     from app import jobs
     from app.models import ShopJob

@@ -3,9 +3,15 @@ Playwright) against a real HTTP server on loopback."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from browsing import follow
 from processes import serve_wsgi
+from sqlmodel import Session, select
+
+from app.models import Notification, Rule, TemplateOverride
+from notifications import outbox
 
 
 @pytest.fixture
@@ -110,3 +116,93 @@ def test_retention_page_shows_the_heatmap_churn_trend_and_split(db, shop, live_s
     assert "Period retention rate = ((E" in page.locator("#definitions").inner_text()
 
     assert page.goto(f"{live_server}/app/retention?period=year").status == 400
+
+
+# --- the proactive rules' pages: the list's switches, a rule's form and
+# preview, the words of a message, the notifications log ---------------------------
+
+
+def rule_id(db, shop, trigger: str) -> int:
+    with Session(db) as session:
+        return session.exec(
+            select(Rule.id).where(Rule.shop_id == shop.id, Rule.trigger == trigger)
+        ).one()
+
+
+def test_a_rule_is_switched_off_from_the_list(shop, db, live_server, page):
+    sign_in(page, live_server, shop.token)
+    follow(page, "nav >> text=Rules")
+    row = f"#rule-{rule_id(db, shop, 'shipped')}"
+    assert page.locator(f"{row} .switch").inner_text() == "On"
+    follow(page, f"{row} .switch")
+    assert page.locator(f"{row} .switch").inner_text() == "Off"
+    with Session(db) as session:
+        assert session.get(Rule, rule_id(db, shop, "shipped")).enabled is False
+
+
+def test_a_rule_is_edited_refused_with_the_field_and_previewed(
+    shop, deliver, work, clock, db, live_server, page
+):
+    deliver("orders/paid", "orders_paid")
+    work()
+    clock.advance(days=6)  # past the promise: the not-shipped rule has someone to tell
+    sign_in(page, live_server, shop.token)
+    page.goto(f"{live_server}/app/rules/{rule_id(db, shop, 'delay_not_shipped')}")
+    preview = page.locator("#preview tbody").inner_text()
+    assert "#1001" in preview and "ana@example.com" in preview and "not shipped" in preview
+
+    page.fill("#countries", "Spain")
+    follow(page, "#rule-form button[type=submit]")
+    assert "countries" in page.locator("[role=alert]").inner_text()
+
+    page.fill("#countries", "fr")
+    page.select_option("#channels", "sms")
+    follow(page, "#rule-form button[type=submit]")
+    assert page.locator("#preview-empty").is_visible()  # the order ships to ES
+    with Session(db) as session:
+        rule = session.get(Rule, rule_id(db, shop, "delay_not_shipped"))
+        assert (rule.countries, rule.channels) == ("FR", "sms")
+        assert session.exec(select(Notification)).all() == []  # the preview sent nothing
+
+
+def test_the_words_of_a_message_are_edited_in_the_sandbox(shop, db, live_server, page):
+    sign_in(page, live_server, shop.token)
+    page.goto(f"{live_server}/app/rules/{rule_id(db, shop, 'delay_stalled')}")
+    follow(page, "text=sms es")
+    assert "{{ shop_name }}" in page.locator("#text").input_value()  # ours to start from
+    page.fill("#text", "{{ shop_name }}: {{ ''.__class__ }}")
+    follow(page, "#template-form button[value=save]")
+    assert page.locator("[role=alert]").is_visible()
+    page.fill("#text", "{{ shop_name }}: tu pedido {{ order_name }} se retrasa.")
+    follow(page, "#template-form button[value=save]")
+    with Session(db) as session:
+        [saved] = session.exec(select(TemplateOverride)).all()
+    assert (saved.kind, saved.channel, saved.locale) == ("delay", "sms", "es")
+    assert "se retrasa" in saved.text
+
+
+def test_the_log_filters_and_a_dead_letter_is_retried(
+    shop, deliver, work, clock, db, live_server, page
+):
+    deliver("orders/paid", "orders_paid")
+    deliver("fulfillments/create", "fulfillments_create")
+    work()
+    with Session(db) as session:
+        [message] = session.exec(select(Notification)).all()
+        outbox.transition(session, message, outbox.DEAD, clock.now(), "gave up")
+        session.commit()
+    sign_in(page, live_server, shop.token)
+    page.goto(f"{live_server}/app/notifications")
+    page.select_option("select[name=kind]", "delay")
+    follow(page, "#log-filters button")
+    assert "No notifications match" in page.content()
+    page.select_option("select[name=kind]", "shipping")
+    page.select_option("select[name=status]", "dead")
+    follow(page, "#log-filters button")
+    assert "gave up" in page.locator("#log").inner_text()
+    follow(page, "#log button")
+    assert "retried by hand" in page.locator("#log").inner_text()
+    with Session(db) as session:
+        retried = session.exec(select(Notification)).one()
+    assert (retried.status, retried.attempts) == ("queued", 0)
+    assert retried.next_attempt_at <= clock.now() + timedelta(seconds=1)

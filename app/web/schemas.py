@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -22,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from app import rule_book
 from app.email_address import sender_problem
 from app.order_state import OrderState
 from app.providers import KINDS, PROVIDERS
@@ -147,12 +149,52 @@ class TimelineEntry(BaseModel):
     recorded_at: datetime | None
 
 
+class MessageStep(BaseModel):
+    status: str
+    detail: str | None
+    at: datetime
+
+
+class OrderMessage(BaseModel):
+    """A message the rules queued about the order, and what became of it:
+    sent, or why not (no consent, quiet hours, the cap, no longer true,
+    the rule switched off), step by step."""
+
+    id: int
+    kind: str
+    rule: str | None = Field(description="the rule's name; null for a built-in message")
+    channel: str
+    status: str
+    status_detail: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    history: list[MessageStep]
+
+
+class DelayRecord(BaseModel):
+    cause: str
+    shipment: str | None
+    detected_at: datetime
+    promised_at: datetime | None
+    expected_at: datetime | None
+    told_at: datetime | None
+    told_channel: str | None
+    escalated_at: datetime | None
+    resolved_at: datetime | None
+    resolution: str | None
+
+
 class OrderDocument(OrderSummary):
     email: str | None
     phone: str | None
     customer: CustomerDocument | None
     shipments: list[ShipmentDocument]
-    timeline: list[TimelineEntry]
+    timeline: list[TimelineEntry] = Field(
+        description="state and shipment changes, and rule decisions that sent nothing (kind "
+        "`rule`: stale news, a duplicate, no rule applying)"
+    )
+    messages: list[OrderMessage]
+    delays: list[DelayRecord]
 
 
 # --- inbox -------------------------------------------------------------------
@@ -405,6 +447,132 @@ class BirthdaySettingsChange(Body):
     birthday_discount: Annotated[bool, Field(strict=True)] = _NOT_GIVEN
     birthday_discount_percent: Annotated[int, Field(strict=True, ge=1, le=100)] = _NOT_GIVEN
     birthday_discount_days: Annotated[int, Field(strict=True, ge=1, le=365)] = _NOT_GIVEN
+
+
+# --- delay settings ----------------------------------------------------------
+
+Days = Annotated[int, Field(strict=True, ge=1, le=60)]
+
+
+class DelaySettings(BaseModel):
+    """When an order counts as late (`app.delays`)."""
+
+    country: str = Field(description="the shop's home, for the stalled threshold")
+    processing_days: int = Field(description="business days to ship, when Shopify says nothing")
+    transit_days: int = Field(description="business days in transit, by default")
+    transit_days_by_country: dict[str, int]
+    stalled_days_home: int
+    stalled_days_abroad: int
+    not_shipped_grace_hours: int = Field(description="past the promise, before telling")
+    tracking_problem_hours: int = Field(description="without a scan, before the merchant hears")
+    holidays: list[date] = Field(description="days the shop does not ship, its local calendar")
+
+
+class DelaySettingsChange(Body):
+    """Only the settings given are changed; none can be null."""
+
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = _NOT_GIVEN
+    processing_days: Annotated[int, Field(strict=True, ge=0, le=60)] = _NOT_GIVEN
+    transit_days: Days = _NOT_GIVEN
+    transit_days_by_country: Annotated[
+        dict[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], Days], Field(max_length=250)
+    ] = _NOT_GIVEN
+    stalled_days_home: Days = _NOT_GIVEN
+    stalled_days_abroad: Days = _NOT_GIVEN
+    # Not before 24 hours past the promise: earlier alerts are mostly false.
+    not_shipped_grace_hours: Annotated[int, Field(strict=True, ge=24, le=720)] = _NOT_GIVEN
+    tracking_problem_hours: Annotated[int, Field(strict=True, ge=24, le=720)] = _NOT_GIVEN
+    holidays: Annotated[list[date], Field(max_length=400)] = _NOT_GIVEN
+
+
+# --- rules -------------------------------------------------------------------
+
+RuleTrigger = Literal[tuple(rule_book.TRIGGERS)]
+Channel = Literal["email", "sms"]
+Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+# A tag or shipping method: what Shopify shows, without the commas that
+# separate them in a list.
+Label = Annotated[Text, Field(min_length=1, max_length=60, pattern=r"^[^,\x00-\x1f]+$")]
+
+
+class RuleFields(BaseModel):
+    name: Annotated[Text, Field(min_length=1, max_length=120)]
+    trigger: RuleTrigger
+    enabled: bool = True
+    template_kind: str | None = Field(
+        default=None, max_length=32, description="the trigger's own kind when not given"
+    )
+    channels: list[Channel] = Field(
+        default=["email", "sms"], min_length=1, max_length=2, description="in preference order"
+    )
+    category: Literal["transactional", "marketing"] = "transactional"
+    wait_minutes: Annotated[int, Field(strict=True, ge=0, le=43_200)] = 0
+    quiet_hours: bool = Field(default=True, description="an SMS waits for the morning")
+    min_order_value: Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"),
+                                              decimal_places=2)] | None = None  # fmt: skip
+    countries: list[Country] = Field(default=[], max_length=100)
+    tags: list[Label] = Field(default=[], max_length=15)
+    shipping_methods: list[Label] = Field(default=[], max_length=15)
+    escalation_hours: Annotated[int, Field(strict=True, ge=1, le=720)] | None = None
+
+
+def _unset_list(**bounds):
+    """A list field a change may leave out (never null)."""
+    return Field(default=None, json_schema_extra=lambda schema: schema.pop("default"), **bounds)
+
+
+class RuleCreate(RuleFields, Body):
+    pass
+
+
+class RuleChange(Body):
+    """Only the fields given change (`model_dump(exclude_unset=True)`)."""
+
+    name: Annotated[Text, Field(min_length=1, max_length=120)] = _NOT_GIVEN
+    trigger: RuleTrigger = _NOT_GIVEN
+    enabled: bool = _NOT_GIVEN
+    template_kind: Annotated[str, Field(max_length=32)] = _NOT_GIVEN
+    channels: list[Channel] = _unset_list(min_length=1, max_length=2)
+    category: Literal["transactional", "marketing"] = _NOT_GIVEN
+    wait_minutes: Annotated[int, Field(strict=True, ge=0, le=43_200)] = _NOT_GIVEN
+    quiet_hours: bool = _NOT_GIVEN
+    min_order_value: Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"),
+                                              decimal_places=2)] | None = None  # fmt: skip
+    countries: list[Country] = _unset_list(max_length=100)
+    tags: list[Label] = _unset_list(max_length=15)
+    shipping_methods: list[Label] = _unset_list(max_length=15)
+    escalation_hours: Annotated[int, Field(strict=True, ge=1, le=720)] | None = None
+
+
+class RuleDocument(RuleFields):
+    id: int
+    template_kind: str
+    min_order_value: Decimal | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RuleList(BaseModel):
+    rules: list[RuleDocument]
+
+
+class RuleAddress(BaseModel):
+    rule_id: RowId
+
+
+class WouldTell(BaseModel):
+    order_id: int = Field(description="Shopify's order id")
+    order_name: str | None
+    kind: str
+    about: str = Field(description="the delay's cause, or the parcel")
+    channel: str
+    recipient: str
+    not_sent_because: str | None = Field(description="null: it would be sent")
+
+
+class RulePreview(BaseModel):
+    rule_id: int
+    would_tell: list[WouldTell]
 
 
 # --- history import ----------------------------------------------------------

@@ -16,6 +16,7 @@ from app.web.api import (  # noqa: F401  (each module declares its routes on `ap
     providers,
     reports,
     retention,
+    rules,
     settings,
     templates,
 )

@@ -1,14 +1,24 @@
-"""The shop's notification settings: senders, quiet hours, cap, time zone."""
+"""The shop's settings: notifications (senders, quiet hours, cap, time
+zone) and delays (what the shop promises, when silence is news)."""
 
 from __future__ import annotations
+
+import json
 
 from sqlmodel import Session
 
 from app.birthdays import reschedule_shop
+from app.business_days import parse_holidays
+from app.delay_checks import recheck_open_orders
 from app.models import Shop
 from app.web.api.base import api, shop_id
 from app.web.context import runtime
-from app.web.schemas import NotificationSettings, NotificationSettingsChange
+from app.web.schemas import (
+    DelaySettings,
+    DelaySettingsChange,
+    NotificationSettings,
+    NotificationSettingsChange,
+)
 
 PATH = "/settings/notifications"
 
@@ -37,3 +47,44 @@ def patch_notification_settings(body: NotificationSettingsChange):
             reschedule_shop(session, shop, runtime().clock.now())
         session.commit()
         return _settings(shop)
+
+
+DELAYS = "/settings/delays"
+
+
+def _delays(shop: Shop) -> DelaySettings:
+    return DelaySettings(
+        country=shop.country, processing_days=shop.processing_days,
+        transit_days=shop.transit_days,
+        transit_days_by_country=json.loads(shop.transit_days_by_country or "{}"),
+        stalled_days_home=shop.stalled_days_home, stalled_days_abroad=shop.stalled_days_abroad,
+        not_shipped_grace_hours=shop.not_shipped_grace_hours,
+        tracking_problem_hours=shop.tracking_problem_hours,
+        holidays=sorted(parse_holidays(shop.holidays or "")),
+    )  # fmt: skip
+
+
+@api.route("GET", DELAYS, response=DelaySettings)
+def get_delay_settings():
+    """When an order counts as late: promise, transit, stalled, grace, holidays."""
+    with Session(runtime().engine) as session:
+        return _delays(session.get(Shop, shop_id()))
+
+
+@api.route("PATCH", DELAYS, body=DelaySettingsChange, response=DelaySettings)
+def patch_delay_settings(body: DelaySettingsChange):
+    """Change the settings given; every open order is checked again with
+    them at the next sweep."""
+    rt = runtime()
+    with Session(rt.engine) as session:
+        shop = session.get(Shop, shop_id())
+        for name, value in body.model_dump(exclude_unset=True).items():
+            if name == "transit_days_by_country":
+                value = json.dumps(value, sort_keys=True)
+            elif name == "holidays":
+                value = ",".join(sorted({day.isoformat() for day in value}))
+            setattr(shop, name, value)
+        session.add(shop)
+        recheck_open_orders(session, shop.id, rt.clock.now())
+        session.commit()
+        return _delays(shop)

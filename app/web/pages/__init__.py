@@ -1,7 +1,16 @@
 """HTML pages for merchants and support teams (`/app/...`): one module per
 subject, all on the blueprint of `base` (sign-in in both modes, CSRF, CSP)."""
 
-from app.web.pages import api_tokens, home, message_templates, orders, retention, settings, support
+from app.web.pages import (
+    api_tokens,
+    home,
+    message_templates,
+    orders,
+    retention,
+    rules,
+    settings,
+    support,
+)
 from app.web.pages.base import bp
 
 __all__ = [
@@ -11,6 +20,7 @@ __all__ = [
     "message_templates",
     "orders",
     "retention",
+    "rules",
     "settings",
     "support",
 ]

@@ -1,0 +1,385 @@
+"""Delays as rows, and the messages they cause: the database side of
+`app.delays`.
+
+`check_order` runs whenever an order's facts change (from `app.rules.react`,
+in the transaction that applied them) and when its stored due time comes
+(`sweep`, a per-shop job). It records each delay once per order and cause
+(`DelayEpisode`, unique), tells the customer through the shop's enabled rule
+for that cause, escalates once when the delay has grown by the rule's
+amount, and stores in `orders.next_check_at` the next moment anything can
+become due. The sweep reads only orders whose moment has come, through the
+index on (shop_id, next_check_at): its cost follows what is due, not how
+many orders are open.
+
+Running a check twice, or two sweeps at once, tells nobody twice: an episode
+is inserted once (the unique key decides), and messages carry unique keys in
+the outbox. On PostgreSQL the sweep locks the rows it takes (`FOR UPDATE
+SKIP LOCKED`), so two workers split the due orders between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, select
+
+from app import flow, rule_book
+from app.audience import Audience, Rule, message, notify
+from app.delays import CLOSED, CUSTOMER_CAUSES, Assessment, Calendar, Parcel, assess, promise_for
+from app.models import ChannelOptOut, Customer, DelayEpisode, Order, OrderEvent, Shipment, Shop
+from app.models import Rule as RuleRow
+from notifications import outbox
+
+SWEEP_BATCH = 500
+# A delay found on an order placed this long ago is history (the history
+# import, a shop installing with old open orders): recorded, not told.
+TOO_OLD_TO_TELL = timedelta(days=30)
+CLEARED = "cleared"  # an episode's resolution when its cause went away before the end
+
+
+def spec(rule: RuleRow) -> Rule:
+    """What `notify` needs of a merchant's rule."""
+    return Rule(
+        rule.template_kind, rule.category, tuple(rule_book.split(rule.channels)), rule.id,
+        timedelta(minutes=rule.wait_minutes), rule.quiet_hours,
+    )  # fmt: skip
+
+
+def first_applicable(session: Session, order: Order, trigger: str) -> RuleRow | None:
+    return next(
+        (r for r in rule_book.enabled_rules(session, order.shop_id, trigger)
+         if rule_book.applies(r, order)),
+        None,
+    )  # fmt: skip
+
+
+def _shipments(session: Session, order: Order) -> list[Shipment]:
+    return list(
+        session.exec(
+            select(Shipment)
+            .where(Shipment.shop_id == order.shop_id, Shipment.order_id == order.id)
+            .order_by(Shipment.id)
+        ).all()
+    )
+
+
+def evaluate(session: Session, order: Order, now: datetime) -> tuple[Assessment, list[Shipment]]:
+    """The order's delays at `now`, without writing anything (the preview)."""
+    shop = session.get(Shop, order.shop_id)
+    shipments = _shipments(session, order)
+    promise = promise_for(order, shipments, shop)
+    parcels = [Parcel.of(s) for s in shipments]
+    result = assess(
+        order.state, order.shipping_country, parcels, promise, Calendar.of(shop), now,
+        order.on_hold,
+    )  # fmt: skip
+    return result, shipments
+
+
+def check_order(session: Session, order: Order, now: datetime) -> None:
+    """Record and tell what is late about `order` now; schedule its next check."""
+    check_orders(session, [order], now)
+
+
+@dataclass(frozen=True)
+class _Telling:
+    """A delay message to queue, and what to record once it is."""
+
+    order: Order
+    episode_id: int
+    episode: dict  # cause, shipment_id, promised_at, expected_at
+    escalated: bool
+
+
+class _Rules:
+    """The shop's enabled rules, read once per batch."""
+
+    def __init__(self, session: Session, shop_id: int):
+        self.by_trigger: dict[str, list[RuleRow]] = {}
+        for rule in session.exec(
+            select(RuleRow).where(RuleRow.shop_id == shop_id, RuleRow.enabled).order_by(RuleRow.id)
+        ).all():
+            self.by_trigger.setdefault(rule.trigger, []).append(rule)
+
+    def first(self, order: Order, trigger: str) -> RuleRow | None:
+        return next(
+            (r for r in self.by_trigger.get(trigger, ()) if rule_book.applies(r, order)), None
+        )
+
+    def escalation_due(self, order: Order, episode: DelayEpisode) -> datetime | None:
+        """When an episode's one escalation is due: once told, after the
+        rule's escalation amount (a delay that keeps growing)."""
+        if episode.escalated_at is not None or episode.told_at is None:
+            return None
+        rule = self.first(order, rule_book.CAUSE_TRIGGER.get(episode.cause, ""))
+        if rule is None or not rule.escalation_hours:
+            return None
+        return episode.detected_at + timedelta(hours=rule.escalation_hours)
+
+
+def _grouped(rows, key) -> dict[int, list]:
+    grouped: dict[int, list] = {}
+    for row in rows:
+        grouped.setdefault(key(row), []).append(row)
+    return grouped
+
+
+def check_orders(session: Session, orders: list[Order], now: datetime) -> None:
+    """`check_order` for a batch of one shop's orders, in a handful of
+    statements for the whole batch: the sweep's cost per due order."""
+    if not orders:
+        return
+    shop_id = orders[0].shop_id
+    shop = session.get(Shop, shop_id)
+    calendar = Calendar.of(shop)
+    ids = [o.id for o in orders]
+    shipments = _grouped(session.exec(
+        select(Shipment).where(Shipment.shop_id == shop_id, Shipment.order_id.in_(ids))
+        .order_by(Shipment.id)
+    ).all(), lambda s: s.order_id)  # fmt: skip
+    episodes = _grouped(session.exec(
+        select(DelayEpisode).where(
+            DelayEpisode.shop_id == shop_id, DelayEpisode.order_id.in_(ids),
+            DelayEpisode.resolved_at.is_(None),
+        )
+    ).all(), lambda e: e.order_id)  # fmt: skip
+    rules = _Rules(session, shop_id)
+    found: list[dict] = []
+    escalations: list[tuple[Order, DelayEpisode]] = []
+    for order in orders:
+        if order.state in CLOSED:
+            order.next_check_at = None
+            continue
+        own = shipments.get(order.id, [])
+        assessment = assess(
+            order.state, order.shipping_country, [Parcel.of(s) for s in own],
+            promise_for(order, own, shop), calendar, now, order.on_hold,
+        )  # fmt: skip
+        known = {e.cause for e in episodes.get(order.id, [])}
+        found += [
+            {"shop_id": shop_id, "order_id": order.id, "shipment_id": f.shipment_id,
+             "cause": f.cause, "detected_at": now, "promised_at": f.promised_at,
+             "expected_at": f.expected_at}
+            for f in assessment.findings if f.cause not in known
+        ]  # fmt: skip
+        due = [assessment.next_check_at] if assessment.next_check_at else []
+        current = {f.cause for f in assessment.findings}
+        for episode in episodes.get(order.id, []):
+            if episode.cause not in current:
+                # The cause went away (the parcel left, a scan came, the
+                # exception passed): never escalated; told of again only
+                # at the delivery (the follow-up).
+                episode.resolved_at, episode.resolution = now, CLEARED
+                session.add(episode)
+                continue
+            escalation = rules.escalation_due(order, episode)
+            if escalation is not None and escalation <= now:
+                escalations.append((order, episode))
+            elif escalation is not None:
+                due.append(escalation)
+        order.next_check_at = min(due, default=None)
+    new = _insert_episodes(session, found)
+    if new:
+        flow.queue(session, shop_id, now)
+    by_id = {o.id: o for o in orders}
+    telling = [
+        _Telling(by_id[row["order_id"]], episode_id, row, False)
+        for episode_id, row in new
+        if row["cause"] in CUSTOMER_CAUSES
+    ]
+    for order, episode in escalations:
+        episode.escalated_at = now
+        session.add(episode)
+        telling.append(_Telling(order, episode.id, episode.model_dump(), True))
+    parcels = {s.id: s for own in shipments.values() for s in own}
+    _tell_many(session, shop, rules, telling, parcels, now)
+
+
+def _insert_episodes(session: Session, rows: list[dict]) -> list[tuple[int, dict]]:
+    """Insert new episodes in one statement; those that were new, with ids.
+    One per order and cause: a row another check inserted first is skipped."""
+    if not rows:
+        return []
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    table = DelayEpisode.__table__
+    # One statement for many rows (SQLAlchemy's "insertmanyvalues"): compiled
+    # once and cached, whatever the number of rows.
+    inserted = session.exec(
+        insert(table).on_conflict_do_nothing()
+        .returning(table.c.id, table.c.order_id, table.c.cause),
+        params=rows,
+    ).all()  # fmt: skip
+    by_key = {(r["order_id"], r["cause"]): r for r in rows}
+    return [(episode_id, by_key[(order_id, cause)]) for episode_id, order_id, cause in inserted]
+
+
+def _tell_many(
+    session: Session, shop: Shop, rules: _Rules, telling: list[_Telling],
+    parcels: dict[int, Shipment], now: datetime,
+) -> None:  # fmt: skip
+    """Queue a batch's delay messages in one INSERT; record who was told."""
+    if not telling:
+        return
+    wanted = {t.order.customer_id for t in telling if t.order.customer_id}
+    customers = {
+        c.id: c
+        for c in session.exec(
+            select(Customer).where(Customer.shop_id == shop.id, Customer.id.in_(wanted))
+        ).all()
+    }
+    audiences = {t.order.id: Audience(shop, customers.get(t.order.customer_id), t.order)
+                 for t in telling}  # fmt: skip
+    addresses = {a for au in audiences.values() for a in (au.email, au.phone) if a}
+    opted = set(
+        session.exec(
+            select(ChannelOptOut.channel, ChannelOptOut.address).where(
+                ChannelOptOut.shop_id == shop.id, ChannelOptOut.address.in_(addresses)
+            )
+        ).all()
+    )
+    rows, pending = [], {}
+    for t in telling:
+        cause = t.episode["cause"]
+        trigger = rule_book.CAUSE_TRIGGER[cause]
+        rule = rules.first(t.order, trigger)
+        if rule is None:
+            note(session, t.order, f"no enabled rule for {trigger} applies", now)
+            continue
+        placed = t.order.shopify_created_at or t.order.created_at
+        if placed is not None and now - placed > TOO_OLD_TO_TELL:
+            note(session, t.order, f"rule {rule.name!r} not sent: stale (the order is over "
+                 f"{TOO_OLD_TO_TELL.days} days old)", now)  # fmt: skip
+            continue
+        subject = f"order:{t.order.shopify_id}:{cause}" + (":escalation" if t.escalated else "")
+        shipment = parcels.get(t.episode["shipment_id"])
+        facts = {
+            "cause": cause,
+            "promised_date": t.episode["promised_at"],
+            "expected_date": t.episode["expected_at"],
+            "escalated": t.escalated,
+            **(shipment_facts(shipment) if shipment else {}),
+        }
+        row = message(
+            session, spec(rule), audiences[t.order.id], now, subject=subject, facts=facts,
+            opted_out=lambda channel, address: (channel, address) in opted,
+        )  # fmt: skip
+        rows.append(row)
+        pending[row["key"]] = (t, rule, row)
+    new = outbox.enqueue_many(session, rows)
+    told = []
+    for key, (t, rule, row) in pending.items():
+        if key not in new:
+            note(session, t.order, f"rule {rule.name!r} not sent again: duplicate", now)
+        elif row["status"] == outbox.QUEUED and not t.escalated:
+            # Told: the message is on its way (the outbox row says when it left).
+            told.append({"episode_id": t.episode_id, "channel": row["channel"]})
+            if rule.escalation_hours:
+                escalation = now + timedelta(hours=rule.escalation_hours)
+                current = t.order.next_check_at
+                t.order.next_check_at = min(current, escalation) if current else escalation
+    if told:
+        table = DelayEpisode.__table__
+        session.exec(
+            update(table).where(table.c.id == bindparam("episode_id"))
+            .values(told_at=now, told_channel=bindparam("channel")),
+            params=told,
+        )  # fmt: skip
+
+
+def _open_episodes(session: Session, order: Order) -> list[DelayEpisode]:
+    """The order's episodes not resolved yet."""
+    return list(
+        session.exec(
+            select(DelayEpisode).where(
+                DelayEpisode.shop_id == order.shop_id,
+                DelayEpisode.order_id == order.id,
+                DelayEpisode.resolved_at.is_(None),
+            )
+        ).all()
+    )
+
+
+def shipment_facts(shipment: Shipment) -> dict:
+    return {
+        "carrier": shipment.carrier,
+        "tracking_number": shipment.tracking_number,
+        "tracking_url": shipment.tracking_url,
+        "estimated_delivery": shipment.estimated_delivery_at,
+    }
+
+
+def order_closed(session: Session, order: Order, now: datetime) -> None:
+    """The order was delivered, cancelled or refunded: its open delays are
+    resolved; a delivered order whose delay the customer was told of gets
+    the follow-up (its own rule), also for a delay that had cleared."""
+    episodes = _open_episodes(session, order)
+    for episode in episodes:
+        episode.resolved_at, episode.resolution = now, order.state
+        session.add(episode)
+    episodes += session.exec(
+        select(DelayEpisode).where(
+            DelayEpisode.shop_id == order.shop_id,
+            DelayEpisode.order_id == order.id,
+            DelayEpisode.resolution == CLEARED,
+        )
+    ).all()
+    order.next_check_at = None
+    session.add(order)
+    if order.state == "delivered" and any(e.cause in CUSTOMER_CAUSES for e in episodes):
+        flow.queue(session, order.shop_id, now)  # "Order delivered late"
+    told = [e for e in episodes if e.told_at is not None]
+    if order.state != "delivered" or not told:
+        return
+    rule = first_applicable(session, order, "delay_delivered_followup")
+    if rule is None:
+        return
+    facts = {"promised_date": min((e.promised_at for e in told if e.promised_at), default=None)}
+    notify(session, spec(rule), Audience.of_order(session, order), now,
+           subject=f"order:{order.shopify_id}", facts=facts)  # fmt: skip
+
+
+def note(session: Session, order: Order, why: str, now: datetime) -> None:
+    """A rule decision worth a line in the order's timeline (why nothing
+    was sent); the messages themselves are on the timeline from the outbox."""
+    session.add(
+        OrderEvent(
+            shop_id=order.shop_id, order_id=order.id, kind="rule", from_status=None,
+            to_status="not_sent", cause=why[:128], occurred_at=now, recorded_at=now,
+        )
+    )  # fmt: skip
+
+
+def recheck_open_orders(session: Session, shop_id: int, now: datetime) -> None:
+    """The shop's delay settings changed: every open order is due for a
+    check with them (one UPDATE; the next sweep does the checking)."""
+    session.exec(
+        update(Order)
+        .where(Order.shop_id == shop_id, Order.state.not_in(CLOSED))
+        .values(next_check_at=now)
+    )
+
+
+def sweep(engine, shop_id: int, now: datetime, batch: int = SWEEP_BATCH) -> int:
+    """Check every order of the shop whose due time has come; returns how
+    many. Batches commit one by one, each holding its rows locked."""
+    checked = 0
+    while True:
+        with Session(engine) as session:
+            orders = list(
+                session.exec(
+                    select(Order)
+                    .where(Order.shop_id == shop_id, Order.next_check_at <= now)
+                    .order_by(Order.next_check_at)
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                ).all()
+            )
+            check_orders(session, orders, now)
+            session.commit()
+        checked += len(orders)
+        if len(orders) < batch:
+            return checked

@@ -1,0 +1,180 @@
+"""A shop's proactive rules as data (`models.Rule`): the triggers there are,
+the rules a shop starts with, what makes a rule valid, and whether a rule
+applies to an order. Deciding *when* a trigger fires is `app.rules`
+(events) and `app.delay_checks` (time); this module only says what the
+merchant asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from app.models import Notification, NotificationEvent, Order, Rule
+from notifications import outbox, policy, rendering
+
+# trigger -> (the template kind it uses by default, the delay cause it
+# answers to, or None for a shipping stage or a follow-up).
+TRIGGERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "shipped": ("shipping", ()),
+    "out_for_delivery": ("out_for_delivery", ()),
+    "ready_for_pickup": ("ready_for_pickup", ()),
+    "delivered": ("delivered", ()),
+    "delay_not_shipped": ("delay", ("not_shipped",)),
+    "delay_estimate": ("delay", ("estimate_revised", "estimate_passed")),
+    "delay_stalled": ("delay", ("stalled",)),
+    "delay_exception": ("delay", ("exception",)),
+    "delay_delivered_followup": ("delay_followup", ()),
+    # Declared for the birthday rule (its facts and sweep come with the
+    # birth-date inputs); refused until its template kind exists.
+    "birthday": ("birthday", ()),
+}
+STAGE_TRIGGERS = ("shipped", "out_for_delivery", "ready_for_pickup", "delivered")
+CAUSE_TRIGGER = {cause: t for t, (_, causes) in TRIGGERS.items() for cause in causes}
+CHANNELS = ("email", "sms")
+DEFAULT_ESCALATION_HOURS = 72
+
+
+@dataclass(frozen=True)
+class Default:
+    name: str
+    trigger: str
+    channels: str = "email,sms"
+    enabled: bool = True
+    escalation_hours: int | None = None
+
+
+# What a shop starts with: every shipping stage and every delay, one
+# escalation three days into a delay, a follow-up on late delivery. The
+# delivered notice is off: most customers know when the parcel is at the door.
+DEFAULTS = (
+    Default("Shipped", "shipped"),
+    Default("Out for delivery", "out_for_delivery", "sms,email"),
+    Default("Ready for pickup", "ready_for_pickup"),
+    Default("Delivered", "delivered", enabled=False),
+    Default("Not shipped on time", "delay_not_shipped", escalation_hours=DEFAULT_ESCALATION_HOURS),
+    Default(
+        "Delivery estimate slipped", "delay_estimate", escalation_hours=DEFAULT_ESCALATION_HOURS
+    ),
+    Default("Parcel stalled", "delay_stalled", escalation_hours=DEFAULT_ESCALATION_HOURS),
+    Default("Delivery problem", "delay_exception"),
+    Default("Delayed order delivered", "delay_delivered_followup"),
+)
+
+
+def create_defaults(session: Session, shop_id: int, now: datetime) -> int:
+    """The default rules, for a shop that has none yet (an install, a
+    reinstall keeps the merchant's); returns how many were created."""
+    if session.exec(select(Rule.id).where(Rule.shop_id == shop_id)).first() is not None:
+        return 0
+    for default in DEFAULTS:
+        session.add(
+            Rule(
+                shop_id=shop_id, name=default.name, trigger=default.trigger,
+                enabled=default.enabled, template_kind=TRIGGERS[default.trigger][0],
+                channels=default.channels, category=policy.TRANSACTIONAL,
+                escalation_hours=default.escalation_hours, created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+    session.flush()
+    return len(DEFAULTS)
+
+
+class RuleProblem(ValueError):
+    """A rule that cannot work: the field and the reason."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def check(rule: Rule) -> None:
+    """Raise `RuleProblem` for the first thing that makes `rule` unusable."""
+    if rule.trigger not in TRIGGERS:
+        raise RuleProblem("trigger", f"unknown trigger; one of {', '.join(TRIGGERS)}")
+    if rule.template_kind not in rendering.KINDS:
+        raise RuleProblem(
+            "template_kind", f"no templates of kind {rule.template_kind!r} in this version"
+        )
+    channels = split(rule.channels)
+    if not channels:
+        raise RuleProblem("channels", "name at least one channel")
+    if len(set(channels)) != len(channels) or not set(channels) <= set(CHANNELS):
+        raise RuleProblem("channels", "email and/or sms, each at most once")
+    if rule.trigger == "birthday" and rule.category != policy.MARKETING:
+        raise RuleProblem("category", "a birthday greeting is marketing: consent is required")
+    if rule.category not in (policy.TRANSACTIONAL, policy.MARKETING):
+        raise RuleProblem("category", "transactional or marketing")
+    causes = TRIGGERS[rule.trigger][1]
+    if rule.escalation_hours is not None and not causes:
+        raise RuleProblem("escalation_hours", "only a delay rule escalates")
+    for country in split(rule.countries):
+        if len(country) != 2 or not country.isalpha() or not country.isupper():
+            raise RuleProblem("countries", f"{country!r} is not an ISO country code such as US")
+
+
+def split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def applies(rule: Rule, order: Order | None) -> bool:
+    """Whether the rule's conditions hold for the order (a rule with none
+    holds for every order)."""
+    if order is None:
+        return not (rule.min_order_value or rule.countries or rule.tags or rule.shipping_methods)
+    if rule.min_order_value is not None and (order.total_price or Decimal(0)) < Decimal(
+        rule.min_order_value
+    ):
+        return False
+    countries = split(rule.countries)
+    if countries and order.shipping_country not in countries:
+        return False
+    tags = {t.lower() for t in split(rule.tags)}
+    if tags and not tags & {t.lower() for t in split(order.tags)}:
+        return False
+    methods = {m.lower() for m in split(rule.shipping_methods)}
+    return not (methods and (order.shipping_method or "").lower() not in methods)
+
+
+def enabled_rules(session: Session, shop_id: int, trigger: str) -> list[Rule]:
+    return list(
+        session.exec(
+            select(Rule)
+            .where(Rule.shop_id == shop_id, Rule.trigger == trigger, Rule.enabled)
+            .order_by(Rule.id)
+        ).all()
+    )
+
+
+def withdraw_queued(session: Session, rule: Rule, why: str, now: datetime) -> int:
+    """A rule switched off or deleted: its messages still waiting in the
+    outbox are suppressed with the reason (the merchant said stop). Sent
+    ones stay on record."""
+    waiting = list(
+        session.exec(
+            select(Notification.id).where(
+                Notification.shop_id == rule.shop_id,
+                Notification.rule_id == rule.id,
+                Notification.status == outbox.QUEUED,
+            )
+        ).all()
+    )
+    if not waiting:
+        return 0
+    session.exec(
+        update(Notification)
+        .where(Notification.id.in_(waiting))
+        .values(status=outbox.SUPPRESSED, status_detail=why, updated_at=now)
+    )
+    for notification_id in waiting:
+        session.add(
+            NotificationEvent(
+                shop_id=rule.shop_id, notification_id=notification_id,
+                status=outbox.SUPPRESSED, detail=why, at=now,
+            )
+        )  # fmt: skip
+    return len(waiting)

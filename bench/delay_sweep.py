@@ -1,0 +1,189 @@
+"""The rules' delay sweep over many open orders on PostgreSQL, against a
+naive baseline measured in the same run.
+
+    .venv/bin/python bench/delay_sweep.py [--orders 100000] [--due 0.001,0.01,0.1]
+
+For each fraction of due orders it times, on the same rows:
+
+- **find**: the sweep's indexed query alone (orders whose stored
+  `next_check_at` has come, on ix_orders_shop_next_check);
+- **sweep**: `app.delay_checks.sweep`, the job itself: find, decide, record the
+  delay episodes and queue the messages, committed;
+- **naive**: the baseline the stored due time replaces: load every open order
+  of the shop (and its parcels) and decide in Python with the same pure
+  function (`app.delays.assess`), which finds the same orders late.
+
+Rows are made with SQL (`generate_series`): N paid orders of one shop, none
+shipped. The due ones were placed 8 days ago (late: past the 2-business-day
+promise and its 72 h of grace), the others an hour ago; `next_check_at` is
+what the rules would have stored for each. Prints the figures and the query
+plans (EXPLAIN ANALYZE); nothing is asserted. Needs the local PostgreSQL
+(CARELOOP_BENCH_PG, as the other benches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from _common import create_databases, drop_databases, sa_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlmodel import Session, select  # noqa: E402
+
+from app import delay_checks, migrate  # noqa: E402
+from app.delays import CLOSED, Calendar, Parcel, assess, promise_for  # noqa: E402
+from app.models import Order, Shipment, Shop  # noqa: E402
+from app.shops import add_shop  # noqa: E402
+
+GOAL_SECONDS_AT_1_PERCENT = 1.0
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)  # a Wednesday
+FIND = text(
+    "SELECT id FROM orders WHERE shop_id = :shop AND next_check_at <= :now "
+    "ORDER BY next_check_at LIMIT :limit"
+)
+
+
+def make_orders(engine, shop_id: int, count: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                """
+                INSERT INTO orders (shop_id, shopify_id, name, email, currency, total_price,
+                    financial_status, fulfillment_status, state, state_changed_at, created_at,
+                    shopify_created_at, snapshot_updated_at, shipping_country, next_check_at)
+                SELECT :shop, 9000000000 + n, '#' || (100000 + n), 'c' || n || '@example.com',
+                    'USD', 50.00, 'paid', NULL, 'paid', :now, :now, :now, :now, 'US', NULL
+                FROM generate_series(1, :count) AS n
+                """
+            ),
+            {"shop": shop_id, "count": count, "now": NOW},
+        )
+
+
+def set_due(engine, shop_id: int, fraction: float) -> int:
+    """Make `fraction` of the orders late and due; the rest recent, due later."""
+    every = max(1, round(1 / fraction))
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE notification_events, notifications, delay_episodes"))
+        due = conn.execute(
+            text(
+                """
+                UPDATE orders SET
+                  shopify_created_at = CASE WHEN id % :every = 0 THEN :old ELSE :recent END,
+                  next_check_at = CASE WHEN id % :every = 0 THEN :now - interval '1 minute'
+                                  ELSE :now + interval '3 days' END
+                WHERE shop_id = :shop
+                RETURNING (id % :every = 0)
+                """
+            ),
+            {"every": every, "old": NOW - timedelta(days=8), "recent": NOW - timedelta(hours=1),
+             "now": NOW, "shop": shop_id},
+        ).scalars().all()  # fmt: skip
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE orders"))
+    return sum(due)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def find_all(engine, shop_id: int) -> int:
+    with engine.connect() as conn:
+        return len(conn.execute(FIND, {"shop": shop_id, "now": NOW, "limit": 10**9}).all())
+
+
+def naive(engine, shop_id: int) -> int:
+    """Load every open order and its parcels; decide each in Python."""
+    with Session(engine) as session:
+        shop = session.get(Shop, shop_id)
+        calendar = Calendar.of(shop)
+        orders = session.exec(
+            select(Order).where(Order.shop_id == shop_id, Order.state.not_in(CLOSED))
+        ).all()
+        parcels: dict[int, list[Shipment]] = {}
+        for shipment in session.exec(select(Shipment).where(Shipment.shop_id == shop_id)).all():
+            parcels.setdefault(shipment.order_id, []).append(shipment)
+        late = 0
+        for order in orders:
+            shipments = parcels.get(order.id, [])
+            found = assess(order.state, order.shipping_country,
+                           [Parcel.of(s) for s in shipments],
+                           promise_for(order, shipments, shop), calendar, NOW)  # fmt: skip
+            late += bool(found.findings)
+        return late
+
+
+def explain(engine, shop_id: int) -> str:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("EXPLAIN (ANALYZE, BUFFERS) " + FIND.text),
+            {"shop": shop_id, "now": NOW, "limit": delay_checks.SWEEP_BATCH},
+        ).scalars()
+        return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=100_000)
+    parser.add_argument("--due", default="0.001,0.01,0.1", help="fractions, comma-separated")
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+    fractions = [float(f) for f in args.due.split(",")]
+    name = f"careloop_bench_{secrets.token_hex(4)}"
+    create_databases(name)
+    try:
+        url = sa_url(name)
+        migrate.upgrade(url)
+        engine = create_engine(url)
+        with Session(engine) as session:
+            shop, _ = add_shop(session, "bench-store.myshopify.com", NOW)
+            session.commit()
+            shop_id = shop.id
+        elapsed, _ = timed(lambda: make_orders(engine, shop_id, args.orders))
+        print(f"{args.orders:,} open orders made in {elapsed:.1f} s")
+        print(f"{'due':>8} {'orders due':>11} {'find':>9} {'sweep':>9} {'per due':>9} "
+              f"{'naive':>9} {'naive/sweep':>11}")  # fmt: skip
+        plans = {}
+        for fraction in fractions:
+            due = set_due(engine, shop_id, fraction)
+            find_s, found = timed(lambda: find_all(engine, shop_id))
+            plans[fraction] = explain(engine, shop_id)
+            naive_s, late = (None, None)
+            if not args.skip_naive:
+                naive_s, late = timed(lambda: naive(engine, shop_id))
+            sweep_s, checked = timed(lambda: delay_checks.sweep(engine, shop_id, NOW))
+            with engine.connect() as conn:
+                queued = conn.execute(text("SELECT count(*) FROM notifications")).scalar()
+                again = delay_checks.sweep(engine, shop_id, NOW)
+            assert found == due == checked == queued and again == 0, (found, due, checked, queued)
+            if late is not None:
+                assert late == due, (late, due)
+            ratio = f"{naive_s / sweep_s:10.1f}x" if naive_s else "-"
+            naive_text = f"{naive_s:8.2f}s" if naive_s else "-"
+            per_due = sweep_s / max(due, 1) * 1000
+            print(f"{fraction:>8.1%} {due:>11,} {find_s * 1000:>7.1f}ms {sweep_s:>8.2f}s "
+                  f"{per_due:>7.2f}ms {naive_text:>9} {ratio:>11}")  # fmt: skip
+        goal = next((f for f in fractions if abs(f - 0.01) < 1e-9), None)
+        if goal is not None:
+            print(f"goal: the sweep under {GOAL_SECONDS_AT_1_PERCENT:.0f} s at 1% due "
+                  f"(see the table)")  # fmt: skip
+        for fraction, plan in plans.items():
+            print(f"\nEXPLAIN ANALYZE of the sweep's query (first batch) at {fraction:.1%} due:")
+            print(plan)
+    finally:
+        drop_databases(name)
+
+
+if __name__ == "__main__":
+    main()
