@@ -41,6 +41,7 @@ from app.events import (
     ShipmentSnapshot,
     ShopRedaction,
     ShopUninstalled,
+    TicketSnapshot,
     order_number,
 )
 from app.models import (
@@ -62,6 +63,7 @@ from app.order_state import (
 from app.parked import wake_parked
 from app.privacy import erase_shop, record_data_request, redact_customer
 from app.shop_tokens import forget_tokens
+from app.tickets import apply_ticket
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ def apply(session: Session, shop_id: int, event: Event, cause: Cause) -> list[Ch
             _recompute_state(session, order, cause, event.updated_at, changes)
         case CustomerSnapshot():
             apply_customer(session, shop_id, event, changes)
+        case TicketSnapshot():  # helpdesks and our API: app.tickets
+            apply_ticket(session, shop_id, event, cause.now)
         case ConsentChange():
             apply_consent(session, shop_id, event)
         case ShopUninstalled():

@@ -218,6 +218,11 @@ class ProviderConnection(BaseModel):
 
 class IssuedConnection(ProviderConnection):
     webhook_url: str = Field(description="Shown once: give it to the provider")
+    secret_header: str | None = Field(
+        default=None,
+        description="Shown once, for a provider that signs nothing (Gorgias): the header "
+        "to add to its HTTP integration, with the secret we made",
+    )
 
 
 class ProviderList(BaseModel):
