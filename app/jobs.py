@@ -25,12 +25,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import history_import, inbox, install, reconcile, shop_jobs
+from app import history_import, inbox, install, reconcile, shop_jobs, surveys
 from app.logs import log_context
-from app.models import Shop
+from app.models import Shop, Survey, Ticket
 from app.runtime import Runtime
 from app.shop_jobs import Every, ShopSchedule
 
@@ -77,6 +77,16 @@ SHOP_JOBS: dict[str, ShopJobKind] = {
         ShopSchedule(Every(minutes=30), Shop.access_token_encrypted.is_not(None)),
     ),
     install.AFTER_INSTALL: ShopJobKind(install.finish_install),
+    # CSAT surveys and reminders whose time has come: only for shops that
+    # have one waiting (both due times are indexed).
+    "surveys.sweep": ShopJobKind(
+        surveys.sweep,
+        ShopSchedule(
+            Every(minutes=5),
+            Shop.id.in_(select(Ticket.shop_id).where(Ticket.survey_due_at.is_not(None)))
+            | Shop.id.in_(select(Survey.shop_id).where(Survey.reminder_due_at.is_not(None))),
+        ),
+    ),
 }
 
 

@@ -114,3 +114,37 @@ def test_order_filter_by_state_shows_only_that_state(shop, deliver, work, live_s
     assert "No orders are paid" in page.content()
     follow(page, ".filters >> text=pending")
     assert "#1001" in page.locator("tbody").inner_text()
+
+
+def test_customer_rates_a_closed_ticket_from_the_email_stars_on_a_phone(
+    shop, deliver, work, rt, db, settings, client, live_server, page
+):
+    from test_surveys import close_a_gorgias_ticket, rating_links
+
+    deliver("customers/create", "customers_create")
+    deliver("orders/create", "orders_create")
+    work()
+    close_a_gorgias_ticket(client, rt, shop)
+    work()
+    links = rating_links(rt, settings)  # the survey went out by email
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live_server}{links[4]}")  # the fourth star
+    assert page.locator("#r4").is_checked()
+    assert survey_answer(db) == (None, None)  # opening the link recorded nothing
+    follow(page, "button[type=submit]")
+    assert "4" in page.locator("h1").inner_text()
+    page.fill("textarea[name=comment]", "Quick and kind")
+    follow(page, "button[type=submit]")
+    assert page.locator("[role=status]").is_visible()
+    assert survey_answer(db) == (4, "Quick and kind")
+
+
+def survey_answer(db) -> tuple:
+    from sqlmodel import Session, select
+
+    from app.models import Survey
+
+    with Session(db) as session:
+        survey = session.exec(select(Survey)).one()
+        return survey.rating, survey.comment
