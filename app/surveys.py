@@ -336,3 +336,22 @@ def _alert(session: Session, survey: Survey, now: datetime, what: str) -> None:
         },
         now=now,
     )
+
+
+def record_elsewhere(
+    session: Session, ticket: Ticket, rating: int, comment: str | None, at: datetime
+) -> Survey:
+    """A rating the shop collected itself (`POST /api/v1/tickets/<id>/rating`):
+    it is the ticket's survey, and CareLoop sends none for that ticket."""
+    survey = session.exec(
+        select(Survey).where(Survey.shop_id == ticket.shop_id, Survey.ticket_id == ticket.id)
+    ).first() or Survey(
+        shop_id=ticket.shop_id, ticket_id=ticket.id, customer_id=ticket.customer_id,
+        agent=ticket.assignee, source="api", sent_at=at, created_at=at,
+    )  # fmt: skip
+    ticket.survey_due_at = None
+    session.add(ticket)
+    session.add(survey)
+    session.flush()
+    record_rating(session, survey, rating, at, comment)
+    return survey
