@@ -33,6 +33,7 @@ from app.logs import log_context
 from app.models import Shop, Survey, Ticket
 from app.runtime import Runtime
 from app.shop_jobs import Every, ShopSchedule
+from app.tickets import SURVEY_SWEEP
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ SHOP_JOBS: dict[str, ShopJobKind] = {
     install.AFTER_INSTALL: ShopJobKind(install.finish_install),
     # CSAT surveys and reminders whose time has come: only for shops that
     # have one waiting (both due times are indexed).
-    "surveys.sweep": ShopJobKind(
+    SURVEY_SWEEP: ShopJobKind(
         surveys.sweep,
         ShopSchedule(
             Every(minutes=5),

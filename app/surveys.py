@@ -31,7 +31,7 @@ from sqlmodel import Session, select
 from app.models import Customer, Notification, Order, Shop, SupportSettings, Survey, Ticket
 from app.rules import Audience, Rule, notify
 from app.runtime import Runtime
-from app.tickets import support_settings, tag_list
+from app.tickets import support_settings, tag_list, wake_sweep
 from notifications import outbox, policy
 from notifications.phone import to_e164
 
@@ -228,6 +228,7 @@ def _send(
         survey.channel = queued.channel
         if settings.reminder_after_hours:
             survey.reminder_due_at = now + timedelta(hours=settings.reminder_after_hours)
+            wake_sweep(session, shop.id, survey.reminder_due_at, now)
     session.add(survey)
     return survey.sent_at is not None
 

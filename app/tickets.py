@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func
 from sqlmodel import Session, select
@@ -35,8 +35,10 @@ from app.models import (
     TicketStatusChange,
 )
 from app.order_state import OrderState
+from app.shop_jobs import enqueue_once
 
 CLOSED = frozenset({"solved", "closed"})
+SURVEY_SWEEP = "surveys.sweep"  # the per-shop job that sends due surveys (app.jobs)
 TYPES = ("where_is_my_order", "return", "damage", "product_question", "other")
 # Tags (and helpdesk type fields) that name a ticket type, lower case. A
 # shop's own map (`SupportSettings.type_map`) is read over these.
@@ -116,10 +118,10 @@ def apply_ticket(session: Session, shop_id: int, snap: TicketSnapshot, now: date
     settings = support_settings(session, shop_id)
     ticket.opened_at = min(ticket.opened_at, opened_at)
     if created is not None:
-        change_status(session, ticket, None, "open", opened_at, settings)
-    if created is not None or snap.updated_at >= ticket.source_updated_at:
-        _apply_newer(session, ticket, snap, settings)
-    else:  # older: fill in only what we do not know yet
+        change_status(session, ticket, None, "open", opened_at, settings, now)
+    if _versioned(snap) and (created is not None or snap.updated_at >= ticket.source_updated_at):
+        _apply_newer(session, ticket, snap, settings, now)
+    else:  # older, or only messages or contacts: fill in what we do not know yet
         ticket.subject = ticket.subject or snap.subject
         ticket.requester_email = ticket.requester_email or _email(snap.requester_email)
         ticket.requester_phone = ticket.requester_phone or snap.requester_phone
@@ -131,8 +133,23 @@ def apply_ticket(session: Session, shop_id: int, snap: TicketSnapshot, now: date
     return ticket
 
 
+# The facts a delivery's time versions. A delivery with none of them (only
+# messages, or a Zendesk requester mapping stamped with its sending time)
+# must not move the ticket's version past the real events still to come.
+_VERSIONED = ("status", "channel", "subject", "assignee", "tier", "tags", "ticket_type", "spam",
+              "merged", "agent_started", "internal")  # fmt: skip
+
+
+def _versioned(snap: TicketSnapshot) -> bool:
+    return any(getattr(snap, name) is not None for name in _VERSIONED)
+
+
 def _apply_newer(
-    session: Session, ticket: Ticket, snap: TicketSnapshot, settings: SupportSettings
+    session: Session,
+    ticket: Ticket,
+    snap: TicketSnapshot,
+    settings: SupportSettings,
+    now: datetime,
 ) -> None:
     ticket.source_updated_at = snap.updated_at
     for name in ("channel", "subject", "requester_phone", "assignee", "tier"):
@@ -150,7 +167,7 @@ def _apply_newer(
     if snap.tags is not None or snap.ticket_type is not None:
         ticket.type = ticket_type(type_map(settings), snap.ticket_type, tag_list(ticket))
     if snap.status is not None and snap.status != ticket.status:
-        change_status(session, ticket, ticket.status, snap.status, snap.updated_at, settings)
+        change_status(session, ticket, ticket.status, snap.status, snap.updated_at, settings, now)
 
 
 def change_status(
@@ -160,6 +177,7 @@ def change_status(
     status: str,
     at: datetime,
     settings: SupportSettings,
+    now: datetime,
 ) -> None:
     """Move the ticket from `previous` (None: it is new) to `status` at
     `at`, recorded; a close makes its survey due (unless it has one), a
@@ -180,8 +198,17 @@ def change_status(
             ticket.survey_due_at = max(at, ticket.source_updated_at) + timedelta(
                 minutes=settings.survey_delay_minutes
             )
+            wake_sweep(session, ticket.shop_id, ticket.survey_due_at, now)
     elif status not in CLOSED:
         ticket.survey_due_at = None
+
+
+def wake_sweep(session: Session, shop_id: int, due_at: datetime, now: datetime) -> None:
+    """Queue the shop's survey sweep for when something falls due, so that
+    a survey "at once" goes at once; the periodic sweep (`app.jobs`) is the
+    safety net."""
+    slot = f"due:{due_at.astimezone(UTC):%Y-%m-%dT%H:%M:%S}"
+    enqueue_once(session, shop_id, SURVEY_SWEEP, slot, now, due_at=max(due_at, now))
 
 
 def _email(value: str | None) -> str | None:

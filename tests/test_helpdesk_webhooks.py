@@ -250,3 +250,14 @@ def test_standard_helpdesk_format_is_signed_and_strict(
 def inbox_rows(db) -> list[InboxMessage]:
     with Session(db) as session:
         return list(session.exec(select(InboxMessage)).all())
+
+
+def test_zendesk_requester_mapping_sent_now_does_not_hide_the_events_still_to_come(
+    client, db, work, connect_helpdesk
+):
+    url, _ = connect_helpdesk("zendesk", ZENDESK_SECRET)
+    for name in ("ticket_created", "requester", "status_changed_solved"):
+        post_zendesk(client, url, load_fixture("zendesk", name))
+        work()
+    [ticket] = tickets(db)
+    assert (ticket.status, ticket.requester_email) == ("solved", "ana@example.com")

@@ -324,18 +324,24 @@ def test_good_ratings_alert_nobody(client, db, rt, shop, sent_survey):
     assert survey_notifications(db, "survey_alert") == []
 
 
-def test_the_sweep_is_queued_only_for_shops_with_a_survey_waiting(
-    gorgias, work, rt, db, clock, customer_and_order
+def test_a_close_wakes_the_sweep_at_the_due_time_and_nothing_is_queued_after(
+    gorgias, work, rt, db, clock, shop, customer_and_order
 ):
     sweep(rt)
-    assert sweep_jobs(db) == 0  # nothing closed yet
-    gorgias()
+    assert sweep_jobs(db) == 0  # nothing closed yet: no shop job at all
+    set_support(db, shop.id, survey_delay_minutes=30)
+    gorgias(at="2026-11-22T11:50:00")
     work()
-    sweep(rt)
-    assert sweep_jobs(db) == 1
+    with Session(db) as session:
+        woken = session.exec(select(ShopJob).where(ShopJob.kind == "surveys.sweep")).one()
+    assert woken.due_at == datetime(2026, 11, 22, 12, 20, tzinfo=UTC)
+    clock.advance(minutes=20)
+    jobs.run_shop_jobs(rt)  # no scheduler: the woken job alone sends it
+    assert len(surveys(db)) == 1
+    queued = sweep_jobs(db)
     clock.advance(minutes=5)
     sweep(rt)
-    assert sweep_jobs(db) == 1  # the survey went: nothing waits
+    assert sweep_jobs(db) == queued  # the survey went: nothing waits
 
 
 def sweep_jobs(db) -> int:
