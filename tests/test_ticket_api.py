@@ -3,11 +3,14 @@ support settings, through HTTP."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlmodel import Session, select
 
 from app import jobs
 from app.models import Notification, Survey, Ticket, TicketStatusChange
+from notifications import rendering
 
 T0 = "2026-11-22T09:00:00Z"
 
@@ -140,3 +143,21 @@ def test_support_settings_change_only_what_is_given(client, shop):
                 {"type_map": {"wholesale": "urgent"}}):  # fmt: skip
         assert client.patch(path, json=bad, headers=shop.auth).status_code == 400, bad
     assert client.get(path, headers=shop.auth).json == again
+
+
+def test_an_sms_ticket_is_surveyed_by_sms_with_a_short_link(
+    client, shop, rt, db, customer_and_order
+):
+    ticket = open_ticket(
+        client, shop, external_id="T-2", channel="sms", requester={"phone": "+34612345678"},
+        messages=[],
+    ).json  # fmt: skip
+    assert ticket["customer_id"] is not None  # matched by phone
+    client.post(f"/api/v1/tickets/{ticket['id']}/close", json={}, headers=shop.auth)
+    sweep(rt)
+    with Session(db) as session:
+        [message] = session.exec(select(Notification)).all()
+    assert (message.kind, message.channel, message.recipient) == ("survey", "sms", "+34612345678")
+    context = json.loads(message.context)
+    text = rendering.render("survey", "sms", message.locale, context | {"shop_name": "Shop"}).text
+    assert context["survey_url"] in text and len(context["survey_url"]) < 80
