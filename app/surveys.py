@@ -38,6 +38,11 @@ from notifications.phone import to_e164
 CHANGEABLE = timedelta(days=14)
 LOW_RATING = 2  # at or below: the shop's support address is told at once
 SWEEP_BATCH = 500
+NOBODY = "nobody to ask"
+# A closed ticket whose requester we do not know yet is looked at again
+# this often, for this long (a Zendesk requester mapping may come later).
+RECHECK_REQUESTER = timedelta(minutes=15)
+WAIT_FOR_REQUESTER = timedelta(days=1)
 _MAC_BYTES = 16  # 128 bits: unguessable, and 22 characters in the link
 
 
@@ -65,7 +70,7 @@ def why_not_survey(
     if surveyed_recently:
         return "surveyed recently"
     if not (ticket.customer_id or ticket.requester_email or ticket.requester_phone):
-        return "nobody to ask"
+        return NOBODY
     return None
 
 
@@ -162,7 +167,14 @@ def send_due(
         session.add(ticket)
         if ticket.status not in ("solved", "closed") or _has_survey(session, ticket):
             continue
-        if why_not_survey(ticket, settings, _surveyed_recently(session, ticket, settings, now)):
+        reason = why_not_survey(
+            ticket, settings, _surveyed_recently(session, ticket, settings, now)
+        )
+        if reason == NOBODY and ticket.closed_at and now < ticket.closed_at + WAIT_FOR_REQUESTER:
+            # Zendesk's events name no requester: its mapping may still come.
+            ticket.survey_due_at = now + RECHECK_REQUESTER
+            wake_sweep(session, shop_id, ticket.survey_due_at, now)
+        if reason:
             continue
         sent += _send(session, shop, ticket, settings, now, secret_key, public_url)
     session.flush()

@@ -347,3 +347,25 @@ def test_a_close_wakes_the_sweep_at_the_due_time_and_nothing_is_queued_after(
 def sweep_jobs(db) -> int:
     with Session(db) as session:
         return len(session.exec(select(ShopJob).where(ShopJob.kind == "surveys.sweep")).all())
+
+
+def test_a_ticket_whose_requester_is_mapped_after_it_closed_is_still_surveyed(
+    client, rt, db, clock, shop, customer_and_order
+):
+    from test_helpdesk_webhooks import post_zendesk
+
+    with Session(rt.engine) as session:
+        issued = connect(session, rt.secrets, shop.id, "zendesk", "z" * 24, clock.now())
+        session.commit()
+    url = f"/webhooks/helpdesk/zendesk?key={issued.url_key}"
+    for name in ("ticket_created", "status_changed_solved"):
+        post_zendesk(client, url, load_fixture("zendesk", name), secret="z" * 24)
+    worker.drain(rt)
+    sweep(rt)
+    assert surveys(db) == []  # nobody to ask yet
+    post_zendesk(client, url, load_fixture("zendesk", "requester"), secret="z" * 24)
+    worker.drain(rt)
+    clock.advance(minutes=16)
+    sweep(rt)
+    [survey] = surveys(db)
+    assert survey.sent_at == clock.now()
