@@ -55,6 +55,20 @@ CHANNELS = {
 STATUSES = {"open": "open", "closed": "closed"}
 
 
+# What the merchant pastes as the HTTP integration's request body (JSON):
+# Gorgias fills the variables when a trigger fires.
+BODY_TEMPLATE = """{"ticket": {"id": "{{ticket.id}}", "status": "{{ticket.status}}",
+  "channel": "{{ticket.channel}}", "via": "{{ticket.via}}", "spam": "{{ticket.spam}}",
+  "subject": "{{ticket.subject}}", "tags": "{{ticket.tags}}",
+  "customer": {"email": "{{ticket.customer.email}}", "phone": "{{ticket.customer.phone}}"},
+  "assignee_user": {"email": "{{ticket.assignee_user.email}}"},
+  "created_datetime": "{{ticket.created_datetime}}",
+  "updated_datetime": "{{ticket.updated_datetime}}"},
+ "message": {"id": "{{message.id}}", "from_agent": "{{message.from_agent}}",
+  "public": "{{message.public}}", "body_text": "{{message.body_text}}",
+  "created_datetime": "{{message.created_datetime}}"}}"""
+
+
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
 

@@ -148,3 +148,23 @@ def survey_answer(db) -> tuple:
     with Session(db) as session:
         survey = session.exec(select(Survey)).one()
         return survey.rating, survey.comment
+
+
+def test_merchant_connects_gorgias_and_what_the_page_shows_works(shop, client, live_server, page):
+    import json
+    from urllib.parse import urlsplit
+
+    from support import load_fixture
+
+    sign_in(page, live_server, shop.token)
+    page.goto(f"{live_server}/app/helpdesk")
+    follow(page, "text=Connect Gorgias")
+    url = urlsplit(page.locator("#gorgias-url").inner_text())
+    name, _, value = page.locator("#gorgias-header").inner_text().partition(": ")
+    assert "{{ticket.updated_datetime}}" in page.locator("#gorgias-body").inner_text()
+    body = json.dumps(load_fixture("gorgias", "ticket_created"))
+    response = client.post(f"{url.path}?{url.query}", data=body,
+                           headers={"Content-Type": "application/json", name: value})  # fmt: skip
+    assert response.json == {"status": "stored"}
+    page.goto(f"{live_server}/app/helpdesk")
+    assert "gorgias" in page.locator(".card ul").inner_text()
