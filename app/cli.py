@@ -44,6 +44,7 @@ from app.retention_snapshots import STEPS, SnapshotRequest, take_snapshot
 from app.runtime import Runtime, build_runtime
 from app.shop_tokens import NoAccessToken, reencrypt_tokens
 from app.shops import ShopError, add_shop, issue_token, revoke_tokens
+from app.support_demo import support_day
 from integrations.shopify_admin import AdminError
 from integrations.shopify_auth import OAuthError
 from notifications.transports import from_settings
@@ -562,6 +563,12 @@ def demo(url: str) -> None:
         for provider, secret in (("aftership", secrets.token_urlsafe(24)), ("shipbob", None)):
             issued = connect(session, rt.secrets, shop.id, provider, secret, rt.clock.now())
             links[provider] = ProviderLink(webhook_url(url, provider, issued.url_key), secret)
+        helpdesks = {}  # the support day's: Gorgias (we make its secret), Zendesk
+        for provider, secret in (("gorgias", None), ("zendesk", secrets.token_urlsafe(24))):
+            issued = connect(session, rt.secrets, shop.id, provider, secret, rt.clock.now())
+            helpdesks[provider] = ProviderLink(
+                webhook_url(url, provider, issued.url_key), issued.secret_header or secret
+            )
         session.commit()
     click.echo(f"Playing a store day for {DEMO_SHOP} against {url}:")
     try:
@@ -582,6 +589,11 @@ def demo(url: str) -> None:
         ) from None
     if not ok:
         raise click.ClickException("the demo orders did not reach their expected states")
+    click.echo("")
+    click.echo("The support day: tickets from two helpdesks, closed, surveys answered:")
+    outbox_dir = str(rt.settings.instance_dir / "outbox")
+    support_day(url, helpdesks, click.echo, outbox_dir)
+    click.echo(f"  curl -H 'Authorization: Bearer {token}' {url}/api/v1/tickets")
 
 
 def _own_command() -> str:

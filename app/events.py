@@ -194,8 +194,53 @@ class CustomerDataRequest:
     order_shopify_ids: tuple[int, ...]
 
 
+TICKET_STATUSES = ("open", "pending", "solved", "closed")
+TICKET_CHANNELS = ("email", "chat", "sms", "phone", "social", "other")
+AUTHOR_KINDS = ("customer", "agent", "system")
+
+
+@dataclass(frozen=True)
+class TicketMessageFact:
+    """One message on a ticket, as the helpdesk tells it."""
+
+    external_id: str
+    author_kind: str  # one of AUTHOR_KINDS
+    public: bool
+    sent_at: datetime
+    body: str | None = None
+
+
+@dataclass(frozen=True)
+class TicketSnapshot:
+    """One helpdesk's view of one ticket at `updated_at` (the version stamp:
+    an older view never moves a newer one back). Facts left None are not in
+    this delivery and keep what another one told us; `messages` are added
+    whatever their age (each is its own fact, deduplicated by id)."""
+
+    source: str
+    external_id: str
+    updated_at: datetime
+    status: str | None = None  # one of TICKET_STATUSES
+    channel: str | None = None  # one of TICKET_CHANNELS
+    opened_at: datetime | None = None
+    subject: str | None = None
+    requester_email: str | None = None
+    requester_phone: str | None = None
+    assignee: str | None = None
+    tier: str | None = None
+    tags: tuple[str, ...] | None = None
+    ticket_type: str | None = None  # the helpdesk's own type field, mapped like a tag
+    order_name: str | None = None  # the helpdesk's order field
+    spam: bool | None = None
+    merged: bool | None = None
+    agent_started: bool | None = None
+    internal: bool | None = None
+    messages: tuple[TicketMessageFact, ...] = ()
+
+
 Event = (
-    OrderSnapshot
+    TicketSnapshot
+    | OrderSnapshot
     | ShipmentSnapshot
     | CustomerSnapshot
     | FulfillmentOrderSnapshot

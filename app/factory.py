@@ -11,7 +11,7 @@ from flask_babel import Babel
 from app.config import ROOT
 from app.logs import with_request_context
 from app.runtime import Runtime
-from app.web import auth, errors, health, messaging, pages, webhooks
+from app.web import auth, errors, health, messaging, pages, survey, webhooks
 from app.web.api import routes as api
 from app.web.pages.base import select_locale
 from app.web.params import CONVERTERS
@@ -43,6 +43,7 @@ def create_app(rt: Runtime) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(messaging.bp)
+    app.register_blueprint(survey.bp)
     app.register_blueprint(auth.bp)
     app.add_url_rule("/", "index", lambda: redirect(url_for("pages.home")))
     app.wsgi_app = with_request_context(app.wsgi_app, is_shop_domain)

@@ -25,7 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import and_, exists, text
+from sqlalchemy import and_, exists, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import (
@@ -38,11 +38,13 @@ from app import (
     reconcile,
     retention_snapshots,
     shop_jobs,
+    surveys,
 )
 from app.logs import log_context
-from app.models import CustomerActivity, Shop
+from app.models import CustomerActivity, Shop, Survey, Ticket
 from app.runtime import Runtime
 from app.shop_jobs import DailyAt, Every, ShopSchedule
+from app.tickets import SURVEY_SWEEP
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,16 @@ SHOP_JOBS: dict[str, ShopJobKind] = {
     flow.JOB: ShopJobKind(
         flow.fire_owed,
         ShopSchedule(Every(minutes=30), Shop.access_token_encrypted.is_not(None)),
+    ),
+    # CSAT surveys and reminders whose time has come: only for shops that
+    # have one waiting (both due times are indexed).
+    SURVEY_SWEEP: ShopJobKind(
+        surveys.sweep,
+        ShopSchedule(
+            Every(minutes=5),
+            Shop.id.in_(select(Ticket.shop_id).where(Ticket.survey_due_at.is_not(None)))
+            | Shop.id.in_(select(Survey.shop_id).where(Survey.reminder_due_at.is_not(None))),
+        ),
     ),
 }
 

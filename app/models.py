@@ -620,6 +620,15 @@ class Ticket(SQLModel, table=True):
     closed_at: datetime | None = None  # the last time it was solved or closed
     source_updated_at: datetime
     created_at: datetime
+    # Added with the helpdesk intake (0014): what survey eligibility reads.
+    tags: str | None = Field(default=None, sa_column=Column(Text))  # lower case, one per line
+    spam: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+    merged: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+    agent_started: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+    internal: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+    # When the survey of this ticket is due (closed + the shop's delay); the
+    # survey sweep reads it through its index and clears it.
+    survey_due_at: datetime | None = Field(default=None, index=True)
 
 
 class Survey(SQLModel, table=True):
@@ -645,6 +654,11 @@ class Survey(SQLModel, table=True):
     comment: str | None = Field(default=None, sa_column=Column(Text))
     answered_at: datetime | None = None
     created_at: datetime
+    # Added with the survey page (0014).
+    locale: str | None = Field(default=None, max_length=16)
+    reminder_due_at: datetime | None = Field(default=None, index=True)
+    reminded_at: datetime | None = None
+    alerted_at: datetime | None = None  # the shop's support address was told of a low rating
 
 
 class TicketMessage(SQLModel, table=True):
@@ -781,4 +795,43 @@ class Rule(SQLModel, table=True):
     # Delay rules: told once more when the delay grows by this many hours.
     escalation_hours: int | None = None
     created_at: datetime
+
+
+class TicketStatusChange(SQLModel, table=True):
+    """A ticket's status moved (open, pending, solved, closed), and when the
+    helpdesk says it did: resolution times and reopen counts read these."""
+
+    __tablename__ = "ticket_status_changes"
+    __privacy__ = Privacy()
+    __table_args__ = (
+        UniqueConstraint("shop_id", "ticket_id", "at", "status"),
+        Index("ix_ticket_status_changes_ticket", "shop_id", "ticket_id", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id")
+    ticket_id: int = Field(foreign_key="tickets.id")
+    previous: str | None = Field(default=None, max_length=16)
+    status: str = Field(max_length=16)
+    at: datetime
+
+
+class SupportSettings(SQLModel, table=True):
+    """A shop's support settings: how tickets are typed, when and to whom
+    surveys go, and where low ratings are reported. No row: the defaults."""
+
+    __tablename__ = "support_settings"
+    __privacy__ = Privacy()  # the shop's own settings and its support address
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: int = Field(foreign_key="shops.id", unique=True)
+    survey_delay_minutes: int = 0
+    survey_cooldown_days: int = 30  # a customer surveyed this recently is not asked again
+    reminder_after_hours: int | None = None  # one reminder; None: off
+    skip_tags: str = Field(default="", sa_column=Column(Text, nullable=False))
+    force_tags: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # JSON {"tag": "type"}: the shop's own words for ticket types, over the defaults.
+    type_map: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    support_email: str | None = Field(default=None, max_length=320)
+    recovery_message: bool = False  # the hook for a recovery discount (facts branch)
     updated_at: datetime

@@ -45,6 +45,7 @@ from app.events import (
     ShipmentSnapshot,
     ShopRedaction,
     ShopUninstalled,
+    TicketSnapshot,
     order_number,
 )
 from app.models import (
@@ -70,6 +71,7 @@ from app.privacy import erase_shop, record_data_request, redact_customer
 from app.retention_facts import refresh_customers
 from app.shop_jobs import enqueue_once
 from app.shop_tokens import forget_tokens
+from app.tickets import apply_ticket
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def apply(session: Session, shop_id: int, event: Event, cause: Cause) -> list[Ch
             apply_customer(session, shop_id, event, changes, cause.now)
         case FulfillmentOrderSnapshot():
             _apply_fulfillment_order(session, shop_id, event, cause, changes)
+        case TicketSnapshot():  # helpdesks and our API: app.tickets
+            apply_ticket(session, shop_id, event, cause.now)
         case ConsentChange():
             apply_consent(session, shop_id, event)
         case ShopUninstalled():

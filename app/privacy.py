@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, SQLModel, select
 
 from app.customers import PII_CUSTOMER_FIELDS, lock_customer
@@ -28,6 +28,7 @@ from app.models import (
     Ticket,
     TicketMessage,
 )
+from app.providers import PROVIDERS
 
 REDACTED_BODY = "{}"
 
@@ -97,6 +98,14 @@ def redact_customer(
             .where(Survey.shop_id == shop_id, Survey.customer_id.in_(customer_ids))
             .values(comment=None)
         )
+    requesters = session.exec(
+        select(Ticket.requester_email, Ticket.requester_phone).where(
+            Ticket.shop_id == shop_id, ticket_filter
+        )
+    ).all()
+    _erase_helpdesk_bodies(
+        session, shop_id, {a for row in requesters for a in row if a} | set(addresses)
+    )
     session.exec(
         update(Ticket)
         .where(Ticket.shop_id == shop_id, ticket_filter)
@@ -136,6 +145,22 @@ def redact_customer(
             )
         )
     session.flush()
+
+
+def _erase_helpdesk_bodies(session: Session, shop_id: int, addresses: set[str]) -> None:
+    """Helpdesk deliveries name no Shopify customer (their inbox rows carry
+    no customer_ref): the raw bodies that mention the customer's email or
+    phone, or a ticket's requester address, are the ones about them."""
+    if not addresses:
+        return
+    sources = [name for name, provider in PROVIDERS.items() if provider.KIND == "helpdesk"]
+    mentions = or_(*(func.lower(InboxMessage.body).contains(a.lower()) for a in addresses))
+    session.exec(
+        update(InboxMessage)
+        .where(InboxMessage.shop_id == shop_id, InboxMessage.source.in_(sources), mentions)
+        .values(body=REDACTED_BODY)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def record_data_request(

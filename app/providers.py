@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 from app.crypto import SecretBox, digest, mask
 from app.events import Described, Event
 from app.models import ProviderConnection
-from integrations import aftership, shipbob, standard_webhooks
+from integrations import aftership, gorgias, shipbob, standard_helpdesk, standard_webhooks, zendesk
 
 
 class WebhookProvider(Protocol):
@@ -51,7 +51,7 @@ class WebhookProvider(Protocol):
 
 
 KINDS = ("fulfillment", "helpdesk")
-_MODULES = (shipbob, aftership, standard_webhooks)
+_MODULES = (shipbob, aftership, standard_webhooks, gorgias, zendesk, standard_helpdesk)
 # Every provider by name (names are unique across kinds), and by kind.
 PROVIDERS: dict[str, WebhookProvider] = {
     module.SOURCE: cast(WebhookProvider, module) for module in _MODULES
@@ -74,6 +74,9 @@ class ProviderConfigError(ValueError):
 class IssuedConnection:
     connection: ProviderConnection
     url_key: str  # shown once
+    # A secret we made (a provider that signs nothing, e.g. Gorgias, sends it
+    # back in a header): shown once, with the header to put it in.
+    secret_header: str | None = None
 
 
 def connect(
@@ -89,6 +92,10 @@ def connect(
     if module is None:
         raise ProviderConfigError(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
     secret = (secret or "").strip() or None
+    generated = None
+    if secret is None and getattr(module, "GENERATES_SECRET", False):
+        secret = module.new_secret()
+        generated = f"{module.SECRET_HEADER}: {secret}"
     if secret is None and module.SECRET_REQUIRED:
         raise ProviderConfigError(f"{provider} signs its webhooks: give its signing secret")
     if secret is not None:
@@ -111,7 +118,7 @@ def connect(
     connection.updated_at = now
     session.add(connection)
     session.flush()
-    return IssuedConnection(connection, url_key)
+    return IssuedConnection(connection, url_key, generated)
 
 
 def connection_for_key(

@@ -126,12 +126,16 @@ def _insert_slot(
     return len(session.exec(statement).all())
 
 
-def enqueue_once(session: Session, shop_id: int, kind: str, slot: str, now: datetime) -> bool:
-    """Queue one job for a shop now (work a request causes, such as an
-    install's, which should not run inside that request); False if that
-    slot was queued already. The caller commits."""
+def enqueue_once(
+    session: Session, shop_id: int, kind: str, slot: str, now: datetime,
+    due_at: datetime | None = None,
+) -> bool:  # fmt: skip
+    """Queue one job for a shop, now or at `due_at` (work a request causes,
+    such as an install's, which should not run inside that request; a survey
+    due after a delay); False if that slot was queued already. The caller
+    commits."""
     values = {"shop_id": shop_id, "kind": kind, "slot": slot, "status": QUEUED,
-              "attempts": 0, "due_at": now, "created_at": now}  # fmt: skip
+              "attempts": 0, "due_at": due_at or now, "created_at": now}  # fmt: skip
     return insert_ignoring_conflicts(session, ShopJob.__table__, values) is not None
 
 

@@ -109,6 +109,37 @@ KINDS: dict[str, frozenset[str]] = {
             "unsubscribe_url",
         }
     ),
+    # The CSAT survey of a closed ticket (app.surveys), and its one reminder.
+    "survey": frozenset(
+        {
+            "shop_name",
+            "customer_first_name",
+            "order_name",
+            "total",
+            "currency",
+            "survey_url",  # the signed link; "?r=1".."?r=5" pre-selects a rating
+            "ticket_subject",
+            "reminder",  # True for the reminder
+            "unsubscribe_url",
+        }
+    ),
+    # A low rating, to the shop's support address.
+    "survey_alert": frozenset(
+        {
+            "shop_name",
+            "rating",
+            "comment",
+            "ticket_source",
+            "ticket_id",
+            "ticket_subject",
+            "agent",
+            "customer_name",
+            "customer_email",
+            "customer_phone",
+            "order_name",
+            "unsubscribe_url",
+        }
+    ),
 }
 
 # Shipping stages tell the same facts as "shipped"; delays add what was
@@ -131,6 +162,31 @@ _SAMPLES: dict[str, dict[str, Any]] = {
         "estimated_delivery": datetime(2026, 11, 27, 18, 0, tzinfo=UTC),
         "total": Decimal("84.50"),
         "currency": "USD",
+        "unsubscribe_url": None,
+    },
+    "survey": {
+        "shop_name": "Northwind Outfitters",
+        "customer_first_name": "Ana",
+        "order_name": "#1042",
+        "total": Decimal("84.50"),
+        "currency": "USD",
+        "survey_url": "https://careloop.example/s/1.q2Xb8aT0mKc1vJH5f3yLwA",
+        "ticket_subject": "Where is my order?",
+        "reminder": False,
+        "unsubscribe_url": None,
+    },
+    "survey_alert": {
+        "shop_name": "Northwind Outfitters",
+        "rating": 1,
+        "comment": "Nobody answered for a week.",
+        "ticket_source": "gorgias",
+        "ticket_id": "42001",
+        "ticket_subject": "Where is my order?",
+        "agent": "sam@northwind.example",
+        "customer_name": "Ana Garcia",
+        "customer_email": "ana@example.com",
+        "customer_phone": "+34612345678",
+        "order_name": "#1042",
         "unsubscribe_url": None,
     },
     "birthday": {

@@ -206,3 +206,57 @@ def test_the_log_filters_and_a_dead_letter_is_retried(
         retried = session.exec(select(Notification)).one()
     assert (retried.status, retried.attempts) == ("queued", 0)
     assert retried.next_attempt_at <= clock.now() + timedelta(seconds=1)
+
+
+def test_customer_rates_a_closed_ticket_from_the_email_stars_on_a_phone(
+    shop, deliver, work, rt, db, settings, client, live_server, page
+):
+    from test_surveys import close_a_gorgias_ticket, rating_links
+
+    deliver("customers/create", "customers_create")
+    deliver("orders/create", "orders_create")
+    work()
+    close_a_gorgias_ticket(client, rt, shop)
+    work()
+    links = rating_links(rt, settings)  # the survey went out by email
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live_server}{links[4]}")  # the fourth star
+    assert page.locator("#r4").is_checked()
+    assert survey_answer(db) == (None, None)  # opening the link recorded nothing
+    follow(page, "button[type=submit]")
+    assert "4" in page.locator("h1").inner_text()
+    page.fill("textarea[name=comment]", "Quick and kind")
+    follow(page, "button[type=submit]")
+    assert page.locator("[role=status]").is_visible()
+    assert survey_answer(db) == (4, "Quick and kind")
+
+
+def survey_answer(db) -> tuple:
+    from sqlmodel import Session, select
+
+    from app.models import Survey
+
+    with Session(db) as session:
+        survey = session.exec(select(Survey)).one()
+        return survey.rating, survey.comment
+
+
+def test_merchant_connects_gorgias_and_what_the_page_shows_works(shop, client, live_server, page):
+    import json
+    from urllib.parse import urlsplit
+
+    from support import load_fixture
+
+    sign_in(page, live_server, shop.token)
+    page.goto(f"{live_server}/app/helpdesk")
+    follow(page, "text=Connect Gorgias")
+    url = urlsplit(page.locator("#gorgias-url").inner_text())
+    name, _, value = page.locator("#gorgias-header").inner_text().partition(": ")
+    assert "{{ticket.updated_datetime}}" in page.locator("#gorgias-body").inner_text()
+    body = json.dumps(load_fixture("gorgias", "ticket_created"))
+    response = client.post(f"{url.path}?{url.query}", data=body,
+                           headers={"Content-Type": "application/json", name: value})  # fmt: skip
+    assert response.json == {"status": "stored"}
+    page.goto(f"{live_server}/app/helpdesk")
+    assert "gorgias" in page.locator(".card ul").inner_text()

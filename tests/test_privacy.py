@@ -76,6 +76,7 @@ def _story(client, deliver, work, db, settings, shop, domain=None) -> None:
     ):
         assert deliver(topic, payload, **options).status_code == 200
     assert deliver("customers/data_request", "customers_data_request", **options).status_code == 200
+    _gorgias_ticket(client, shop)
     work()
     # The email's unsubscribe link (ChannelOptOut holds the address).
     link = urlsplit(unsubscribe_url(settings, shop.id, "email", "ana@example.com"))
@@ -88,6 +89,19 @@ def _story(client, deliver, work, db, settings, shop, domain=None) -> None:
     # A retention snapshot as of three months after her order: Ana is at risk.
     take_snapshot(db, story_shop_id, datetime(2027, 3, 1, tzinfo=UTC),
                   SnapshotRequest(as_of=date(2027, 2, 20)))  # fmt: skip
+
+
+def _gorgias_ticket(client, shop) -> None:
+    """Her ticket in Gorgias: its raw body names her only by email."""
+    issued = client.put("/api/v1/helpdesk-providers/gorgias", json={}, headers=shop.auth).json
+    name, _, value = issued["secret_header"].partition(": ")
+    url = urlsplit(issued["webhook_url"])
+    response = client.post(
+        f"{url.path}?{url.query}",
+        json=load_fixture("gorgias", "ticket_created"),
+        headers={name: value},
+    )
+    assert response.status_code == 200
 
 
 def _shop(session, domain: str) -> Shop:

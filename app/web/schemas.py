@@ -9,13 +9,14 @@ Python's int() also reads "٣" and " 3", which no client means.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -267,6 +268,11 @@ class ProviderConnection(BaseModel):
 
 class IssuedConnection(ProviderConnection):
     webhook_url: str = Field(description="Shown once: give it to the provider")
+    secret_header: str | None = Field(
+        default=None,
+        description="Shown once, for a provider that signs nothing (Gorgias): the header "
+        "to add to its HTTP integration, with the secret we made",
+    )
 
 
 class ProviderList(BaseModel):
@@ -751,3 +757,164 @@ class SupportReport(BaseModel):
     service_level: dict[str, Any]
     tickets: list[dict[str, Any]]
     definitions: dict[str, str]
+
+
+# --- tickets (our own helpdesk API) and support settings ---------------------
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Times must say their offset; kept in UTC, within years 2000-2100 (a
+    typo in a year should not make a ticket decades long)."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC)
+    if not 2000 <= value.year < 2100:
+        raise ValueError("must be between the years 2000 and 2100")
+    return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+def _address(value: str) -> str:
+    local, at, domain = value.strip().rpartition("@")
+    if not (at and local and "." in domain and " " not in value.strip()):
+        raise ValueError("must be an email address")
+    return value.strip().lower()
+
+
+TicketChannel = Literal["email", "chat", "sms", "phone", "social", "other"]
+TicketType = Literal["where_is_my_order", "return", "damage", "product_question", "other"]
+ShortText = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_printable)]
+
+
+class Requester(Body):
+    email: Annotated[str, Field(max_length=320), AfterValidator(_printable)] | None = None
+    phone: Annotated[str, Field(max_length=32), AfterValidator(_printable)] | None = None
+
+
+class TicketMessageIn(Body):
+    id: ShortText | None = Field(default=None, description="Yours; posting it again adds nothing")
+    author: Literal["customer", "agent", "system"]
+    public: bool = Field(default=True, description="False: an internal note")
+    sent_at: Moment | None = Field(default=None, description="Default: now")
+    body: Annotated[Text, Field(max_length=10_000)] | None = None
+
+
+class TicketCreate(Body):
+    external_id: ShortText | None = Field(default=None, description="Your id for the ticket")
+    channel: TicketChannel = "other"
+    subject: Annotated[Text, Field(max_length=1000)] | None = None
+    opened_at: Moment | None = Field(default=None, description="Default: now")
+    requester: Requester | None = None
+    assignee: Annotated[str, Field(max_length=255), AfterValidator(_printable)] | None = None
+    tier: Annotated[str, Field(max_length=32), AfterValidator(_printable)] | None = None
+    tags: list[Annotated[str, Field(max_length=100), AfterValidator(_printable)]] = Field(
+        default=[], max_length=100
+    )
+    type: TicketType | None = Field(default=None, description="Default: from the tags")
+    order_name: Annotated[str, Field(max_length=64), AfterValidator(_printable)] | None = None
+    agent_started: bool = False
+    internal: bool = False
+    messages: list[TicketMessageIn] = Field(default=[], max_length=100)
+
+
+class TicketAt(Body):
+    at: Moment | None = Field(default=None, description="When it happened; default: now")
+
+
+class RatingIn(Body):
+    rating: int = Field(ge=1, le=5)
+    comment: Annotated[Text, Field(max_length=2000)] | None = None
+    answered_at: Moment | None = None
+
+
+class TicketsQuery(Query):
+    status: Literal["open", "pending", "solved", "closed"] | None = None
+    limit: PageLimit = 50
+    cursor: RowId | None = Field(default=None, description="next_cursor of the previous page")
+
+
+class TicketMessageOut(BaseModel):
+    id: str
+    author: str
+    public: bool
+    sent_at: datetime
+    body: str | None
+
+
+class SurveyOut(BaseModel):
+    source: str
+    channel: str | None
+    agent: str | None
+    sent_at: datetime | None
+    rating: int | None
+    comment: str | None
+    answered_at: datetime | None
+
+
+class TicketSummary(BaseModel):
+    id: int
+    source: str
+    external_id: str
+    channel: str
+    status: str
+    type: str
+    tier: str | None
+    assignee: str | None
+    customer_id: int | None
+    order_id: int | None
+    subject: str | None
+    tags: list[str]
+    opened_at: datetime
+    first_response_at: datetime | None
+    closed_at: datetime | None
+
+
+class TicketDocument(TicketSummary):
+    messages: list[TicketMessageOut]
+    survey: SurveyOut | None
+
+
+class TicketList(BaseModel):
+    tickets: list[TicketSummary]
+    next_cursor: int | None
+
+
+class SupportSettingsDoc(BaseModel):
+    survey_delay_minutes: int
+    survey_cooldown_days: int
+    reminder_after_hours: int | None
+    skip_tags: list[str]
+    force_tags: list[str]
+    type_map: dict[str, str]
+    support_email: str | None
+    recovery_message: bool
+
+
+TagList = list[Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_printable)]]
+
+
+class SupportSettingsChange(Body):
+    survey_delay_minutes: int | None = Field(default=None, ge=0, le=60 * 24 * 30)
+    survey_cooldown_days: int | None = Field(default=None, ge=0, le=365)
+    reminder_after_hours: int | None = Field(
+        default=None, ge=1, le=24 * 14, description="null turns the reminder off"
+    )
+    skip_tags: TagList | None = Field(default=None, max_length=100)
+    force_tags: TagList | None = Field(default=None, max_length=100)
+    type_map: (
+        dict[
+            Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_printable)],
+            TicketType,
+        ]
+        | None
+    ) = Field(default=None, max_length=200)
+    support_email: (
+        Annotated[str, Field(max_length=320), AfterValidator(_printable), AfterValidator(_address)]
+        | None
+    ) = Field(default=None, description="Where low ratings are reported at once")
+    recovery_message: bool | None = Field(
+        default=None,
+        description="Send a recovery message after a low rating (the discount hook; not sent yet)",
+    )

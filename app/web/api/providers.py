@@ -53,7 +53,7 @@ def put_provider(path: ProviderAddress, body: ProviderSecret):
         session.commit()
         document = describe_connection(issued.connection)
     url = webhook_url(rt.settings.public_url, provider, issued.url_key)
-    return IssuedConnection(**document, webhook_url=url)
+    return IssuedConnection(**document, webhook_url=url, secret_header=issued.secret_header)
 
 
 @api.route("DELETE", f"/{KIND}/<provider>", status=204, errors=(404,))

@@ -19,6 +19,7 @@ from app.web.api import (  # noqa: F401  (each module declares its routes on `ap
     rules,
     settings,
     templates,
+    tickets,
 )
 from app.web.api.base import api, bp
 from app.web.contract import openapi

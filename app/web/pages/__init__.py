@@ -3,6 +3,7 @@ subject, all on the blueprint of `base` (sign-in in both modes, CSRF, CSP)."""
 
 from app.web.pages import (
     api_tokens,
+    helpdesk,
     home,
     message_templates,
     orders,
@@ -16,6 +17,7 @@ from app.web.pages.base import bp
 __all__ = [
     "api_tokens",
     "bp",
+    "helpdesk",
     "home",
     "message_templates",
     "orders",
