@@ -795,6 +795,7 @@ class Rule(SQLModel, table=True):
     # Delay rules: told once more when the delay grows by this many hours.
     escalation_hours: int | None = None
     created_at: datetime
+    updated_at: datetime
 
 
 class TicketStatusChange(SQLModel, table=True):
