@@ -14,11 +14,11 @@ import pytest
 from shopify_standin import ShopifyStandIn, serve
 from sqlmodel import Session, select
 
-from app import reconcile
+from app import delay_checks, reconcile
 from app.changes import HoldChanged, PromiseChanged
 from app.events import FulfillmentOrderSnapshot
 from app.install import record_install
-from app.models import InboxMessage, Order, OrderEvent, ShopJob
+from app.models import DelayEpisode, InboxMessage, Order, OrderEvent, ShopJob
 from app.orders import RECONCILE_JOB, Cause, apply
 from app.runtime import build_runtime
 from integrations.shopify_auth import TokenSet
@@ -248,3 +248,36 @@ def test_a_bulk_export_line_of_a_fulfillment_order_names_its_order_by_parent():
     assert (snapshot.order_shopify_id, snapshot.status, snapshot.hold_reason) == (
         5001001, "on_hold", "high_risk_of_fraud",
     )  # fmt: skip
+
+
+# --- what the rules make of them -----------------------------------------------------
+
+
+def episodes(db) -> dict[str, DelayEpisode]:
+    with Session(db) as session:
+        return {e.cause: e for e in session.exec(select(DelayEpisode)).all()}
+
+
+def test_a_warehouse_hold_is_a_delay_the_rules_record_at_once(rt, shop, standin, db, deliver, work):
+    reconcile_now(rt, shop, standin, order_node([fulfillment_order()]))
+    assert "exception" not in episodes(db)
+    deliver("fulfillment_orders/placed_on_hold", "fulfillment_orders_placed_on_hold",
+            triggered_at="2026-11-22T11:00:00Z")  # fmt: skip
+    work()
+    held = episodes(db)["exception"]
+    assert held.shipment_id is None  # the order's hold, not a parcel's
+    assert held.promised_at == at("2026-11-27T20:00:00+00:00")  # the promised window's end
+
+
+def test_shopifys_ship_by_time_is_the_promise_a_late_order_is_measured_against(
+    rt, shop, standin, db, clock
+):
+    reconcile_now(rt, shop, standin, order_node([fulfillment_order()]))
+    grace = timedelta(hours=72)  # the shop's default: no alert earlier than this past the promise
+    clock.current = at("2026-11-23T17:00:00+00:00") + grace - timedelta(minutes=1)
+    delay_checks.sweep(db, shop.id, clock.now())
+    assert "not_shipped" not in episodes(db)
+    clock.current += timedelta(minutes=2)
+    delay_checks.sweep(db, shop.id, clock.now())
+    late = episodes(db)["not_shipped"]
+    assert late.promised_at == at("2026-11-23T17:00:00+00:00")  # fulfillBy, not our 2 days
