@@ -29,7 +29,9 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
+from app import rule_book
 from app.birthday_dates import customer_zone, next_greeting, reschedule
+from app.delay_checks import spec
 from app.models import Customer, Shop
 from app.rules import Audience, Rule, notify
 from app.runtime import Runtime
@@ -41,7 +43,6 @@ from notifications.outbox import opted_out
 
 log = logging.getLogger(__name__)
 
-BIRTHDAY = Rule("birthday", policy.MARKETING, ("email", "sms"))
 JOB = "birthdays.sweep"
 BATCH = 200
 # The shops the sweep concerns (a condition on `shops`, `ShopSchedule`):
@@ -93,10 +94,11 @@ def _greet(
     due = customer.next_birthday_at
     on_the_day = now.astimezone(zone).date() == due.astimezone(zone).date()
     queued = False
-    if on_the_day and customer.birth_date is not None:
+    rule = next(iter(rule_book.enabled_rules(session, shop.id, "birthday")), None)
+    if on_the_day and customer.birth_date is not None and rule is not None:
         year = due.astimezone(zone).year
         facts: dict = {"shop_name": shop.name, "discount_code": None}
-        if shop.birthday_discount and _can_be_told(session, shop, customer):
+        if shop.birthday_discount and _can_be_told(session, shop, customer, spec(rule)):
             try:
                 facts |= _make_code(session, rt, shop, customer, year, now)
             except (AdminError, NoAccessToken, OAuthError) as exc:
@@ -104,8 +106,8 @@ def _greet(
                             shop.id, customer.id, type(exc).__name__)  # fmt: skip
                 return None
         audience = Audience.of_customer(session, customer)
-        queued = notify(session, BIRTHDAY, audience, now, subject=f"birthday:{year}", facts=facts)
-    elif customer.birth_date is not None:
+        queued = notify(session, spec(rule), audience, now, subject=f"birthday:{year}", facts=facts)
+    elif customer.birth_date is not None and rule is not None:
         log.info("shop %s: birthday of customer %s passed unsent (sweep late)",
                  shop.id, customer.id)  # fmt: skip
     if customer.birth_date is None:
@@ -118,7 +120,7 @@ def _greet(
     return queued
 
 
-def _can_be_told(session: Session, shop: Shop, customer: Customer) -> bool:
+def _can_be_told(session: Session, shop: Shop, customer: Customer, rule: Rule) -> bool:
     """Whether a marketing message can reach the customer on some channel:
     no code is made for someone who will not receive it."""
     audience = Audience.of_customer(session, customer)
@@ -128,7 +130,7 @@ def _can_be_told(session: Session, shop: Shop, customer: Customer) -> bool:
         policy.Reachability("sms", audience.phone, customer.sms_consent,
                             opted_out(session, shop.id, "sms", audience.phone)),
     ]  # fmt: skip
-    choice = policy.choose_channel(list(BIRTHDAY.channels), options, BIRTHDAY.category)
+    choice = policy.choose_channel(list(rule.channels), options, rule.category)
     return choice.channel is not None
 
 

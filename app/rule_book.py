@@ -29,8 +29,7 @@ TRIGGERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "delay_stalled": ("delay", ("stalled",)),
     "delay_exception": ("delay", ("exception",)),
     "delay_delivered_followup": ("delay_followup", ()),
-    # Declared for the birthday rule (its facts and sweep come with the
-    # birth-date inputs); refused until its template kind exists.
+    # Time-driven by the customer's birth date (`app.birthdays`).
     "birthday": ("birthday", ()),
 }
 STAGE_TRIGGERS = ("shipped", "out_for_delivery", "ready_for_pickup", "delivered")
@@ -46,6 +45,7 @@ class Default:
     channels: str = "email,sms"
     enabled: bool = True
     escalation_hours: int | None = None
+    category: str = policy.TRANSACTIONAL
 
 
 # What a shop starts with: every shipping stage and every delay, one
@@ -63,6 +63,8 @@ DEFAULTS = (
     Default("Parcel stalled", "delay_stalled", escalation_hours=DEFAULT_ESCALATION_HOURS),
     Default("Delivery problem", "delay_exception"),
     Default("Delayed order delivered", "delay_delivered_followup"),
+    # Marketing: only customers who consented are greeted.
+    Default("Birthday greeting", "birthday", category=policy.MARKETING),
 )
 
 
@@ -76,7 +78,7 @@ def create_defaults(session: Session, shop_id: int, now: datetime) -> int:
             Rule(
                 shop_id=shop_id, name=default.name, trigger=default.trigger,
                 enabled=default.enabled, template_kind=TRIGGERS[default.trigger][0],
-                channels=default.channels, category=policy.TRANSACTIONAL,
+                channels=default.channels, category=default.category,
                 escalation_hours=default.escalation_hours, created_at=now, updated_at=now,
             )
         )  # fmt: skip

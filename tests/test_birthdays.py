@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from app import jobs
 from app.birthday_dates import next_greeting
 from app.install import RESUBSCRIBE, record_install
-from app.models import Customer, InboxMessage, Notification, ShopJob
+from app.models import Customer, InboxMessage, Notification, Rule, ShopJob
 from app.runtime import build_runtime
 from integrations.shopify_auth import TokenSet
 from support import SHOP_DOMAIN, load_fixture, set_shop
@@ -333,3 +333,18 @@ def test_a_new_namespace_reaches_the_shops_customer_subscriptions(coded, standin
     assert by_topic["CUSTOMERS_UPDATE"]["metafieldNamespaces"] == ["custom"]
     assert by_topic["CUSTOMERS_CREATE"]["metafieldNamespaces"] == ["custom"]
     assert by_topic["ORDERS_PAID"]["metafieldNamespaces"] == []
+
+
+def test_a_shop_that_switches_its_birthday_rule_off_greets_nobody(rt, consenting_ana, db, clock):
+    """The greeting follows the shop's birthday rule (`/app/rules`): off, no message."""
+    with Session(db) as session:
+        rule = session.exec(
+            select(Rule).where(Rule.shop_id == consenting_ana.shop_id, Rule.trigger == "birthday")
+        ).one()
+        assert (rule.enabled, rule.category) == (True, "marketing")  # a default rule
+        rule.enabled = False
+        session.commit()
+    clock.current = utc(2026, 11, 23, 8, 0)
+    sweep(rt)
+    assert birthday_messages(db) == []
+    assert ana(db).next_birthday_at == utc(2027, 11, 23, 8)  # next year, if switched back on

@@ -125,13 +125,13 @@ def upgrade() -> None:
     # ### end Alembic commands ###
     # Shops installed before rules existed get the defaults of
     # app.rule_book.DEFAULTS as they were at this revision.
-    for name, trigger, kind, channels, enabled, escalation in _DEFAULTS:
+    for name, trigger, kind, channels, enabled, escalation, category in _DEFAULTS:
         op.execute(
             sa.text(
                 "INSERT INTO rules (shop_id, name, trigger, enabled, template_kind, channels,"
                 " category, wait_minutes, quiet_hours, countries, tags, shipping_methods,"
                 " escalation_hours, created_at, updated_at)"
-                " SELECT id, :name, :trigger, :enabled, :kind, :channels, 'transactional', 0,"
+                " SELECT id, :name, :trigger, :enabled, :kind, :channels, :category, 0,"
                 " :quiet, '', '', '', :escalation, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP"
                 " FROM shops"
             ).bindparams(
@@ -142,19 +142,44 @@ def upgrade() -> None:
                 channels=channels,
                 quiet=True,
                 escalation=escalation,
+                category=category,
             )
         )
 
 
 _DEFAULTS = (
-    ("Shipped", "shipped", "shipping", "email,sms", True, None),
-    ("Out for delivery", "out_for_delivery", "out_for_delivery", "sms,email", True, None),
-    ("Ready for pickup", "ready_for_pickup", "ready_for_pickup", "email,sms", True, None),
-    ("Delivered", "delivered", "delivered", "email,sms", False, None),
-    ("Not shipped on time", "delay_not_shipped", "delay", "email,sms", True, 72),
-    ("Delivery estimate slipped", "delay_estimate", "delay", "email,sms", True, 72),
-    ("Parcel stalled", "delay_stalled", "delay", "email,sms", True, 72),
-    ("Delivery problem", "delay_exception", "delay", "email,sms", True, None),
+    ("Shipped", "shipped", "shipping", "email,sms", True, None, "transactional"),
+    (
+        "Out for delivery",
+        "out_for_delivery",
+        "out_for_delivery",
+        "sms,email",
+        True,
+        None,
+        "transactional",
+    ),
+    (
+        "Ready for pickup",
+        "ready_for_pickup",
+        "ready_for_pickup",
+        "email,sms",
+        True,
+        None,
+        "transactional",
+    ),
+    ("Delivered", "delivered", "delivered", "email,sms", False, None, "transactional"),
+    ("Not shipped on time", "delay_not_shipped", "delay", "email,sms", True, 72, "transactional"),
+    (
+        "Delivery estimate slipped",
+        "delay_estimate",
+        "delay",
+        "email,sms",
+        True,
+        72,
+        "transactional",
+    ),
+    ("Parcel stalled", "delay_stalled", "delay", "email,sms", True, 72, "transactional"),
+    ("Delivery problem", "delay_exception", "delay", "email,sms", True, None, "transactional"),
     (
         "Delayed order delivered",
         "delay_delivered_followup",
@@ -162,7 +187,9 @@ _DEFAULTS = (
         "email,sms",
         True,
         None,
+        "transactional",
     ),
+    ("Birthday greeting", "birthday", "birthday", "email,sms", True, None, "marketing"),
 )
 
 
