@@ -19,6 +19,7 @@ SKIP LOCKED`), so two workers split the due orders between them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -383,3 +384,16 @@ def sweep(engine, shop_id: int, now: datetime, batch: int = SWEEP_BATCH) -> int:
         checked += len(orders)
         if len(orders) < batch:
             return checked
+
+
+def change_delay_settings(session: Session, shop: Shop, change: dict, now: datetime) -> None:
+    """Store validated delay settings (the API's and the settings page's)
+    and check every open order again with them at the next sweep."""
+    for name, value in change.items():
+        if name == "transit_days_by_country":
+            value = json.dumps(value, sort_keys=True)
+        elif name == "holidays":
+            value = ",".join(sorted({day.isoformat() for day in value}))
+        setattr(shop, name, value)
+    session.add(shop)
+    recheck_open_orders(session, shop.id, now)

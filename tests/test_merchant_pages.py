@@ -222,6 +222,31 @@ def test_bad_settings_are_shown_with_their_reason_and_change_nothing(installed, 
     assert (row.daily_message_cap, row.timezone, row.email_from) == (4, "UTC", None)
 
 
+def test_the_delay_settings_are_saved_from_the_settings_page(installed, client, db):
+    csrf = signed_in(client, installed.token)
+    response = client.post("/app/settings/delays", data={
+        "csrf": csrf, "country": "ES", "processing_days": "3", "transit_days": "4",
+        "holidays": "2026-12-25, 2027-01-06",
+    })  # fmt: skip
+    assert response.status_code == 302
+    row = shop_row(db, installed.id)
+    assert (row.country, row.processing_days, row.transit_days) == ("ES", 3, 4)
+    assert row.holidays == "2026-12-25,2027-01-06"
+    assert 'value="2026-12-25, 2027-01-06"' in client.get("/app/settings").get_data(as_text=True)
+
+
+def test_bad_delay_settings_are_shown_with_their_reason_and_change_nothing(installed, client, db):
+    csrf = signed_in(client, installed.token)
+    response = client.post("/app/settings/delays", data={
+        "csrf": csrf, "processing_days": "3", "not_shipped_grace_hours": "2",
+        "holidays": "Christmas",
+    })  # fmt: skip
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert 'id="not_shipped_grace_hours-error"' in page and 'id="holidays-error"' in page
+    assert shop_row(db, installed.id).processing_days == 2
+
+
 def _sign_in_link(client, csrf: str) -> str:
     response = client.post("/app/sign-in-links", data={"csrf": csrf, "hours": "24"})
     assert response.status_code == 201

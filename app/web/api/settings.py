@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from app.birthdays import reschedule_shop
 from app.business_days import parse_holidays
-from app.delay_checks import recheck_open_orders
+from app.delay_checks import change_delay_settings
 from app.models import Shop
 from app.web.api.base import api, shop_id
 from app.web.context import runtime
@@ -78,13 +78,6 @@ def patch_delay_settings(body: DelaySettingsChange):
     rt = runtime()
     with Session(rt.engine) as session:
         shop = session.get(Shop, shop_id())
-        for name, value in body.model_dump(exclude_unset=True).items():
-            if name == "transit_days_by_country":
-                value = json.dumps(value, sort_keys=True)
-            elif name == "holidays":
-                value = ",".join(sorted({day.isoformat() for day in value}))
-            setattr(shop, name, value)
-        session.add(shop)
-        recheck_open_orders(session, shop.id, rt.clock.now())
+        change_delay_settings(session, shop, body.model_dump(exclude_unset=True), rt.clock.now())
         session.commit()
         return _delays(shop)

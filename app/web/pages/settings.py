@@ -5,6 +5,7 @@ JSON API (`NotificationSettingsChange`, `app.providers.connect`)."""
 
 from __future__ import annotations
 
+import re
 from zoneinfo import available_timezones
 
 from flask import g, redirect, render_template, request, url_for
@@ -14,17 +15,23 @@ from sqlalchemy import delete
 from sqlmodel import Session, select
 
 from app import providers
+from app.delay_checks import change_delay_settings
 from app.models import ProviderConnection, Shop
 from app.sample_messages import SampleMessageError, queue_sample_message
 from app.web.context import runtime
 from app.web.pages.base import LANGUAGES, bp, check_csrf, signed_in
-from app.web.schemas import NotificationSettingsChange
+from app.web.schemas import DelaySettingsChange, NotificationSettingsChange
 
 FIELDS = (
     "email_from", "sms_from", "locale", "timezone",
     "quiet_hours_start", "quiet_hours_end", "daily_message_cap",
 )  # fmt: skip
 TIMEZONES = sorted(available_timezones())
+# When an order counts as late (`app.delays`); the same as PATCH /api/v1/settings/delays.
+DELAY_FIELDS = (
+    "country", "processing_days", "transit_days", "stalled_days_home", "stalled_days_abroad",
+    "not_shipped_grace_hours", "tracking_problem_hours", "holidays",
+)  # fmt: skip
 
 
 def _channels() -> dict[str, str | None]:
@@ -45,11 +52,13 @@ def _page(status: int = 200, **extra):
             .where(ProviderConnection.shop_id == g.shop.id)
             .order_by(ProviderConnection.kind, ProviderConnection.provider)
         ).all()
-    values = {name: getattr(g.shop, name) for name in FIELDS}
+    values = {name: getattr(g.shop, name) for name in FIELDS + DELAY_FIELDS}
+    values["holidays"] = ", ".join((g.shop.holidays or "").split(","))
+    values |= extra.pop("values", {})  # what was sent, when it is shown again
     return render_template(
         "app/settings.html",
         shop=g.shop,
-        values=extra.pop("values", values),
+        values=values,
         errors=extra.pop("errors", {}),
         languages=LANGUAGES,
         timezones=TIMEZONES,
@@ -88,6 +97,29 @@ def settings_submit():
         for name, value in valid.model_dump(exclude_unset=True).items():
             setattr(shop, name, value)
         db.add(shop)
+        db.commit()
+    return redirect(url_for("pages.settings", saved="1"))
+
+
+@bp.post("/settings/delays")
+@signed_in
+def delay_settings_submit():
+    check_csrf()
+    form = {name: request.form.get(name, "").strip() for name in DELAY_FIELDS}
+    change: dict = {name: value for name, value in form.items() if value and name != "holidays"}
+    for name, value in change.items():
+        if value.isascii() and value.isdigit() and len(value) < 5:
+            change[name] = int(value)  # otherwise the schema says what is wrong
+    change["holidays"] = [day for day in re.split(r"[\s,]+", form["holidays"]) if day]
+    try:
+        valid = DelaySettingsChange.model_validate(change)
+    except ValidationError as exc:
+        errors = {str(e["loc"][0]): e["msg"].removeprefix("Value error, ") for e in exc.errors()}
+        return _page(400, values=form, errors=errors)
+    rt = runtime()
+    with Session(rt.engine) as db:
+        shop = db.get(Shop, g.shop.id)
+        change_delay_settings(db, shop, valid.model_dump(exclude_unset=True), rt.clock.now())
         db.commit()
     return redirect(url_for("pages.settings", saved="1"))
 
