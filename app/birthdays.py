@@ -135,11 +135,17 @@ def _can_be_told(session: Session, shop: Shop, customer: Customer, rule: Rule) -
 
 
 def discount_code(secret: str, shop: Shop, customer: Customer, year: int) -> str:
-    """The customer's code for `year`: the same on every attempt, and not
-    guessable from the customer's id without the shop's secret."""
-    message = f"{shop.id}:{customer.shopify_id}:{year}".encode()
+    """The customer's birthday code for `year`."""
+    return occasion_code(secret, shop, customer, str(year), "HBD-")
+
+
+def occasion_code(secret: str, shop: Shop, customer: Customer, occasion: str, prefix: str) -> str:
+    """The customer's code for one occasion: the same on every attempt (so a
+    retry after a lost answer finds it made), and not guessable from the
+    customer's id without the shop's secret."""
+    message = f"{shop.id}:{customer.shopify_id}:{occasion}".encode()
     digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
-    return "HBD-" + base64.b32encode(digest).decode()[:10]
+    return prefix + base64.b32encode(digest).decode()[:10]
 
 
 def _make_code(
@@ -147,20 +153,30 @@ def _make_code(
 ) -> dict:
     code = discount_code(rt.settings.secret_key, shop, customer, year)
     ends_at = now + timedelta(days=shop.birthday_discount_days)
-    discount = DiscountCode(
-        code=code,
-        title=f"Birthday {year}: {code}",
-        customer_gid=f"gid://shopify/Customer/{customer.shopify_id}",
-        percentage=shop.birthday_discount_percent / 100,
-        starts_at=now.isoformat(),
-        ends_at=ends_at.isoformat(),
-    )
-    with_admin(session, rt, shop, lambda client: create_discount_code(client, discount))
+    create_code(session, rt, shop, customer, code, f"Birthday {year}: {code}",
+                shop.birthday_discount_percent, now, ends_at)  # fmt: skip
     return {
         "discount_code": code,
         "discount_percent": shop.birthday_discount_percent,
         "discount_ends_at": ends_at,
     }
+
+
+def create_code(
+    session: Session, rt: Runtime, shop: Shop, customer: Customer, code: str, title: str,
+    percent: int, now: datetime, ends_at: datetime,
+) -> None:  # fmt: skip
+    """A single-use code for this customer only, in Shopify; raises when
+    Shopify refuses or cannot be reached."""
+    discount = DiscountCode(
+        code=code,
+        title=title,
+        customer_gid=f"gid://shopify/Customer/{customer.shopify_id}",
+        percentage=percent / 100,
+        starts_at=now.isoformat(),
+        ends_at=ends_at.isoformat(),
+    )
+    with_admin(session, rt, shop, lambda client: create_discount_code(client, discount))
 
 
 def reschedule_shop(session: Session, shop: Shop, now: datetime) -> int:

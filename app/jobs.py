@@ -36,6 +36,7 @@ from app import (
     inbox,
     install,
     reconcile,
+    recovery,
     retention_snapshots,
     shop_jobs,
     surveys,
@@ -133,6 +134,9 @@ SHOP_JOBS: dict[str, ShopJobKind] = {
     ),
     # CSAT surveys and reminders whose time has come: only for shops that
     # have one waiting (both due times are indexed).
+    # A low rating's apology with a discount code (`app.recovery`): queued
+    # when the rating comes, retried while Shopify cannot make the code.
+    recovery.JOB: ShopJobKind(recovery.run),
     SURVEY_SWEEP: ShopJobKind(
         surveys.sweep,
         ShopSchedule(

@@ -28,9 +28,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_
 from sqlmodel import Session, select
 
+from app import recovery
 from app.models import Customer, Notification, Order, Shop, SupportSettings, Survey, Ticket
 from app.rules import Audience, Rule, notify
 from app.runtime import Runtime
+from app.shop_jobs import enqueue_once
 from app.tickets import support_settings, tag_list, wake_sweep
 from notifications import outbox, policy
 from notifications.phone import to_e164
@@ -314,12 +316,14 @@ def record_comment(session: Session, survey: Survey, comment: str, now: datetime
 def _alert(session: Session, survey: Survey, now: datetime, what: str) -> None:
     """Tell the shop's support address about a low rating (and, once it
     comes, its comment). A shop without a support address is not told; the
-    report still lists it. Where a recovery message with a discount would
-    go (`SupportSettings.recovery_message`): the discount code path lives on
-    the facts branch, and is to be called here."""
+    report still lists it. With `SupportSettings.recovery_message` on, the
+    customer's apology with a discount is queued too (`app.recovery`)."""
     settings = support_settings(session, survey.shop_id)
     survey.alerted_at = survey.alerted_at or now
     session.add(survey)
+    if what == "rating" and settings.recovery_message and survey.customer_id is not None:
+        # The apology with a code: made by a job, Shopify is called there.
+        enqueue_once(session, survey.shop_id, recovery.JOB, f"survey:{survey.id}", now)
     if not settings.support_email:
         return
     ticket = session.get(Ticket, survey.ticket_id)

@@ -109,6 +109,17 @@ KINDS: dict[str, frozenset[str]] = {
             "unsubscribe_url",
         }
     ),
+    # After a rating of 1 or 2, when the shop turns it on (app.recovery).
+    "recovery": frozenset(
+        {
+            "shop_name",
+            "customer_first_name",
+            "discount_code",
+            "discount_percent",
+            "discount_ends_at",
+            "unsubscribe_url",
+        }
+    ),
     # The CSAT survey of a closed ticket (app.surveys), and its one reminder.
     "survey": frozenset(
         {
@@ -194,6 +205,14 @@ _SAMPLES: dict[str, dict[str, Any]] = {
         "customer_first_name": "Ana",
         "discount_code": "HBD-K3QZ7M2XPA",
         "discount_percent": 10,
+        "discount_ends_at": datetime(2027, 1, 3, 9, 0, tzinfo=UTC),
+        "unsubscribe_url": "https://careloop.example.com/u/sample",
+    },
+    "recovery": {
+        "shop_name": "Northwind Outfitters",
+        "customer_first_name": "Ana",
+        "discount_code": "SORRY-Q7M2XPAK3Z",
+        "discount_percent": 15,
         "discount_ends_at": datetime(2027, 1, 3, 9, 0, tzinfo=UTC),
         "unsubscribe_url": "https://careloop.example.com/u/sample",
     },

@@ -5,22 +5,29 @@ another ticket and expiry are refused), and the low-rating alert."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import email
+import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import policy as email_policy
 
 import pytest
+from shopify_standin import ShopifyStandIn, serve
 from sqlmodel import Session, select
 from test_helpdesk_webhooks import post_gorgias
 
-from app import jobs, worker
+from app import jobs, recovery, worker
+from app.install import record_install
 from app.models import Notification, ShopJob, SupportSettings, Survey, Ticket
 from app.providers import connect
+from app.runtime import build_runtime
 from app.surveys import form_token, token_for
 from app.web.survey import TEXT
+from integrations.shopify_admin import AdminError
+from integrations.shopify_auth import TokenSet
 from notifications.transports import from_settings as transports_from_settings
-from support import load_fixture
+from support import SHOP_DOMAIN, load_fixture
 
 
 @pytest.fixture
@@ -369,3 +376,59 @@ def test_a_ticket_whose_requester_is_mapped_after_it_closed_is_still_surveyed(
     sweep(rt)
     [survey] = surveys(db)
     assert survey.sent_at == clock.now()
+
+
+@pytest.fixture
+def shopify(settings, db, clock):
+    """Shopify's stand-in, and a runtime whose shop holds a token for it."""
+    standin = ShopifyStandIn(valid_tokens={"shpat_recovery"})
+    with serve(standin) as base_url:
+        admin = build_runtime(dataclasses.replace(settings, shopify_url_template=base_url),
+                              engine=db, clock=clock)  # fmt: skip
+        tokens = TokenSet("shpat_recovery", frozenset({"write_discounts"}),
+                          clock.now() + timedelta(days=30), None, None)  # fmt: skip
+        with Session(db) as session:
+            record_install(session, admin, SHOP_DOMAIN, tokens)
+            session.commit()
+        yield standin, admin
+
+
+def recovery_jobs(db) -> list[ShopJob]:
+    with Session(db) as session:
+        return list(session.exec(select(ShopJob).where(ShopJob.kind == recovery.JOB)))
+
+
+def test_a_low_rating_brings_an_apology_with_a_code_once_shopify_has_made_it(
+    client, db, rt, shop, sent_survey, deliver, work, shopify
+):
+    standin, admin = shopify
+    deliver("customers_email_marketing_consent/update", "customers_email_marketing_consent_update")
+    work()
+    set_support(db, shop.id, recovery_message=True)
+    form = form_token(rt.settings.secret_key, sent_survey.removeprefix("/s/"))
+    client.post(sent_survey, data={"form": form, "rating": "2"})
+    assert len(recovery_jobs(db)) == 1  # queued by the rating, run by a worker
+
+    standin.fail_next(3, 503)  # Shopify down: no code, so no message
+    with pytest.raises(AdminError):
+        recovery.run(admin, shop.id)
+    assert survey_notifications(db, "recovery") == []
+
+    recovery.run(admin, shop.id)  # the job's retry
+    recovery.run(admin, shop.id)  # and once more: nothing twice
+    [message] = survey_notifications(db, "recovery")
+    facts = json.loads(message.context)
+    made = standin.discounts[facts["discount_code"]]
+    assert made["context"] == {"customers": {"add": ["gid://shopify/Customer/7001001"]}}
+    assert (made["usageLimit"], made["customerGets"]["value"]) == (1, {"percentage": 0.15})
+    assert (message.category, message.recipient) == ("marketing", "ana@example.com")
+
+
+def test_no_apology_unless_the_shop_turns_it_on_or_the_rating_is_low(
+    client, db, rt, shop, sent_survey
+):
+    form = form_token(rt.settings.secret_key, sent_survey.removeprefix("/s/"))
+    client.post(sent_survey, data={"form": form, "rating": "1"})  # the shop has it off
+    set_support(db, shop.id, recovery_message=True)
+    client.post(sent_survey, data={"form": form, "rating": "3"})
+    assert recovery_jobs(db) == []
