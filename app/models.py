@@ -834,5 +834,9 @@ class SupportSettings(SQLModel, table=True):
     # JSON {"tag": "type"}: the shop's own words for ticket types, over the defaults.
     type_map: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     support_email: str | None = Field(default=None, max_length=320)
-    recovery_message: bool = False  # the hook for a recovery discount (facts branch)
+    recovery_message: bool = False  # an apology with a discount after a low rating
+    # JSON: the shop's own service-level bounds over ours (`app.service_levels.scale_for`).
+    service_levels: str = Field(
+        default="{}", sa_column=Column(Text, nullable=False, server_default="{}")
+    )
     updated_at: datetime

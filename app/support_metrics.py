@@ -11,6 +11,7 @@ which SQLite cannot compute in SQL).
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -389,7 +390,7 @@ def support_report(
         "current": current,
         "previous": previous,
         "low_ratings": low_ratings(period_tickets, period),
-        "service_level": service_levels.scorecard(per_group, current),
+        "service_level": service_levels.scorecard(per_group, current, shop_scale(session, shop_id)),
         "tickets": [ticket_line(t) for t in period_tickets if period.holds(t.opened_at)],
         "definitions": DEFINITIONS,
     }
@@ -399,6 +400,15 @@ TICKET_COLUMNS = (
     "ticket", "source", "channel", "type", "tier", "agent", "status",
     "opened_at", "first_response_at", "closed_at", "rating", "comment",
 )  # fmt: skip
+
+
+def shop_scale(session: Session, shop_id: int) -> service_levels.Scale:
+    """The shop's service-level bounds (its own where it set them)."""
+    own = session.exec(
+        text("SELECT service_levels FROM support_settings WHERE shop_id = :shop"),
+        params={"shop": shop_id},
+    ).first()
+    return service_levels.scale_for(json.loads(own[0]) if own else {})
 
 
 def ticket_line(ticket: TicketRow) -> dict:

@@ -402,3 +402,55 @@ def test_home_shows_the_last_30_days_csat_once_there_are_responses(signed_in, db
     assert "CSAT, last 30 days" in page
     assert f"{want['percent']:g} %" in page
     assert f"{want['count']} of {want['of']} rated 4 or 5" in page
+
+
+# --- a shop's own bounds --------------------------------------------------------------
+
+
+def test_a_shops_own_bound_changes_the_grade():
+    own = service_levels.scale_for({"first_response": {"email": {"stellar": 6 * 3600}}})
+    card = service_levels.scorecard({"email": figures(5 * 3600, resolution=60)}, shop_wide(), own)
+    assert card["channels"]["email"]["dimensions"][0]["level"] == "stellar"
+    ours = service_levels.scorecard({"email": figures(5 * 3600, resolution=60)}, shop_wide())
+    assert ours["channels"]["email"]["dimensions"][0]["level"] == "average"
+
+
+def test_service_level_bounds_are_set_per_shop_and_the_report_grades_on_them(
+    client, db, shop, other_shop
+):
+    url = "/api/v1/settings/service-levels"
+    assert client.get(url, headers=shop.auth).json["scale"]["min_sample"] == 20
+    with Session(db) as session:
+        generate(session, shop.id, 9, tickets=30)
+    assert report(client, shop)["service_level"]["dimensions"][0]["level"] is None  # < 20 rated
+
+    changed = client.patch(url, headers=shop.auth, json={
+        "min_sample": 1, "satisfaction": {"average": 3.5},
+        "first_response": {"email": {"stellar": 1800}},
+    })  # fmt: skip
+    assert changed.status_code == 200, changed.json
+    scale = changed.json["scale"]
+    assert scale["satisfaction"]["average"] == 3.5 and scale["satisfaction"]["stellar"] == 4.9
+    assert scale["first_response"]["email"]["stellar"] == 1800
+    assert scale["first_response"]["email"]["above_average"] == 4 * 3600  # ours still
+    assert report(client, shop)["service_level"]["dimensions"][0]["level"] is not None
+    assert client.get(url, headers=other_shop.auth).json["own"] == {}  # another shop's own
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"first_response": {"email": {"stellar": 20 * 3600}}},  # not stricter than above average
+        {"satisfaction": {"below_average": 4.95}},
+        {"proactivity": {"stellar": 101}},
+        {"first_response": {"fax": {"stellar": 60}}},
+        {"min_sample": 0},
+        {"colour": "red"},
+    ],
+)
+def test_bounds_that_cannot_grade_are_refused_and_change_nothing(client, shop, body):
+    url = "/api/v1/settings/service-levels"
+    response = client.patch(url, headers=shop.auth, json=body)
+    assert response.status_code in (400, 422)
+    assert response.json["error"]["message"]
+    assert client.get(url, headers=shop.auth).json["own"] == {}

@@ -918,3 +918,27 @@ class SupportSettingsChange(Body):
         default=None,
         description="Send a recovery message after a low rating (the discount hook; not sent yet)",
     )
+
+
+# --- service levels ---------------------------------------------------------------
+
+ScaleLevel = Literal["stellar", "above_average", "average", "below_average"]
+ChannelGroup = Literal["email", "social", "real_time"]
+BoundSeconds = Annotated[float, Field(gt=0, le=90 * 86400)]
+
+
+class ServiceLevelsChange(Body):
+    """The shop's own bounds for some levels (the rest stay ours): seconds
+    for first response and resolution, an average rating for satisfaction,
+    a percent for proactive coverage; and the minimum sample."""
+
+    first_response: dict[ChannelGroup, dict[ScaleLevel, BoundSeconds]] | None = None
+    resolution: dict[ChannelGroup, dict[ScaleLevel, BoundSeconds]] | None = None
+    satisfaction: dict[ScaleLevel, Annotated[float, Field(ge=1, le=5)]] | None = None
+    proactivity: dict[ScaleLevel, Annotated[float, Field(ge=0, le=100)]] | None = None
+    min_sample: Annotated[int, Field(strict=True, ge=1, le=10_000)] | None = None
+
+
+class ServiceLevels(BaseModel):
+    own: dict[str, Any] = Field(description="the bounds the shop set")
+    scale: dict[str, Any] = Field(description="every bound the report grades on")

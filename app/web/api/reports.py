@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 from flask import Response
 from sqlmodel import Session
 
+from app import service_levels
 from app.models import Shop
 from app.support_metrics import TICKET_COLUMNS, Filters, support_report
+from app.tickets import support_settings
 from app.web.api.base import api, shop_id
 from app.web.context import runtime
-from app.web.schemas import SupportReport, SupportReportQuery
+from app.web.errors import error_response
+from app.web.schemas import (
+    ServiceLevels,
+    ServiceLevelsChange,
+    SupportReport,
+    SupportReportQuery,
+)
 
 
 def report_for(shop: Shop, query: SupportReportQuery, session: Session) -> dict:
@@ -70,3 +79,54 @@ def cell(value: object) -> object:
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
+
+
+SERVICE_LEVELS = "/settings/service-levels"
+
+
+def _levels(own: dict) -> ServiceLevels:
+    scale = service_levels.scale_for(own)
+
+    def bounds(items) -> dict:
+        return {b.level: b.limit for b in items}
+
+    return ServiceLevels(own=own, scale={
+        "first_response": {g: bounds(b) for g, b in scale.first_response.items()},
+        "resolution": {g: bounds(b) for g, b in scale.resolution.items()},
+        "satisfaction": bounds(scale.satisfaction),
+        "proactivity": bounds(scale.proactivity),
+        "min_sample": scale.min_sample,
+    })  # fmt: skip
+
+
+@api.route("GET", SERVICE_LEVELS, response=ServiceLevels)
+def get_service_levels():
+    """The bounds of the five levels the support report grades on."""
+    with Session(runtime().engine) as session:
+        return _levels(json.loads(support_settings(session, shop_id()).service_levels or "{}"))
+
+
+@api.route("PATCH", SERVICE_LEVELS, body=ServiceLevelsChange, response=ServiceLevels,
+           errors=(422,))  # fmt: skip
+def patch_service_levels(body: ServiceLevelsChange):
+    """Set the shop's own bounds for the levels given (the others stay);
+    refused when a better level would not be stricter than the one below."""
+    with Session(runtime().engine) as session:
+        row = support_settings(session, shop_id())
+        own = json.loads(row.service_levels or "{}")
+        for name, value in body.model_dump(exclude_none=True).items():
+            if isinstance(value, dict) and name in ("first_response", "resolution"):
+                for group, limits in value.items():
+                    own.setdefault(name, {}).setdefault(group, {}).update(limits)
+            elif isinstance(value, dict):
+                own.setdefault(name, {}).update(value)
+            else:
+                own[name] = value
+        reason = service_levels.problem(service_levels.scale_for(own))
+        if reason:
+            return error_response(422, "unprocessable", reason)
+        row.service_levels = json.dumps(own, sort_keys=True)
+        row.updated_at = runtime().clock.now()
+        session.add(row)
+        session.commit()
+        return _levels(own)
