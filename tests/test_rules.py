@@ -428,3 +428,18 @@ def test_the_order_says_which_rule_fired_what_was_sent_and_why_not(
         session["shop_id"] = shop.id
     page = page_client.get(f"/app/orders/{ORDER}").get_data(as_text=True)
     assert "Delivery problem" in page and "not sent: stale" in page
+
+
+def test_home_counts_the_last_weeks_delays_and_how_many_were_told(
+    shop, hook, sweep, clock, db, client
+):
+    with client.session_transaction() as session:
+        session["shop_id"] = shop.id
+    assert "Delays found, last 7 days" not in client.get("/app/").get_data(as_text=True)
+    hook("orders/paid", "orders_paid")
+    clock.current = NOT_SHIPPED_DUE
+    sweep()
+    home = client.get("/app/").get_data(as_text=True)
+    assert "Delays found, last 7 days" in home and "1 of 1 told to the customer" in home
+    clock.current = NOT_SHIPPED_DUE + timedelta(days=8)
+    assert "Delays found" not in client.get("/app/").get_data(as_text=True)

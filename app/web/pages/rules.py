@@ -6,6 +6,7 @@ retry. Thin: the decisions are `app.rule_book`, `app.rule_preview`,
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from flask import abort, g, redirect, render_template, request, url_for
@@ -13,10 +14,11 @@ from flask_babel import gettext as _
 from sqlmodel import Session, select
 
 from app import rule_book
-from app.models import DelayEpisode, Notification, Order, Rule, Shipment
+from app.models import DelayEpisode, Notification, Order, Rule, Shipment, Shop
 from app.rule_preview import preview
 from app.web.context import runtime
 from app.web.pages.base import bp, check_csrf, signed_in
+from app.web.pages.home import Headline, home_headline
 from app.web.params import ROW_ID_MAX, parse_whole_number
 from notifications import outbox, rendering
 
@@ -196,3 +198,25 @@ def retry_notification(notification_id: int):
         db.commit()
     rt.inbox_wakeup.set()
     return redirect(url_for("pages.notifications", status=outbox.QUEUED))
+
+
+@home_headline
+def delays_headline(session: Session, shop: Shop, now: datetime) -> Headline | None:
+    """The last 7 days' customer-facing delays and how many were told."""
+    since = now - timedelta(days=7)
+    rows = session.exec(
+        select(DelayEpisode.told_at).where(
+            DelayEpisode.shop_id == shop.id,
+            DelayEpisode.detected_at >= since,
+            DelayEpisode.cause != "tracking_problem",
+        )
+    ).all()
+    if not rows:
+        return None
+    told = sum(1 for at in rows if at is not None)
+    return Headline(
+        title=_("Delays found, last 7 days"),
+        figure=str(len(rows)),
+        detail=_("%(told)s of %(n)s told to the customer", told=told, n=len(rows)),
+        endpoint="pages.rules",
+    )
