@@ -60,17 +60,25 @@ in `__init__`, keeping their state on the instance next to `subscriptions`.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from flask import Flask, request
 from processes import serve_wsgi
+from sqlmodel import Session
+
+from app.install import record_install
+from app.runtime import Runtime, build_runtime
+from integrations.shopify_auth import TokenSet
+from support import SHOP_DOMAIN
 
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 MUTATION_COST = 10
@@ -632,6 +640,37 @@ class ShopifyStandIn:
 def serve(standin: ShopifyStandIn):
     """Serve the stand-in on a free loopback port; yields its base URL."""
     return serve_wsgi(standin.app())
+
+
+@contextmanager
+def serving(token: str) -> Iterator[ShopifyStandIn]:
+    """A stand-in that accepts `token`, served, with its `base_url` set."""
+    standin = ShopifyStandIn(valid_tokens={token})
+    with serve(standin) as base_url:
+        standin.base_url = base_url
+        yield standin
+
+
+def installed_runtime(
+    settings, db, clock, standin: ShopifyStandIn, token: str, scopes: Iterable[str],
+    *, lifetime: timedelta = timedelta(hours=1), refresh_token: str | None = None,
+) -> Runtime:  # fmt: skip
+    """A runtime with Shopify at the stand-in, and the test shop installed
+    holding `token` (and, given one, an expiring token's refresh token)."""
+    runtime = build_runtime(
+        dataclasses.replace(settings, shopify_url_template=standin.base_url),
+        engine=db, clock=clock,
+    )  # fmt: skip
+    refresh_expiry = None
+    if refresh_token:
+        standin.refresh_tokens.add(refresh_token)
+        refresh_expiry = clock.now() + timedelta(days=90)
+    tokens = TokenSet(token, frozenset(scopes), clock.now() + lifetime, refresh_token,
+                      refresh_expiry)  # fmt: skip
+    with Session(db) as session:
+        record_install(session, runtime, SHOP_DOMAIN, tokens)
+        session.commit()
+    return runtime
 
 
 def _root_field(query: str) -> str | None:

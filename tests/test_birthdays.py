@@ -12,16 +12,14 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from shopify_standin import ShopifyStandIn, serve
+from shopify_standin import installed_runtime, serving
 from sqlmodel import Session, select
 
 from app import jobs
 from app.birthday_dates import next_greeting
-from app.install import RESUBSCRIBE, record_install
+from app.install import RESUBSCRIBE
 from app.models import Customer, InboxMessage, Notification, Rule, ShopJob
-from app.runtime import build_runtime
-from integrations.shopify_auth import TokenSet
-from support import SHOP_DOMAIN, load_fixture, set_shop
+from support import load_fixture, set_shop
 
 ANA = 7001001
 TOKEN = "shpat_birthday_test"
@@ -226,9 +224,7 @@ def test_bad_birthday_settings_are_refused_and_change_nothing(client, shop, chan
 
 @pytest.fixture
 def standin():
-    standin = ShopifyStandIn(valid_tokens={TOKEN})
-    with serve(standin) as base_url:
-        standin.base_url = base_url
+    with serving(TOKEN) as standin:
         yield standin
 
 
@@ -236,13 +232,8 @@ def standin():
 def coded(settings, db, clock, standin, shop, deliver, work):
     """The shop holds a token for the stand-in and gives 15% codes; Ana
     consents and is born on 23 November."""
-    rt = build_runtime(dataclasses.replace(settings, shopify_url_template=standin.base_url),
-                       engine=db, clock=clock)  # fmt: skip
-    tokens = TokenSet(TOKEN, frozenset({"write_discounts"}), clock.now() + timedelta(days=30),
-                      None, None)  # fmt: skip
-    with Session(db) as session:
-        record_install(session, rt, SHOP_DOMAIN, tokens)
-        session.commit()
+    rt = installed_runtime(settings, db, clock, standin, TOKEN, {"write_discounts"},
+                           lifetime=timedelta(days=30))  # fmt: skip
     set_shop(db, shop.id, timezone="Europe/Madrid", birthday_discount=True,
              birthday_discount_percent=15, birthday_discount_days=30)  # fmt: skip
     deliver("customers/update", with_birth_date("1990-11-23"))

@@ -4,23 +4,18 @@ once accepted."""
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from shopify_standin import ShopifyStandIn, serve
+from shopify_standin import installed_runtime, serving
 from sqlmodel import Session, select
 
 from app import jobs, rules
 from app.events import ShipmentSnapshot, ShipmentStatus
-from app.install import record_install
 from app.models import DelayEpisode, ShopJob
 from app.orders import Cause, apply
-from app.runtime import build_runtime
-from integrations.shopify_auth import TokenSet
-from support import SHOP_DOMAIN, load_fixture
+from support import load_fixture
 
 TOKEN = "shpat_flow_test"
 ORDER = 5001001
@@ -29,26 +24,15 @@ EXTENSIONS = Path(__file__).resolve().parent.parent / "extensions"
 
 @pytest.fixture
 def standin():
-    standin = ShopifyStandIn(valid_tokens={TOKEN})
-    with serve(standin) as base_url:
-        standin.base_url = base_url
+    with serving(TOKEN) as standin:
         yield standin
 
 
 @pytest.fixture
 def rt(settings, db, clock, standin):
     """The runtime with Shopify at the stand-in, the shop installed with a token."""
-    runtime = build_runtime(
-        dataclasses.replace(settings, shopify_url_template=standin.base_url),
-        engine=db, clock=clock,
-    )  # fmt: skip
-    standin.refresh_tokens.add("shprt_flow_test")
-    tokens = TokenSet(TOKEN, frozenset({"read_orders"}), clock.now() + timedelta(hours=1),
-                      "shprt_flow_test", clock.now() + timedelta(days=90))  # fmt: skip
-    with Session(db) as session:
-        record_install(session, runtime, SHOP_DOMAIN, tokens)
-        session.commit()
-    return runtime
+    return installed_runtime(settings, db, clock, standin, TOKEN, {"read_orders"},
+                             refresh_token="shprt_flow_test")  # fmt: skip
 
 
 def parcel(rt, status, **facts) -> None:

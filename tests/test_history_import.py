@@ -9,14 +9,13 @@ import json
 from datetime import timedelta
 
 import pytest
-from shopify_standin import ShopifyStandIn, serve
+from shopify_standin import installed_runtime, serving
 from sqlmodel import Session, select
 
 from app import history_import
 from app.factory import create_app
 from app.install import record_install
 from app.models import Customer, HistoryImport, InboxMessage, Order, Shop
-from app.runtime import build_runtime
 from integrations.shopify_auth import TokenSet
 from support import SHOP_DOMAIN
 
@@ -25,26 +24,15 @@ TOKEN = "shpat_import_test"
 
 @pytest.fixture
 def standin():
-    standin = ShopifyStandIn(valid_tokens={TOKEN})
-    with serve(standin) as base_url:
-        standin.base_url = base_url
+    with serving(TOKEN) as standin:
         yield standin
 
 
 @pytest.fixture
 def rt(settings, db, clock, standin):
     """The runtime, with Shopify at the stand-in and the shop holding a token."""
-    configured = dataclasses.replace(settings, shopify_url_template=standin.base_url)
-    runtime = build_runtime(configured, engine=db, clock=clock)
-    standin.refresh_tokens.add("shprt_import_test")
-    tokens = TokenSet(
-        TOKEN, frozenset({"read_orders"}), clock.now() + timedelta(hours=1),
-        "shprt_import_test", clock.now() + timedelta(days=90),
-    )  # fmt: skip
-    with Session(db) as session:
-        record_install(session, runtime, SHOP_DOMAIN, tokens)
-        session.commit()
-    return runtime
+    return installed_runtime(settings, db, clock, standin, TOKEN, {"read_orders"},
+                             refresh_token="shprt_import_test")  # fmt: skip
 
 
 @pytest.fixture

@@ -11,19 +11,16 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from shopify_standin import ShopifyStandIn, serve
+from shopify_standin import installed_runtime, serving
 from sqlmodel import Session, select
 
 from app import delay_checks, reconcile
 from app.changes import HoldChanged, PromiseChanged
 from app.events import FulfillmentOrderSnapshot
-from app.install import record_install
 from app.models import DelayEpisode, InboxMessage, Order, OrderEvent, ShopJob
 from app.orders import RECONCILE_JOB, Cause, apply
-from app.runtime import build_runtime
-from integrations.shopify_auth import TokenSet
 from integrations.shopify_bulk import parse_record
-from support import SHOP_DOMAIN, load_fixture, with_changes
+from support import load_fixture, with_changes
 
 TOKEN = "shpat_promise_test"
 FO = "gid://shopify/FulfillmentOrder/1046000001"
@@ -31,22 +28,13 @@ FO = "gid://shopify/FulfillmentOrder/1046000001"
 
 @pytest.fixture
 def standin():
-    standin = ShopifyStandIn(valid_tokens={TOKEN})
-    with serve(standin) as base_url:
-        standin.base_url = base_url
+    with serving(TOKEN) as standin:
         yield standin
 
 
 @pytest.fixture
 def rt(settings, db, clock, standin):
-    configured = dataclasses.replace(settings, shopify_url_template=standin.base_url)
-    runtime = build_runtime(configured, engine=db, clock=clock)
-    tokens = TokenSet(TOKEN, frozenset({"read_orders"}), clock.now() + timedelta(hours=1),
-                      None, None)  # fmt: skip
-    with Session(db) as session:
-        record_install(session, runtime, SHOP_DOMAIN, tokens)
-        session.commit()
-    return runtime
+    return installed_runtime(settings, db, clock, standin, TOKEN, {"read_orders"})
 
 
 def order_node(fulfillment_orders: list[dict], updated: str = "2026-11-22T10:00:00Z") -> dict:

@@ -5,7 +5,6 @@ another ticket and expiry are refused), and the low-rating alert."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 import email
 import json
 import re
@@ -13,21 +12,18 @@ from datetime import UTC, datetime, timedelta
 from email import policy as email_policy
 
 import pytest
-from shopify_standin import ShopifyStandIn, serve
+from shopify_standin import installed_runtime, serving
 from sqlmodel import Session, select
 from test_helpdesk_webhooks import post_gorgias
 
 from app import jobs, recovery, worker
-from app.install import record_install
 from app.models import Notification, ShopJob, SupportSettings, Survey, Ticket
 from app.providers import connect
-from app.runtime import build_runtime
 from app.surveys import form_token, token_for
 from app.web.survey import TEXT
 from integrations.shopify_admin import AdminError
-from integrations.shopify_auth import TokenSet
 from notifications.transports import from_settings as transports_from_settings
-from support import SHOP_DOMAIN, load_fixture
+from support import load_fixture
 
 
 @pytest.fixture
@@ -381,16 +377,19 @@ def test_a_ticket_whose_requester_is_mapped_after_it_closed_is_still_surveyed(
 @pytest.fixture
 def shopify(settings, db, clock):
     """Shopify's stand-in, and a runtime whose shop holds a token for it."""
-    standin = ShopifyStandIn(valid_tokens={"shpat_recovery"})
-    with serve(standin) as base_url:
-        admin = build_runtime(dataclasses.replace(settings, shopify_url_template=base_url),
-                              engine=db, clock=clock)  # fmt: skip
-        tokens = TokenSet("shpat_recovery", frozenset({"write_discounts"}),
-                          clock.now() + timedelta(days=30), None, None)  # fmt: skip
-        with Session(db) as session:
-            record_install(session, admin, SHOP_DOMAIN, tokens)
-            session.commit()
-        yield standin, admin
+    with serving("shpat_recovery") as standin:
+        yield (
+            standin,
+            installed_runtime(
+                settings,
+                db,
+                clock,
+                standin,
+                "shpat_recovery",
+                {"write_discounts"},
+                lifetime=timedelta(days=30),
+            ),
+        )
 
 
 def recovery_jobs(db) -> list[ShopJob]:
