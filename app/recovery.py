@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import String, cast, exists, literal
 from sqlmodel import Session, select
 
 from app import birthdays
@@ -36,22 +37,23 @@ def subject(survey: Survey) -> str:
 
 def owed(session: Session, shop_id: int, now: datetime) -> list[Survey]:
     """Recent low ratings of known customers that have no recovery message yet."""
-    low = session.exec(
-        select(Survey).where(
-            Survey.shop_id == shop_id,
-            Survey.rating <= LOW_RATING,
-            Survey.customer_id.is_not(None),
-            Survey.answered_at >= now - WITHIN,
-        )
-    ).all()
-    sent = set(
+    told = exists().where(
+        Notification.shop_id == Survey.shop_id,
+        Notification.kind == RECOVERY.kind,
+        Notification.customer_id == Survey.customer_id,
+        Notification.key.endswith(literal(":survey:") + cast(Survey.id, String)),
+    )
+    return list(
         session.exec(
-            select(Notification.key).where(
-                Notification.shop_id == shop_id, Notification.kind == RECOVERY.kind
+            select(Survey).where(
+                Survey.shop_id == shop_id,
+                Survey.rating <= LOW_RATING,
+                Survey.customer_id.is_not(None),
+                Survey.answered_at >= now - WITHIN,
+                ~told,
             )
         ).all()
     )
-    return [s for s in low if not any(k.endswith(f":{subject(s)}") for k in sent)]
 
 
 def run(rt: Runtime, shop_id: int) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from app import service_levels
+from app.clock import parse_timestamp, to_utc
 
 # Channels answered while the customer waits, graded on the real-time scale.
 REAL_TIME = frozenset({"chat", "sms", "phone"})
@@ -154,11 +155,9 @@ _TICKETS = text(
 
 def _moment(value) -> datetime | None:
     """SQLite gives back naive UTC text; PostgreSQL aware datetimes."""
-    if value is None:
-        return None
     if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=ZoneInfo("UTC"))
+        return parse_timestamp(value)
+    return to_utc(value) if value is not None else None
 
 
 def read_tickets(session: Session, shop_id: int, period: Period) -> list[TicketRow]:

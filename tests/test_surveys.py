@@ -415,6 +415,8 @@ def test_a_low_rating_brings_an_apology_with_a_code_once_shopify_has_made_it(
 
     recovery.run(admin, shop.id)  # the job's retry
     recovery.run(admin, shop.id)  # and once more: nothing twice
+    with Session(db) as session:
+        assert recovery.owed(session, shop.id, admin.clock.now()) == []  # Shopify not asked again
     [message] = survey_notifications(db, "recovery")
     facts = json.loads(message.context)
     made = standin.discounts[facts["discount_code"]]
