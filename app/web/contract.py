@@ -47,6 +47,24 @@ class Api:
     blueprint: Blueprint
     guard: Callable[[Callable], Callable]  # authentication, around every operation
     operations: list[Operation] = field(default_factory=list)
+    # rule -> method -> (name, endpoint): one URL rule per path, registered
+    # with the blueprint, so that a path value no converter accepts (an id
+    # out of range) is 404 whatever the method, never 405 because another
+    # method's rule looked like a match.
+    _views: dict[str, dict[str, tuple[str, Callable]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.blueprint.record(self._register)
+
+    def _register(self, state) -> None:
+        for rule, views in self._views.items():
+
+            def dispatch(_views=views, **parameters):
+                method = "GET" if request.method == "HEAD" else request.method
+                return _views[method][1](**parameters)
+
+            name = next(iter(views.values()))[0]  # the first declared, for url_for
+            state.add_url_rule(rule, name, dispatch, methods=list(views))
 
     def route(
         self,
@@ -80,7 +98,7 @@ class Api:
                     return error_response(400, "bad_request", str(exc))
                 return _answer(view(**(arguments if path else parameters | arguments)), status)
 
-            self.blueprint.add_url_rule(rule, view.__name__, self.guard(endpoint), methods=[method])
+            self._views.setdefault(rule, {})[method] = (view.__name__, self.guard(endpoint))
             checked = (400,) if path or query or body else ()
             # A path value no route matches (an unknown kind, an id too large) is 404.
             unmatched = (404,) if _RULE_PARAMETER.search(rule) and 404 not in errors else ()
