@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import event
+import json
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, Table, any_, bindparam, event, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
@@ -47,6 +53,99 @@ def insert_ignoring_conflicts(session: Session, table, values: dict) -> int | No
     # RETURNING rather than rowcount, which psycopg reports as -1 here.
     statement = insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
     return session.exec(statement).scalar()
+
+
+def insert_rows(
+    session: Session, table: Table, rows: list[dict], *, returning: tuple[str, ...] = ("id",)
+) -> list[tuple]:
+    """INSERT many rows (dicts with the same keys) in one statement, skipping
+    those that conflict with a unique key; the `returning` columns of the
+    rows that went in.
+
+    On PostgreSQL the rows travel as one JSON document, unpacked by the
+    server (`json_to_recordset`): a short statement, parsed and planned
+    once, instead of a VALUES list as long as the batch, whose text costs
+    the driver and the server more than the insert itself
+    (bench/delay_sweep.py). SQLite is in-process: one multi-row INSERT."""
+    if not rows:
+        return []
+    if session.get_bind().dialect.name != "postgresql":
+        back = [table.c[name] for name in returning]
+        return list(
+            session.exec(
+                sqlite_insert(table).on_conflict_do_nothing().returning(*back), params=rows
+            ).all()
+        )
+    names = list(rows[0])
+    statement = text(
+        f"INSERT INTO {_quoted(table.name)} ({_quoted(*names)}) "
+        f"SELECT {_quoted(*names)} FROM {_recordset(table, names)} "
+        f"ON CONFLICT DO NOTHING RETURNING {_quoted(*returning)}"
+    )
+    return [tuple(row) for row in session.exec(statement, params={"rows": _json(rows)}).all()]
+
+
+def update_rows(session: Session, table: Table, rows: list[dict]) -> None:
+    """UPDATE many rows by `id`, each to its own values (dicts with the same
+    keys, `id` among them): one statement on PostgreSQL (as `insert_rows`),
+    one executemany on SQLite."""
+    if not rows:
+        return
+    names = [name for name in rows[0] if name != "id"]
+    if session.get_bind().dialect.name != "postgresql":
+        statement = (
+            table.update()
+            .where(table.c.id == bindparam("_id"))
+            .values({name: bindparam(name) for name in names})
+        )
+        session.exec(statement, params=[{**row, "_id": row["id"]} for row in rows])
+        return
+    assignments = ", ".join(f"{_quoted(name)} = r.{_quoted(name)}" for name in names)
+    statement = text(
+        f"UPDATE {_quoted(table.name)} SET {assignments} "
+        f"FROM {_recordset(table, ['id', *names])} WHERE {_quoted(table.name)}.id = r.id"
+    )
+    session.exec(statement, params={"rows": _json(rows)})
+
+
+def among(session: Session, column, values) -> ColumnElement[bool]:
+    """`column IN values` for a batch's hundreds of ids: on PostgreSQL one
+    array parameter (`= ANY`) rather than a placeholder per value, which the
+    driver would parse in a statement as long as the list."""
+    values = list(values)
+    if session.get_bind().dialect.name != "postgresql":
+        return column.in_(values)
+    return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+
+
+def _quoted(*names: str) -> str:
+    quote = postgresql.dialect().identifier_preparer.quote_identifier
+    return ", ".join(quote(name) for name in names)
+
+
+def _recordset(table: Table, names: list[str]) -> str:
+    """The `:rows` JSON as a relation `r` with the table's own column types."""
+    dialect = postgresql.dialect()
+    columns = ", ".join(
+        f"{_quoted(name)} {table.c[name].type.compile(dialect=dialect)}" for name in names
+    )
+    return f"json_to_recordset(CAST(:rows AS json)) AS r({columns})"
+
+
+def _json(rows: list[dict]) -> str:
+    return json.dumps(rows, default=_json_value, separators=(",", ":"))
+
+
+def _json_value(value: object) -> str:
+    """Times with their offset (a naive one is refused, as UTCDateTime does),
+    dates, and decimals as exact text."""
+    if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            raise ValueError(f"a time without a time zone: {value!r}")
+        return value.isoformat()
+    if isinstance(value, date | Decimal):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} as a column value")
 
 
 def describe_connection_error(exc: DBAPIError, database_url: str) -> str:

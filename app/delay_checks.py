@@ -22,19 +22,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from uuid import uuid4
 
-from sqlalchemy import bindparam, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
-from app import flow, rule_book
+from app import flow, rule_book, shop_jobs
 from app.audience import Audience, Rule, message, notify
+from app.db import among, insert_rows, update_rows
 from app.delays import CLOSED, CUSTOMER_CAUSES, Assessment, Calendar, Parcel, assess, promise_for
 from app.models import ChannelOptOut, Customer, DelayEpisode, Order, OrderEvent, Shipment, Shop
 from app.models import Rule as RuleRow
 from notifications import outbox
 
+JOB = "rules.sweep"  # the per-shop job that runs `sweep` (`app.jobs`)
 SWEEP_BATCH = 500
 # A delay found on an order placed this long ago is history (the history
 # import, a shop installing with old open orders): recorded, not told.
@@ -72,10 +74,11 @@ def evaluate(session: Session, order: Order, now: datetime) -> tuple[Assessment,
     """The order's delays at `now`, without writing anything (the preview)."""
     shop = session.get(Shop, order.shop_id)
     shipments = _shipments(session, order)
-    promise = promise_for(order, shipments, shop)
+    calendar = Calendar.of(shop)
+    promise = promise_for(order, shipments, calendar)
     parcels = [Parcel.of(s) for s in shipments]
     result = assess(
-        order.state, order.shipping_country, parcels, promise, Calendar.of(shop), now,
+        order.state, order.shipping_country, parcels, promise, calendar, now,
         order.on_hold,
     )  # fmt: skip
     return result, shipments
@@ -88,12 +91,12 @@ def check_order(session: Session, order: Order, now: datetime) -> None:
 
 @dataclass(frozen=True)
 class _Telling:
-    """A delay message to queue, and what to record once it is."""
+    """A delay to tell of: the order, and its episode's row (cause,
+    shipment_id, promised_at, expected_at; `id` once stored)."""
 
     order: Order
-    episode_id: int
-    episode: dict  # cause, shipment_id, promised_at, expected_at
-    escalated: bool
+    episode: dict
+    escalated: bool = False
 
 
 class _Rules:
@@ -139,32 +142,33 @@ def check_orders(session: Session, orders: list[Order], now: datetime) -> None:
     calendar = Calendar.of(shop)
     ids = [o.id for o in orders]
     shipments = _grouped(session.exec(
-        select(Shipment).where(Shipment.shop_id == shop_id, Shipment.order_id.in_(ids))
+        select(Shipment).where(Shipment.shop_id == shop_id, among(session, Shipment.order_id, ids))
         .order_by(Shipment.id)
     ).all(), lambda s: s.order_id)  # fmt: skip
     episodes = _grouped(session.exec(
         select(DelayEpisode).where(
-            DelayEpisode.shop_id == shop_id, DelayEpisode.order_id.in_(ids),
+            DelayEpisode.shop_id == shop_id, among(session, DelayEpisode.order_id, ids),
             DelayEpisode.resolved_at.is_(None),
         )
     ).all(), lambda e: e.order_id)  # fmt: skip
     rules = _Rules(session, shop_id)
     found: list[dict] = []
     escalations: list[tuple[Order, DelayEpisode]] = []
+    next_check: dict[int, datetime | None] = {}
     for order in orders:
         if order.state in CLOSED:
-            order.next_check_at = None
+            next_check[order.id] = None
             continue
         own = shipments.get(order.id, [])
         assessment = assess(
             order.state, order.shipping_country, [Parcel.of(s) for s in own],
-            promise_for(order, own, shop), calendar, now, order.on_hold,
+            promise_for(order, own, calendar), calendar, now, order.on_hold,
         )  # fmt: skip
         known = {e.cause for e in episodes.get(order.id, [])}
         found += [
             {"shop_id": shop_id, "order_id": order.id, "shipment_id": f.shipment_id,
              "cause": f.cause, "detected_at": now, "promised_at": f.promised_at,
-             "expected_at": f.expected_at}
+             "expected_at": f.expected_at, "told_at": None, "told_channel": None}
             for f in assessment.findings if f.cause not in known
         ]  # fmt: skip
         due = [assessment.next_check_at] if assessment.next_check_at else []
@@ -182,54 +186,122 @@ def check_orders(session: Session, orders: list[Order], now: datetime) -> None:
                 escalations.append((order, episode))
             elif escalation is not None:
                 due.append(escalation)
-        order.next_check_at = min(due, default=None)
-    new = _insert_episodes(session, found)
-    if new:
-        flow.queue(session, shop_id, now)
+        next_check[order.id] = min(due, default=None)
     by_id = {o.id: o for o in orders}
-    telling = [
-        _Telling(by_id[row["order_id"]], episode_id, row, False)
-        for episode_id, row in new
-        if row["cause"] in CUSTOMER_CAUSES
-    ]
+    telling = [_Telling(by_id[row["order_id"]], row) for row in found
+               if row["cause"] in CUSTOMER_CAUSES]  # fmt: skip
     for order, episode in escalations:
         episode.escalated_at = now
         session.add(episode)
-        telling.append(_Telling(order, episode.id, episode.model_dump(), True))
+        telling.append(_Telling(order, episode.model_dump(), escalated=True))
     parcels = {s.id: s for own in shipments.values() for s in own}
-    _tell_many(session, shop, rules, telling, parcels, now)
+    decisions = _decide(session, shop, rules, telling, parcels, now)
+    # Who is told goes in with the episode (one statement, not an INSERT
+    # and then an UPDATE): a message queued, not suppressed.
+    for decision in decisions:
+        if decision.told:
+            for episode in decision.episodes:
+                episode.update(told_at=now, told_channel=decision.row["channel"])
+    new = _insert_episodes(session, found)
+    if new:
+        flow.queue(session, shop_id, now)
+    # A finding another check recorded first is that check's to tell.
+    kept, dropped = [], []
+    for decision in decisions:
+        if decision.telling.escalated or decision.telling.episode.get("id"):
+            kept.append(decision)
+        elif decision.told:
+            dropped.append(decision)
+    _queue(session, kept, dropped, next_check, now)
+    _store_next_checks(session, orders, next_check)
 
 
-def _insert_episodes(session: Session, rows: list[dict]) -> list[tuple[int, dict]]:
-    """Insert new episodes in one statement; those that were new, with ids.
-    One per order and cause: a row another check inserted first is skipped."""
-    if not rows:
-        return []
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    table = DelayEpisode.__table__
-    # One statement for many rows (SQLAlchemy's "insertmanyvalues"): compiled
-    # once and cached, whatever the number of rows.
-    inserted = session.exec(
-        insert(table).on_conflict_do_nothing()
-        .returning(table.c.id, table.c.order_id, table.c.cause),
-        params=rows,
-    ).all()  # fmt: skip
+def _store_next_checks(
+    session: Session, orders: list[Order], next_check: dict[int, datetime | None]
+) -> None:
+    """Write the batch's due times in one statement, and show them on the
+    loaded orders without making the session write each order again."""
+    changed = [o for o in orders if o.next_check_at != next_check[o.id]]
+    update_rows(session, Order.__table__,
+                [{"id": o.id, "next_check_at": next_check[o.id]} for o in changed])  # fmt: skip
+    for order in changed:
+        set_committed_value(order, "next_check_at", next_check[order.id])
+
+
+def _insert_episodes(session: Session, rows: list[dict]) -> int:
+    """Insert new episodes in one statement; each row that went in gets its
+    `id`. One per order and cause: a row another check inserted first is
+    skipped (and keeps no id). Returns how many went in."""
+    inserted = insert_rows(
+        session, DelayEpisode.__table__, rows, returning=("id", "order_id", "cause")
+    )
     by_key = {(r["order_id"], r["cause"]): r for r in rows}
-    return [(episode_id, by_key[(order_id, cause)]) for episode_id, order_id, cause in inserted]
+    for episode_id, order_id, cause in inserted:
+        by_key[(order_id, cause)]["id"] = episode_id
+    return len(inserted)
 
 
-def _tell_many(
+@dataclass(frozen=True)
+class _Decision:
+    """What to do about one delay message: the outbox row to queue, or why
+    nothing is sent (a line for the order's timeline). `covers`: the order's
+    other delays found in the same check, told by this one message."""
+
+    telling: _Telling
+    rule_name: str | None
+    escalation_hours: int | None
+    row: dict | None = None
+    why: str | None = None
+    covers: tuple[_Telling, ...] = ()
+
+    @property
+    def told(self) -> bool:
+        return (
+            self.row is not None
+            and self.row["status"] == outbox.QUEUED
+            and not (self.telling.escalated)
+        )
+
+    @property
+    def episodes(self) -> list[dict]:
+        """The episodes this message tells of."""
+        return [t.episode for t in (self.telling, *self.covers)]
+
+
+# When one check finds several delays on an order (a parcel that stalled
+# past its estimate), the customer gets one message, about the first of
+# these that a rule tells of; it covers the others.
+PRIORITY = ("exception", "estimate_passed", "stalled", "estimate_revised", "not_shipped")
+
+
+def _one_per_order(telling: list[_Telling]) -> list[list[_Telling]]:
+    """The tellings grouped by order, most pressing first; each escalation
+    alone (it is about an episode told before)."""
+    groups: dict[int, list[_Telling]] = {}
+    alone = []
+    for t in telling:
+        if t.escalated:
+            alone.append([t])
+        else:
+            groups.setdefault(t.order.id, []).append(t)
+    for group in groups.values():
+        group.sort(key=lambda t: PRIORITY.index(t.episode["cause"]))
+    return [*groups.values(), *alone]
+
+
+def _decide(
     session: Session, shop: Shop, rules: _Rules, telling: list[_Telling],
     parcels: dict[int, Shipment], now: datetime,
-) -> None:  # fmt: skip
-    """Queue a batch's delay messages in one INSERT; record who was told."""
+) -> list[_Decision]:  # fmt: skip
+    """The batch's delay messages, built without writing anything: the
+    customers and opt-outs are read once for the whole batch."""
     if not telling:
-        return
+        return []
     wanted = {t.order.customer_id for t in telling if t.order.customer_id}
     customers = {
         c.id: c
         for c in session.exec(
-            select(Customer).where(Customer.shop_id == shop.id, Customer.id.in_(wanted))
+            select(Customer).where(Customer.shop_id == shop.id, among(session, Customer.id, wanted))
         ).all()
     }
     audiences = {t.order.id: Audience(shop, customers.get(t.order.customer_id), t.order)
@@ -238,57 +310,82 @@ def _tell_many(
     opted = set(
         session.exec(
             select(ChannelOptOut.channel, ChannelOptOut.address).where(
-                ChannelOptOut.shop_id == shop.id, ChannelOptOut.address.in_(addresses)
+                ChannelOptOut.shop_id == shop.id, among(session, ChannelOptOut.address, addresses)
             )
         ).all()
     )
-    rows, pending = [], {}
-    for t in telling:
-        cause = t.episode["cause"]
-        trigger = rule_book.CAUSE_TRIGGER[cause]
-        rule = rules.first(t.order, trigger)
-        if rule is None:
-            note(session, t.order, f"no enabled rule for {trigger} applies", now)
+    decisions = []
+    for group in _one_per_order(telling):
+        decisions.append(_decide_one(session, rules, group, audiences, parcels, opted, now))
+    return decisions
+
+
+def _decide_one(
+    session: Session, rules: _Rules, group: list[_Telling], audiences: dict[int, Audience],
+    parcels: dict[int, Shipment], opted: set, now: datetime,
+) -> _Decision:  # fmt: skip
+    """One order's message: about the first delay of `group` a rule tells of."""
+    told_by = [(t, rules.first(t.order, rule_book.CAUSE_TRIGGER[t.episode["cause"]]))
+               for t in group]  # fmt: skip
+    t, rule = next(((t, rule) for t, rule in told_by if rule is not None), (group[0], None))
+    others = tuple(other for other in group if other is not t)
+    if rule is None:
+        trigger = rule_book.CAUSE_TRIGGER[t.episode["cause"]]
+        return _Decision(t, None, None, why=f"no enabled rule for {trigger} applies")
+    placed = t.order.shopify_created_at or t.order.created_at
+    if placed is not None and now - placed > TOO_OLD_TO_TELL:
+        why = (f"rule {rule.name!r} not sent: stale (the order is over "
+               f"{TOO_OLD_TO_TELL.days} days old)")  # fmt: skip
+        return _Decision(t, rule.name, None, why=why)
+    cause = t.episode["cause"]
+    subject = f"order:{t.order.shopify_id}:{cause}" + (":escalation" if t.escalated else "")
+    shipment = parcels.get(t.episode["shipment_id"])
+    facts = {
+        "cause": cause,
+        "causes": [cause, *(other.episode["cause"] for other in others)],
+        "promised_date": t.episode["promised_at"],
+        "expected_date": t.episode["expected_at"],
+        "escalated": t.escalated,
+        **(shipment_facts(shipment) if shipment else {}),
+    }
+    row = message(
+        session, spec(rule), audiences[t.order.id], now, subject=subject, facts=facts,
+        opted_out=lambda channel, address: (channel, address) in opted,
+    )  # fmt: skip
+    return _Decision(t, rule.name, rule.escalation_hours, row=row, covers=others)
+
+
+def _queue(
+    session: Session, decisions: list[_Decision], dropped: list[_Decision],
+    next_check: dict[int, datetime | None], now: datetime,
+) -> None:  # fmt: skip
+    """Queue the decided messages in one INSERT, note on each order's
+    timeline what was not sent, and set when each told order's escalation
+    is due (in `next_check`). `dropped`: messages not queued after all,
+    whose episodes were stored as told."""
+    for decision in decisions:
+        if decision.row is None:
+            note(session, decision.telling.order, decision.why, now)
+    queued = outbox.enqueue_many(session, [d.row for d in decisions if d.row is not None])
+    for decision in decisions:
+        if decision.row is None:
             continue
-        placed = t.order.shopify_created_at or t.order.created_at
-        if placed is not None and now - placed > TOO_OLD_TO_TELL:
-            note(session, t.order, f"rule {rule.name!r} not sent: stale (the order is over "
-                 f"{TOO_OLD_TO_TELL.days} days old)", now)  # fmt: skip
-            continue
-        subject = f"order:{t.order.shopify_id}:{cause}" + (":escalation" if t.escalated else "")
-        shipment = parcels.get(t.episode["shipment_id"])
-        facts = {
-            "cause": cause,
-            "promised_date": t.episode["promised_at"],
-            "expected_date": t.episode["expected_at"],
-            "escalated": t.escalated,
-            **(shipment_facts(shipment) if shipment else {}),
-        }
-        row = message(
-            session, spec(rule), audiences[t.order.id], now, subject=subject, facts=facts,
-            opted_out=lambda channel, address: (channel, address) in opted,
-        )  # fmt: skip
-        rows.append(row)
-        pending[row["key"]] = (t, rule, row)
-    new = outbox.enqueue_many(session, rows)
-    told = []
-    for key, (t, rule, row) in pending.items():
-        if key not in new:
-            note(session, t.order, f"rule {rule.name!r} not sent again: duplicate", now)
-        elif row["status"] == outbox.QUEUED and not t.escalated:
-            # Told: the message is on its way (the outbox row says when it left).
-            told.append({"episode_id": t.episode_id, "channel": row["channel"]})
-            if rule.escalation_hours:
-                escalation = now + timedelta(hours=rule.escalation_hours)
-                current = t.order.next_check_at
-                t.order.next_check_at = min(current, escalation) if current else escalation
-    if told:
-        table = DelayEpisode.__table__
-        session.exec(
-            update(table).where(table.c.id == bindparam("episode_id"))
-            .values(told_at=now, told_channel=bindparam("channel")),
-            params=told,
-        )  # fmt: skip
+        order = decision.telling.order
+        if decision.row["key"] not in queued:
+            note(session, order, f"rule {decision.rule_name!r} not sent again: duplicate", now)
+            dropped.append(decision)
+        elif decision.told and decision.escalation_hours:
+            escalation = now + timedelta(hours=decision.escalation_hours)
+            current = next_check[order.id]
+            next_check[order.id] = min(current, escalation) if current else escalation
+    # Rare (a race, or a message queued before its episode existed): the
+    # episodes stored as told by a message that was not queued are not.
+    untold = [
+        {"id": episode["id"], "told_at": None, "told_channel": None}
+        for decision in dropped if decision.told
+        for episode in decision.episodes if episode.get("id")
+    ]  # fmt: skip
+    update_rows(session, DelayEpisode.__table__, untold)
 
 
 def _open_episodes(session: Session, order: Order) -> list[DelayEpisode]:
@@ -364,9 +461,14 @@ def recheck_open_orders(session: Session, shop_id: int, now: datetime) -> None:
     )
 
 
-def sweep(engine, shop_id: int, now: datetime, batch: int = SWEEP_BATCH) -> int:
+def sweep(engine, shop_id: int, now: datetime, batch: int | None = None) -> int:
     """Check every order of the shop whose due time has come; returns how
-    many. Batches commit one by one, each holding its rows locked."""
+    many. Batches commit one by one, each holding its rows locked, so other
+    workers can take the next batches beside this one: when the first batch
+    is full, one more sweep job is queued for a free worker, which does the
+    same in turn (a large sweep spreads over the free workers; each helper
+    stops when nothing is left)."""
+    batch = batch or SWEEP_BATCH
     checked = 0
     while True:
         with Session(engine) as session:
@@ -380,6 +482,8 @@ def sweep(engine, shop_id: int, now: datetime, batch: int = SWEEP_BATCH) -> int:
                 ).all()
             )
             check_orders(session, orders, now)
+            if checked == 0 and len(orders) == batch:
+                shop_jobs.enqueue_once(session, shop_id, JOB, f"help:{uuid4().hex[:16]}", now)
             session.commit()
         checked += len(orders)
         if len(orders) < batch:

@@ -81,14 +81,13 @@ class Promise:
     deliver_by: datetime | None  # the latest they should arrive
 
 
-def promise_for(order: Order, shipments: Sequence[Shipment], shop: Shop) -> Promise:
+def promise_for(order: Order, shipments: Sequence[Shipment], calendar: Calendar) -> Promise:
     """What the customer was promised. The one place that reads a promise:
     Shopify's own (`fulfillBy` and the delivery window of the fulfillment
     orders) goes first here when the order carries it; else a parcel's
     promised ship date; else the shop's processing time from the order's
     creation. Delivery: the first estimate we knew, else the ship-by plus
     the transit time to the order's country, in business days."""
-    calendar = Calendar.of(shop)
     fulfill_by = order.fulfill_by
     window_max = order.delivery_max_at
     promised = [s.promised_ship_at for s in shipments if s.promised_ship_at]

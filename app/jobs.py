@@ -125,7 +125,7 @@ SHOP_JOBS: dict[str, ShopJobKind] = {
     ),
     # Time-driven rules (delays, escalations): what is due now, by the
     # orders' stored due times (`app.delay_checks`).
-    "rules.sweep": ShopJobKind(sweep_rules, ShopSchedule(Every(minutes=5))),
+    delay_checks.JOB: ShopJobKind(sweep_rules, ShopSchedule(Every(minutes=5))),
     # Flow triggers owed (`app.flow`): queued when a delay is found or a late
     # order delivered; this run catches anything a one-off missed.
     flow.JOB: ShopJobKind(

@@ -20,12 +20,10 @@ import json
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, case, insert, or_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from app.db import insert_ignoring_conflicts
+from app.db import insert_ignoring_conflicts, insert_rows
 from app.models import ChannelOptOut, Notification, NotificationEvent
 from app.retry import backoff_seconds
 
@@ -85,21 +83,14 @@ def enqueue_many(session: Session, rows: list[dict]) -> dict[str, int]:
     holds both the cause and the messages."""
     if not rows:
         return {}
-    table = Notification.__table__
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    # One statement for many rows (SQLAlchemy's "insertmanyvalues"): compiled
-    # once and cached, whatever the number of rows.
-    returned = session.exec(
-        insert(table).on_conflict_do_nothing().returning(table.c.id, table.c.key), params=rows
-    ).all()
+    returned = insert_rows(session, Notification.__table__, rows, returning=("id", "key"))
     new = {key: notification_id for notification_id, key in returned}
     events = [
         {"shop_id": row["shop_id"], "notification_id": new[row["key"]], "status": row["status"],
          "detail": row["status_detail"], "at": row["created_at"]}
         for row in rows if row["key"] in new
     ]  # fmt: skip
-    if events:
-        session.exec(insert(NotificationEvent), params=events)
+    insert_rows(session, NotificationEvent.__table__, events)
     return new
 
 

@@ -155,11 +155,14 @@ KINDS: dict[str, frozenset[str]] = {
 
 # Shipping stages tell the same facts as "shipped"; delays add what was
 # promised, what is expected now, and why (`cause`: not_shipped,
-# estimate_revised, estimate_passed, stalled, exception), and whether this is
-# the one follow-up sent when the delay grew (`escalated`).
+# estimate_revised, estimate_passed, stalled, exception; `causes`: every
+# delay this one message tells of, `cause` first), and whether this is the
+# one follow-up sent when the delay grew (`escalated`).
 for _stage in ("out_for_delivery", "ready_for_pickup", "delivered"):
     KINDS[_stage] = KINDS["shipping"]
-KINDS["delay"] = KINDS["shipping"] | {"cause", "promised_date", "expected_date", "escalated"}
+KINDS["delay"] = KINDS["shipping"] | {
+    "cause", "causes", "promised_date", "expected_date", "escalated",
+}  # fmt: skip
 KINDS["delay_followup"] = KINDS["shipping"] | {"promised_date"}
 
 _SAMPLES: dict[str, dict[str, Any]] = {
@@ -222,6 +225,7 @@ for _stage in ("out_for_delivery", "ready_for_pickup", "delivered"):
     _SAMPLES[_stage] = _SAMPLES["shipping"]
 _SAMPLES["delay"] = _SAMPLES["shipping"] | {
     "cause": "stalled",
+    "causes": ["stalled"],
     "promised_date": datetime(2026, 11, 25, 23, 0, tzinfo=UTC),
     "expected_date": datetime(2026, 11, 28, 18, 0, tzinfo=UTC),
     "escalated": False,

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from app import delay_checks, jobs, rules
 from app.events import ShipmentSnapshot, ShipmentStatus
-from app.models import DelayEpisode, Notification, Order, OrderEvent, Rule
+from app.models import DelayEpisode, Notification, Order, OrderEvent, Rule, ShopJob
 from app.orders import Cause, apply
 from support import ON_POSTGRESQL, load_fixture, set_shop
 
@@ -251,6 +251,23 @@ def test_a_parcel_without_a_scan_for_n_business_days_is_stalled(
     assert [context(m)["cause"] for m in messages(db, "delay")].count("stalled") == 1
 
 
+def test_delays_found_together_are_told_in_one_message_about_the_most_pressing(
+    shop, hook, rt, sweep, clock, db
+):
+    hook("orders/paid", "orders_paid")
+    scan = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    parcel(rt, ShipmentStatus.IN_TRANSIT, last_scan_at=scan, shipped_at=scan,
+           estimated_delivery_at=scan + timedelta(days=1))  # fmt: skip
+    clock.current = scan + timedelta(days=10)  # past the estimate, and stalled long since
+    sweep()
+    found = {e.cause: e for e in episodes(db)}
+    assert set(found) == {"estimate_passed", "stalled"}
+    [message] = messages(db, "delay")
+    assert context(message)["cause"] == "estimate_passed"
+    assert context(message)["causes"] == ["estimate_passed", "stalled"]
+    assert {(e.told_at, e.told_channel) for e in found.values()} == {(clock.now(), "email")}
+
+
 def test_a_parcel_never_picked_up_is_not_shipped_not_stalled(shop, hook, rt, sweep, clock, db):
     hook("orders/paid", "orders_paid")
     parcel(rt, ShipmentStatus.LABEL_CREATED)
@@ -398,6 +415,34 @@ def test_two_sweeps_at_once_on_postgresql_tell_each_order_once(shop, hook, db, c
     told = messages(db, "delay")
     assert len(told) == 40 and len({m.order_id for m in told}) == 40
     assert len(episodes(db)) == 40
+
+
+def test_a_large_sweep_asks_one_more_worker_to_help_and_the_help_stops_when_done(
+    shop, hook, rt, db, clock, monkeypatch
+):
+    base = load_fixture("shopify", "orders_paid")
+    for n in range(5):
+        hook("orders/paid", base | {"id": ORDER + 1 + n, "name": f"#{2000 + n}"})
+    clock.current = NOT_SHIPPED_DUE
+    monkeypatch.setattr(delay_checks, "SWEEP_BATCH", 2)
+    jobs.enqueue_shop_jobs(rt)
+    ran = jobs.run_shop_jobs(rt)  # the scheduled sweep, then the help it asked for
+    with Session(db) as session:
+        sweeps = session.exec(
+            select(ShopJob.slot, ShopJob.status).where(ShopJob.kind == delay_checks.JOB)
+        ).all()
+    helpers = [slot for slot, _status in sweeps if slot.startswith("help:")]
+    assert len(helpers) == 1  # the help found nothing left, so asked for no more
+    assert {status for _slot, status in sweeps} == {"done"} and ran >= 2
+    assert len({m.order_id for m in messages(db, "delay")}) == 5
+
+
+def test_a_sweep_with_one_batch_of_work_asks_for_no_help(shop, hook, rt, db, clock):
+    hook("orders/paid", "orders_paid")
+    clock.current = NOT_SHIPPED_DUE
+    assert delay_checks.sweep(db, shop.id, clock.now()) == 1
+    with Session(db) as session:
+        assert session.exec(select(ShopJob).where(ShopJob.kind == delay_checks.JOB)).all() == []
 
 
 # --- the order's timeline ------------------------------------------------------
