@@ -32,7 +32,16 @@ from app import flow, rule_book, shop_jobs
 from app.audience import Audience, Rule, message, notify
 from app.db import among, insert_rows, update_rows
 from app.delays import CLOSED, CUSTOMER_CAUSES, Assessment, Calendar, Parcel, assess, promise_for
-from app.models import ChannelOptOut, Customer, DelayEpisode, Order, OrderEvent, Shipment, Shop
+from app.models import (
+    ChannelOptOut,
+    Customer,
+    DelayEpisode,
+    Notification,
+    Order,
+    OrderEvent,
+    Shipment,
+    Shop,
+)
 from app.models import Rule as RuleRow
 from notifications import outbox
 
@@ -196,12 +205,13 @@ def check_orders(session: Session, orders: list[Order], now: datetime) -> None:
         telling.append(_Telling(order, episode.model_dump(), escalated=True))
     parcels = {s.id: s for own in shipments.values() for s in own}
     decisions = _decide(session, shop, rules, telling, parcels, now)
-    # Who is told goes in with the episode (one statement, not an INSERT
-    # and then an UPDATE): a message queued, not suppressed.
+    # The channel of the message on its way goes in with the episode (one
+    # statement, not an INSERT and then an UPDATE); `told_at` waits for the
+    # message to leave (`settled`).
     for decision in decisions:
         if decision.told:
             for episode in decision.episodes:
-                episode.update(told_at=now, told_channel=decision.row["channel"])
+                episode.update(told_channel=decision.row["channel"])
     new = _insert_episodes(session, found)
     if new:
         flow.queue(session, shop_id, now)
@@ -379,13 +389,38 @@ def _queue(
             current = next_check[order.id]
             next_check[order.id] = min(current, escalation) if current else escalation
     # Rare (a race, or a message queued before its episode existed): the
-    # episodes stored as told by a message that was not queued are not.
+    # episodes stored with a message on its way that was not queued have none.
     untold = [
-        {"id": episode["id"], "told_at": None, "told_channel": None}
+        {"id": episode["id"], "told_channel": None}
         for decision in dropped if decision.told
         for episode in decision.episodes if episode.get("id")
     ]  # fmt: skip
     update_rows(session, DelayEpisode.__table__, untold)
+
+
+def settled(session: Session, messages: list[tuple[Notification, str, datetime]]) -> None:
+    """The outbox's word on delay messages: one that left tells its
+    episodes (`told_at`: when it left, so "told before the customer asked"
+    compares real times, quiet hours included); one that never will (failed,
+    dead, suppressed when it was due) leaves them untold."""
+    for notification, status, at in messages:
+        if notification.kind != "delay" or notification.order_id is None:
+            continue
+        context = json.loads(notification.context)
+        if context.get("escalated"):
+            continue
+        causes = context.get("causes") or [context.get("cause")]
+        values = {"told_at": at} if status == outbox.SENT else {"told_channel": None}
+        session.exec(
+            update(DelayEpisode)
+            .where(
+                DelayEpisode.shop_id == notification.shop_id,
+                DelayEpisode.order_id == notification.order_id,
+                DelayEpisode.cause.in_(causes),
+                DelayEpisode.told_at.is_(None),
+            )
+            .values(**values)
+        )
 
 
 def _open_episodes(session: Session, order: Order) -> list[DelayEpisode]:

@@ -448,10 +448,7 @@ def play(
     echo("Delays the rules found, and what each produced:")
     for order_id, scene in DELAY_SCENES.items():
         document = _document(session, base_url, order_id, auth) or {}
-        found = ", ".join(
-            f"{d['cause']} (told by {d['told_channel']})" if d["told_at"] else d["cause"]
-            for d in document.get("delays", [])
-        )
+        found = ", ".join(_delay_line(d) for d in document.get("delays", []))
         messages = ", ".join(
             f"{m['kind']}/{m['channel']} {m['status']}" for m in document.get("messages", [])
         )
@@ -530,3 +527,12 @@ def _document(session: requests.Session, base_url: str, order_id: int, auth: dic
 def _state(session: requests.Session, base_url: str, order_id: int, auth: dict) -> str | None:
     document = _document(session, base_url, order_id, auth)
     return document["state"] if document else None
+
+
+def _delay_line(delay: dict) -> str:
+    """A delay as the demo prints it: told (the message left), or on its way."""
+    if delay["told_at"]:
+        return f"{delay['cause']} (told by {delay['told_channel']})"
+    if delay["told_channel"]:
+        return f"{delay['cause']} ({delay['told_channel']} on its way)"
+    return delay["cause"]

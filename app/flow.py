@@ -69,7 +69,8 @@ def owed(session: Session, shop_id: int) -> list[tuple[str, dict, list[DelayEpis
             payload = {
                 "order_id": order_id, "Delay cause": episode.cause,
                 "Promised at": _iso(episode.promised_at), "Expected at": _iso(episode.expected_at),
-                "Customer told": episode.told_at is not None,
+                # Told, or the message on its way (it leaves within minutes).
+                "Customer told": episode.told_channel is not None,
             }  # fmt: skip
             found.append((DELAY_DETECTED, payload, [episode], "flow_detected_at"))
     late = session.exec(

@@ -576,7 +576,8 @@ class DelayEpisode(SQLModel, table=True):
     detected_at: datetime
     promised_at: datetime | None = None  # what the customer was promised
     expected_at: datetime | None = None  # what we now expect, when known
-    told_at: datetime | None = None  # the customer was told (the message was sent)
+    told_at: datetime | None = None  # the customer was told: when the message left
+    # The message's channel, from when it is queued (cleared if it never leaves).
     told_channel: str | None = Field(default=None, max_length=8)
     escalated_at: datetime | None = None
     resolved_at: datetime | None = None  # delivered, cancelled or the cause went away

@@ -30,7 +30,9 @@ from app.models import Order, Shipment
 from app.order_state import OrderState, ShipmentStatus
 from notifications import policy
 
-__all__ = ["SHIPPING", "Audience", "Rule", "no_longer_true", "notify", "react"]
+__all__ = ["SHIPPING", "Audience", "Rule", "no_longer_true", "notify", "react", "settled"]
+
+settled = delay_checks.settled
 
 # The built-in "shipped" message, for callers that need a rule without a
 # shop's row (the seam's tests, a birthday greeting's shape).

@@ -35,7 +35,7 @@ def send_due(rt: Runtime, transports: Transports, stop: threading.Event | None =
     """Send due notifications batch by batch until none is due; returns how many."""
     count = 0
     while stop is None or not stop.is_set():
-        claimed = dispatch_batch(rt, transports, rules.no_longer_true)
+        claimed = dispatch_batch(rt, transports, rules.no_longer_true, rules.settled)
         if not claimed:
             return count
         count += claimed

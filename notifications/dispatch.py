@@ -87,9 +87,17 @@ class BatchFacts:
 # (`app.rules.no_longer_true`); the worker passes that in, so that sending
 # knows no order states.
 StaleCheck = Callable[[str, Order | None], str | None]
+# What the rules record once a message of theirs has left, or never will
+# (`app.rules.settled`: a delay is told when its message leaves), in the
+# transaction that records it: (the message, its new status, when).
+Settled = Callable[[Session, list[tuple[Notification, str, datetime]]], None]
+FINAL = frozenset({outbox.SENT, outbox.FAILED, outbox.DEAD, outbox.SUPPRESSED})
 
 
-def dispatch_batch(rt: Runtime, transports: Transports, no_longer_true: StaleCheck) -> int:
+def dispatch_batch(
+    rt: Runtime, transports: Transports, no_longer_true: StaleCheck,
+    settled: Settled | None = None,
+) -> int:  # fmt: skip
     """Claim, send and record one batch; returns how many were claimed."""
     settings = rt.settings
     now = rt.clock.now()
@@ -121,7 +129,7 @@ def dispatch_batch(rt: Runtime, transports: Transports, no_longer_true: StaleChe
                 continue
             if item is not None:
                 prepared.append(item)
-        outbox.record_events(session, facts.changes)
+        _record(session, batch, facts.changes, settled)
         session.commit()
 
     results = _send(transports, prepared)
@@ -138,9 +146,22 @@ def dispatch_batch(rt: Runtime, transports: Transports, no_longer_true: StaleChe
             changes.append(
                 _outcome(session, item, result, provider, now, settings.outbox_max_attempts)
             )
-        outbox.record_events(session, changes)
+        _record(session, batch, changes, settled)
         session.commit()
     return len(batch)
+
+
+def _record(
+    session: Session, batch: list[Notification], changes: list[dict], settled: Settled | None
+) -> None:
+    """Record the batch's changes, and tell the rules which messages settled."""
+    outbox.record_events(session, changes)
+    if settled is None:
+        return
+    by_id = {n.id: n for n in batch}
+    final = [(by_id[c["id"]], c["status"], c["at"]) for c in changes if c["status"] in FINAL]
+    if final:
+        settled(session, final)
 
 
 def _send(

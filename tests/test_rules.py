@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, select
 
-from app import delay_checks, jobs, rules
+from app import delay_checks, jobs, rules, worker
 from app.events import ShipmentSnapshot, ShipmentStatus
 from app.models import DelayEpisode, Notification, Order, OrderEvent, Rule, ShopJob
 from app.orders import Cause, apply
+from notifications.folder import FolderEmailProvider, FolderSmsProvider
+from notifications.transports import Transports
 from support import ON_POSTGRESQL, load_fixture, set_shop
 
 ORDER = 5001001
@@ -50,6 +52,15 @@ def sweep(rt):
         jobs.run_shop_jobs(rt)
 
     return run
+
+
+@pytest.fixture
+def send(rt, tmp_path):
+    """The worker's outbox step, with the development transport (files)."""
+    transports = Transports(
+        FolderEmailProvider(tmp_path / "email"), FolderSmsProvider(tmp_path / "sms.log")
+    )
+    return lambda: worker.send_due(rt, transports)
 
 
 def messages(db, kind: str | None = None) -> list[Notification]:
@@ -97,7 +108,7 @@ def context(message: Notification) -> dict:
 
 
 def test_an_order_not_shipped_by_the_promise_is_told_once_after_the_grace(
-    shop, hook, sweep, clock, db
+    shop, hook, sweep, send, clock, db
 ):
     hook("orders/paid", "orders_paid")
     assert the_order(db).next_check_at == NOT_SHIPPED_DUE
@@ -117,13 +128,18 @@ def test_an_order_not_shipped_by_the_promise_is_told_once_after_the_grace(
     assert (episode.cause, episode.promised_at, episode.detected_at) == (
         "not_shipped", SHIP_BY, NOT_SHIPPED_DUE,
     )  # fmt: skip
-    assert (episode.told_at, episode.told_channel) == (NOT_SHIPPED_DUE, "email")
+    assert (episode.told_at, episode.told_channel) == (None, "email")  # on its way
+    clock.advance(minutes=2)
+    send()
+    [episode] = episodes(db)
+    assert (episode.told_at, episode.told_channel) == (clock.now(), "email")  # when it left
 
 
-def test_a_delay_that_keeps_growing_escalates_once(shop, hook, sweep, clock, db):
+def test_a_delay_that_keeps_growing_escalates_once(shop, hook, sweep, send, clock, db):
     hook("orders/paid", "orders_paid")
     clock.current = NOT_SHIPPED_DUE
     sweep()
+    send()
     assert the_order(db).next_check_at == NOT_SHIPPED_DUE + timedelta(hours=72)
 
     clock.current = NOT_SHIPPED_DUE + timedelta(hours=72)
@@ -137,11 +153,12 @@ def test_a_delay_that_keeps_growing_escalates_once(shop, hook, sweep, clock, db)
 
 
 def test_a_delay_whose_cause_went_away_is_never_escalated_but_gets_the_follow_up(
-    shop, hook, rt, sweep, clock, db
+    shop, hook, rt, sweep, send, clock, db
 ):
     hook("orders/paid", "orders_paid")
     clock.current = NOT_SHIPPED_DUE
-    sweep()  # told: not shipped
+    sweep()
+    send()  # told: not shipped
     clock.advance(hours=1)
     parcel(rt, ShipmentStatus.IN_TRANSIT, last_scan_at=clock.now(), shipped_at=clock.now())
     [episode] = episodes(db)
@@ -252,7 +269,7 @@ def test_a_parcel_without_a_scan_for_n_business_days_is_stalled(
 
 
 def test_delays_found_together_are_told_in_one_message_about_the_most_pressing(
-    shop, hook, rt, sweep, clock, db
+    shop, hook, rt, sweep, send, clock, db
 ):
     hook("orders/paid", "orders_paid")
     scan = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -265,7 +282,9 @@ def test_delays_found_together_are_told_in_one_message_about_the_most_pressing(
     [message] = messages(db, "delay")
     assert context(message)["cause"] == "estimate_passed"
     assert context(message)["causes"] == ["estimate_passed", "stalled"]
-    assert {(e.told_at, e.told_channel) for e in found.values()} == {(clock.now(), "email")}
+    send()
+    told = {(e.told_at, e.told_channel) for e in episodes(db)}
+    assert told == {(clock.now(), "email")}
 
 
 def test_a_parcel_never_picked_up_is_not_shipped_not_stalled(shop, hook, rt, sweep, clock, db):
@@ -293,12 +312,13 @@ def test_a_parcel_whose_tracking_never_starts_is_the_merchants_problem_not_the_c
 
 
 def test_an_exception_is_told_at_once_and_the_delivery_brings_the_follow_up(
-    shop, hook, rt, db, clock
+    shop, hook, rt, db, clock, send
 ):
     hook("orders/paid", "orders_paid")
     parcel(rt, ShipmentStatus.EXCEPTION, status_detail="Address not found")
     [told] = messages(db, "delay")
     assert context(told)["cause"] == "exception"
+    send()
 
     clock.advance(hours=30)
     parcel(rt, ShipmentStatus.DELIVERED)
@@ -306,6 +326,24 @@ def test_an_exception_is_told_at_once_and_the_delivery_brings_the_follow_up(
     assert follow_up.status == "queued"
     [episode] = episodes(db)
     assert episode.resolution == "delivered" and episode.resolved_at is not None
+
+
+def test_a_delay_message_that_never_leaves_tells_nobody_and_brings_no_follow_up(
+    shop, hook, rt, db, clock, send
+):
+    set_shop(db, shop.id, timezone="UTC")
+    hook("orders/paid", "orders_paid")
+    parcel(rt, ShipmentStatus.EXCEPTION, status_detail="Address not found")
+    [episode] = episodes(db)
+    assert (episode.told_at, episode.told_channel) == (None, "email")  # on its way
+    clock.advance(minutes=5)
+    parcel(rt, ShipmentStatus.DELIVERED)  # delivered before the message left
+    send()
+    [delay] = messages(db, "delay")
+    assert delay.status == "suppressed"
+    [episode] = episodes(db)
+    assert (episode.told_at, episode.told_channel) == (None, None)
+    assert messages(db, "delay_followup") == []
 
 
 def test_an_estimate_revised_past_the_first_one_is_a_delay(shop, hook, db):
@@ -476,7 +514,7 @@ def test_the_order_says_which_rule_fired_what_was_sent_and_why_not(
 
 
 def test_home_counts_the_last_weeks_delays_and_how_many_were_told(
-    shop, hook, sweep, clock, db, client
+    shop, hook, sweep, send, clock, db, client
 ):
     with client.session_transaction() as session:
         session["shop_id"] = shop.id
@@ -484,6 +522,9 @@ def test_home_counts_the_last_weeks_delays_and_how_many_were_told(
     hook("orders/paid", "orders_paid")
     clock.current = NOT_SHIPPED_DUE
     sweep()
+    home = client.get("/app/").get_data(as_text=True)
+    assert "0 of 1 told to the customer" in home  # the message has not left yet
+    send()
     home = client.get("/app/").get_data(as_text=True)
     assert "Delays found, last 7 days" in home and "1 of 1 told to the customer" in home
     clock.current = NOT_SHIPPED_DUE + timedelta(days=8)
