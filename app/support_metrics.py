@@ -43,9 +43,9 @@ DEFINITIONS: dict[str, str] = {
     "resolution": "Resolution time: from the opening to the close; average and median over "
     "tickets closed in the period.",
     "sla_breaches": "SLA breach: a ticket opened in the period whose first public reply came "
-    "later than its channel's target (the 'average' level of the service levels: 24 h for "
-    "email and social, 10 min for chat, SMS and phone), or has not come and the target has "
-    "passed. Counted per day of opening, in the shop's time zone.",
+    "later than its channel's target (the 'average' level of the shop's service levels: by "
+    "default 24 h for email and social, 10 min for chat, SMS and phone), or has not come and "
+    "the target has passed. Counted per day of opening, in the shop's time zone.",
     "one_touch": "One-touch resolution rate = tickets closed in the period with exactly one "
     "public agent reply ÷ tickets closed in the period that had at least one x 100.",
     "self_service": "Self-service rate = tickets closed in the period without any agent "
@@ -123,9 +123,11 @@ class TicketRow:
     extra: dict = field(default_factory=dict)
 
 
-def first_response_target(channel: str) -> timedelta:
-    """The SLA target: the 'average' level's first response bound."""
-    return timedelta(minutes=10) if channel in REAL_TIME else timedelta(hours=24)
+def first_response_target(channel: str, scale: service_levels.Scale) -> timedelta:
+    """The SLA target: the 'average' level's first response bound for the
+    channel's group, on the shop's own scale where it set one."""
+    bounds = scale.first_response[service_levels.channel_group(channel)]
+    return timedelta(seconds=next(b.limit for b in bounds if b.level == "average"))
 
 
 # --- reading ---------------------------------------------------------------
@@ -267,6 +269,7 @@ def figures(
     delays: list[dict],
     period: Period,
     now: datetime,
+    scale: service_levels.Scale,
 ) -> dict:
     """Every figure of the report for one period, from plain rows."""
     opened = [t for t in tickets if period.holds(t.opened_at)]
@@ -277,7 +280,7 @@ def figures(
 
     breaches: Counter[str] = Counter()
     for t in opened:
-        target = t.opened_at + first_response_target(t.channel)
+        target = t.opened_at + first_response_target(t.channel, scale)
         if (t.first_response_at or now) > target:  # late, or not yet and already late
             breaches[period.day(t.opened_at)] += 1
 
@@ -367,18 +370,20 @@ def support_report(
         tickets = [t for t in read_tickets(session, shop_id, span) if matches(t, filters)]
         results[name] = (span, tickets)
     period_tickets = results["current"][1]
+    scale = shop_scale(session, shop_id)
     current = figures(
         period_tickets, count_orders(session, shop_id, period),
-        read_delays(session, shop_id, period), period, now,
+        read_delays(session, shop_id, period), period, now, scale,
     )  # fmt: skip
     previous = figures(
         results["previous"][1], count_orders(session, shop_id, before),
-        read_delays(session, shop_id, before), before, now,
+        read_delays(session, shop_id, before), before, now, scale,
     )  # fmt: skip
     groups: dict[str, list[TicketRow]] = defaultdict(list)
     for ticket in period_tickets:
         groups[service_levels.channel_group(ticket.channel)].append(ticket)
-    per_group = {group: figures(rows, 0, [], period, now) for group, rows in sorted(groups.items())}
+    per_group = {group: figures(rows, 0, [], period, now, scale)
+                 for group, rows in sorted(groups.items())}  # fmt: skip
     return {
         "period": {"from": first.isoformat(), "to": last.isoformat(), "timezone": timezone},
         "previous_period": {
@@ -389,7 +394,7 @@ def support_report(
         "current": current,
         "previous": previous,
         "low_ratings": low_ratings(period_tickets, period),
-        "service_level": service_levels.scorecard(per_group, current, shop_scale(session, shop_id)),
+        "service_level": service_levels.scorecard(per_group, current, scale),
         "tickets": [ticket_line(t) for t in period_tickets if period.holds(t.opened_at)],
         "definitions": DEFINITIONS,
     }

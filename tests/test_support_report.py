@@ -454,3 +454,24 @@ def test_bounds_that_cannot_grade_are_refused_and_change_nothing(client, shop, b
     assert response.status_code in (400, 422)
     assert response.json["error"]["message"]
     assert client.get(url, headers=shop.auth).json["own"] == {}
+
+
+def test_sla_breaches_count_against_the_shops_own_first_response_target(client, db, shop):
+    opened = START + timedelta(days=2)
+    with Session(db) as session:
+        for n, reply_after in enumerate((timedelta(minutes=30), timedelta(hours=2))):
+            session.add(Ticket(
+                shop_id=shop.id, source="api", external_id=f"S{n}", channel="email",
+                status="open", type="other", opened_at=opened,
+                first_response_at=opened + reply_after, source_updated_at=opened,
+                created_at=opened,
+            ))  # fmt: skip
+        session.commit()
+    assert report(client, shop)["current"]["sla_breaches"]["total"] == 0  # ours: 24 h
+
+    own = {"first_response": {"email": {"stellar": 600, "above_average": 1800, "average": 3600}}}
+    changed = client.patch("/api/v1/settings/service-levels", headers=shop.auth, json=own)
+    assert changed.status_code == 200, changed.json
+    breaches = report(client, shop)["current"]["sla_breaches"]
+    assert breaches["total"] == 1  # the reply after 2 h, past the shop's own 1 h
+    assert breaches["per_day"] == {opened.date().isoformat(): 1}
