@@ -73,22 +73,28 @@ class Filters:
 
 @dataclass(frozen=True)
 class Period:
-    """[start, end) in UTC, from whole days in the shop's time zone."""
+    """[start, end) in UTC, from whole days (`first`..`last`) in the shop's
+    time zone."""
 
     start: datetime
     end: datetime
     timezone: str
+    first: date
+    last: date
 
     @classmethod
     def of_days(cls, first: date, last: date, timezone: str) -> Period:
         zone = ZoneInfo(timezone)
         start = datetime.combine(first, datetime.min.time(), zone)
         end = datetime.combine(last + timedelta(days=1), datetime.min.time(), zone)
-        return cls(start.astimezone(ZoneInfo("UTC")), end.astimezone(ZoneInfo("UTC")), timezone)
+        utc = ZoneInfo("UTC")
+        return cls(start.astimezone(utc), end.astimezone(utc), timezone, first, last)
 
     def previous(self) -> Period:
-        """The period of the same length just before."""
-        return Period(self.start - (self.end - self.start), self.start, self.timezone)
+        """As many whole local days just before: across a clock change its
+        hours differ, its days do not."""
+        days = self.last - self.first + timedelta(days=1)
+        return Period.of_days(self.first - days, self.first - timedelta(days=1), self.timezone)
 
     def holds(self, moment: datetime | None) -> bool:
         return moment is not None and self.start <= moment < self.end
@@ -386,10 +392,7 @@ def support_report(
                  for group, rows in sorted(groups.items())}  # fmt: skip
     return {
         "period": {"from": first.isoformat(), "to": last.isoformat(), "timezone": timezone},
-        "previous_period": {
-            "from": (first - (last - first) - timedelta(days=1)).isoformat(),
-            "to": (first - timedelta(days=1)).isoformat(),
-        },
+        "previous_period": {"from": before.first.isoformat(), "to": before.last.isoformat()},
         "filters": {k: v for k, v in vars(filters).items() if v is not None},
         "current": current,
         "previous": previous,

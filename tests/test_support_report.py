@@ -475,3 +475,25 @@ def test_sla_breaches_count_against_the_shops_own_first_response_target(client, 
     breaches = report(client, shop)["current"]["sla_breaches"]
     assert breaches["total"] == 1  # the reply after 2 h, past the shop's own 1 h
     assert breaches["per_day"] == {opened.date().isoformat(): 1}
+
+
+def test_the_previous_period_is_whole_local_days_across_a_clock_change(client, db, shop):
+    """November 2-8 in New York holds the change back to winter time (the 1st
+    is a Sunday): the week before it, October 26 to November 1, starts at
+    local midnight (04:00 UTC), not an hour off."""
+    with Session(db) as session:
+        session.get(Shop, shop.id).timezone = "America/New_York"
+        for n, at in enumerate(
+            (
+                datetime(2026, 10, 26, 3, 30, tzinfo=UTC),  # Oct 25, 23:30
+                datetime(2026, 10, 26, 4, 30, tzinfo=UTC),
+            )
+        ):  # Oct 26, 00:30
+            session.add(Ticket(
+                shop_id=shop.id, source="api", external_id=f"dst{n}", channel="email",
+                status="open", opened_at=at, source_updated_at=at, created_at=at,
+            ))  # fmt: skip
+        session.commit()
+    got = report(client, shop, **{"from": "2026-11-02", "to": "2026-11-08"})
+    assert got["previous_period"] == {"from": "2026-10-26", "to": "2026-11-01"}
+    assert got["previous"]["tickets_opened"] == 1
