@@ -372,9 +372,12 @@ def support_report(
     period = Period.of_days(first, last, timezone)
     before = period.previous()
     results = {}
+    offered: set[str] = set()
     for name, span in (("current", period), ("previous", before)):
-        tickets = [t for t in read_tickets(session, shop_id, span) if matches(t, filters)]
-        results[name] = (span, tickets)
+        every = read_tickets(session, shop_id, span)
+        if name == "current":
+            offered = {t.channel for t in every if span.holds(t.opened_at)}
+        results[name] = (span, [t for t in every if matches(t, filters)])
     period_tickets = results["current"][1]
     scale = shop_scale(session, shop_id)
     current = figures(
@@ -397,7 +400,10 @@ def support_report(
         "current": current,
         "previous": previous,
         "low_ratings": low_ratings(period_tickets, period),
-        "service_level": service_levels.scorecard(per_group, current, scale),
+        # Channels offered is the shop's, whatever the filter narrows.
+        "service_level": service_levels.scorecard(
+            per_group, current | {"channels": sorted(offered)}, scale
+        ),
         "tickets": [ticket_line(t) for t in period_tickets if period.holds(t.opened_at)],
         "definitions": DEFINITIONS,
     }

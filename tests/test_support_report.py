@@ -216,6 +216,17 @@ def test_filters_count_only_the_matching_tickets(client, db, shop):
     assert got["contact_rate"]["count"] == len(opened)
 
 
+def test_a_channel_filter_does_not_narrow_the_channels_the_shop_offers(client, db, shop):
+    with Session(db) as session:
+        history = generate(session, shop.id, 7)
+    offered = len({t["channel"] for t in history.tickets if within(t["opened"])})
+    assert offered > 1
+    for query in ({}, {"channel": "email"}):
+        card = report(client, shop, **query)["service_level"]
+        [channels] = [d for d in card["dimensions"] if d["dimension"] == "channels offered"]
+        assert channels["value"] == offered, query
+
+
 def test_low_ratings_come_with_their_comment_and_ticket(client, db, shop):
     with Session(db) as session:
         history = generate(session, shop.id, 4)
