@@ -72,11 +72,17 @@ def get_support_csv(query: SupportReportQuery):
     )
 
 
+# What makes a spreadsheet read a cell as a formula (OWASP "CSV injection"),
+# including the full-width forms some spreadsheets also accept.
+FORMULA_START = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
+
+
 def cell(value: object) -> object:
-    """A customer's comment must not run as a formula when the CSV is opened
-    in a spreadsheet (OWASP "CSV injection"): a leading =, +, -, @, tab or CR
-    is quoted away with an apostrophe."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    """A customer's comment (or any text from a helpdesk) must not run as a
+    formula when the CSV is opened in a spreadsheet: one that starts with a
+    formula character, after any spaces a spreadsheet skips, is
+    quoted away with an apostrophe."""
+    if isinstance(value, str) and value.lstrip(" ")[:1] in FORMULA_START:
         return "'" + value
     return value
 
