@@ -36,7 +36,6 @@ from app.models import (
     ChannelOptOut,
     Customer,
     DelayEpisode,
-    Notification,
     Order,
     OrderEvent,
     Shipment,
@@ -207,7 +206,7 @@ def check_orders(session: Session, orders: list[Order], now: datetime) -> None:
     decisions = _decide(session, shop, rules, telling, parcels, now)
     # The channel of the message on its way goes in with the episode (one
     # statement, not an INSERT and then an UPDATE); `told_at` waits for the
-    # message to leave (`settled`).
+    # message to leave (`rule_book.settled`).
     for decision in decisions:
         if decision.told:
             for episode in decision.episodes:
@@ -396,31 +395,6 @@ def _queue(
         for episode in decision.episodes if episode.get("id")
     ]  # fmt: skip
     update_rows(session, DelayEpisode.__table__, untold)
-
-
-def settled(session: Session, messages: list[tuple[Notification, str, datetime]]) -> None:
-    """The outbox's word on delay messages: one that left tells its
-    episodes (`told_at`: when it left, so "told before the customer asked"
-    compares real times, quiet hours included); one that never will (failed,
-    dead, suppressed when it was due) leaves them untold."""
-    for notification, status, at in messages:
-        if notification.kind != "delay" or notification.order_id is None:
-            continue
-        context = json.loads(notification.context)
-        if context.get("escalated"):
-            continue
-        causes = context.get("causes") or [context.get("cause")]
-        values = {"told_at": at} if status == outbox.SENT else {"told_channel": None}
-        session.exec(
-            update(DelayEpisode)
-            .where(
-                DelayEpisode.shop_id == notification.shop_id,
-                DelayEpisode.order_id == notification.order_id,
-                DelayEpisode.cause.in_(causes),
-                DelayEpisode.told_at.is_(None),
-            )
-            .values(**values)
-        )
 
 
 def _open_episodes(session: Session, order: Order) -> list[DelayEpisode]:

@@ -7,6 +7,7 @@ merchant asked for.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -14,7 +15,7 @@ from decimal import Decimal
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from app.models import Notification, NotificationEvent, Order, Rule
+from app.models import DelayEpisode, Notification, NotificationEvent, Order, Rule
 from notifications import outbox, policy, rendering
 
 # trigger -> (the template kind it uses by default, the delay cause it
@@ -158,7 +159,7 @@ def withdraw_queued(session: Session, rule: Rule, why: str, now: datetime) -> in
     ones stay on record."""
     waiting = list(
         session.exec(
-            select(Notification.id).where(
+            select(Notification).where(
                 Notification.shop_id == rule.shop_id,
                 Notification.rule_id == rule.id,
                 Notification.status == outbox.QUEUED,
@@ -169,14 +170,41 @@ def withdraw_queued(session: Session, rule: Rule, why: str, now: datetime) -> in
         return 0
     session.exec(
         update(Notification)
-        .where(Notification.id.in_(waiting))
+        .where(Notification.id.in_([n.id for n in waiting]))
         .values(status=outbox.SUPPRESSED, status_detail=why, updated_at=now)
+        .execution_options(synchronize_session=False)
     )
-    for notification_id in waiting:
+    for notification in waiting:
         session.add(
             NotificationEvent(
-                shop_id=rule.shop_id, notification_id=notification_id,
+                shop_id=rule.shop_id, notification_id=notification.id,
                 status=outbox.SUPPRESSED, detail=why, at=now,
             )
         )  # fmt: skip
+    settled(session, [(n, outbox.SUPPRESSED, now) for n in waiting])
     return len(waiting)
+
+
+def settled(session: Session, messages: list[tuple[Notification, str, datetime]]) -> None:
+    """The outbox's word on delay messages: one that left tells its
+    episodes (`told_at`: when it left, so "told before the customer asked"
+    compares real times, quiet hours included); one that never will (failed,
+    dead, suppressed when it was due) leaves them untold."""
+    for notification, status, at in messages:
+        if notification.kind != "delay" or notification.order_id is None:
+            continue
+        context = json.loads(notification.context)
+        if context.get("escalated"):
+            continue
+        causes = context.get("causes") or [context.get("cause")]
+        values = {"told_at": at} if status == outbox.SENT else {"told_channel": None}
+        session.exec(
+            update(DelayEpisode)
+            .where(
+                DelayEpisode.shop_id == notification.shop_id,
+                DelayEpisode.order_id == notification.order_id,
+                DelayEpisode.cause.in_(causes),
+                DelayEpisode.told_at.is_(None),
+            )
+            .values(**values)
+        )

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
-from app import delay_checks
+from app import delay_checks, rule_book
 from app.audience import Audience, Rule, notify
 from app.changes import (
     Change,
@@ -32,7 +32,7 @@ from notifications import policy
 
 __all__ = ["SHIPPING", "Audience", "Rule", "no_longer_true", "notify", "react", "settled"]
 
-settled = delay_checks.settled
+settled = rule_book.settled
 
 # The built-in "shipped" message, for callers that need a rule without a
 # shop's row (the seam's tests, a birthday greeting's shape).

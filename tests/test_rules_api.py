@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
-from app import rule_book
-from app.models import Notification, Order
+from app import delay_checks, rule_book
+from app.models import DelayEpisode, Notification, Order
 from support import load_fixture
 
 
@@ -183,3 +183,23 @@ def test_the_preview_says_an_order_too_old_to_tell_would_not_be_told(
     preview = client.get(f"/api/v1/rules/{rule['id']}/preview", headers=shop.auth).get_json()
     [entry] = preview["would_tell"]
     assert entry["not_sent_because"] == "stale: the order is over 30 days old"
+
+
+def test_a_delay_rule_switched_off_leaves_its_withdrawn_delays_untold(
+    client, shop, deliver, work, db, rt, clock
+):
+    deliver("orders/paid", "orders_paid")
+    work()
+    clock.advance(days=6)  # past the promise and its grace
+    delay_checks.sweep(db, shop.id, clock.now())
+    with Session(db) as session:
+        [episode] = session.exec(select(DelayEpisode)).all()
+    assert (episode.told_at, episode.told_channel) == (None, "email")  # on its way
+
+    rule = by_trigger(client, shop, "delay_not_shipped")
+    client.patch(f"/api/v1/rules/{rule['id']}", headers=shop.auth, json={"enabled": False})
+    with Session(db) as session:
+        [episode] = session.exec(select(DelayEpisode)).all()
+        [withdrawn] = session.exec(select(Notification)).all()
+    assert withdrawn.status == "suppressed"
+    assert (episode.told_at, episode.told_channel) == (None, None)
