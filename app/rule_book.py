@@ -197,7 +197,9 @@ def settled(session: Session, messages: list[tuple[Notification, str, datetime]]
         if context.get("escalated"):
             continue
         causes = context.get("causes") or [context.get("cause")]
-        values = {"told_at": at} if status == outbox.SENT else {"told_channel": None}
+        # A dead letter retried and sent tells too: its channel is set again.
+        told = {"told_at": at, "told_channel": notification.channel}
+        values = told if status == outbox.SENT else {"told_channel": None}
         session.exec(
             update(DelayEpisode)
             .where(

@@ -16,6 +16,7 @@ from app import delay_checks, jobs, rules, worker
 from app.events import ShipmentSnapshot, ShipmentStatus
 from app.models import DelayEpisode, Notification, Order, OrderEvent, Rule, ShopJob
 from app.orders import Cause, apply
+from notifications import outbox
 from notifications.folder import FolderEmailProvider, FolderSmsProvider
 from notifications.transports import Transports
 from support import ON_POSTGRESQL, load_fixture, set_shop
@@ -344,6 +345,28 @@ def test_a_delay_message_that_never_leaves_tells_nobody_and_brings_no_follow_up(
     [episode] = episodes(db)
     assert (episode.told_at, episode.told_channel) == (None, None)
     assert messages(db, "delay_followup") == []
+
+
+def test_a_dead_delay_message_is_untold_until_retried_and_sent(shop, hook, rt, db, clock, send):
+    hook("orders/paid", "orders_paid")
+    parcel(rt, ShipmentStatus.EXCEPTION, status_detail="Address not found")
+    with Session(db) as session:
+        [message] = session.exec(select(Notification)).all()
+        message.attempts = 99  # claimed again and again: it kills its workers
+        session.add(message)
+        session.commit()
+    send()
+    [dead] = messages(db, "delay")
+    assert dead.status == "dead"
+    assert (episodes(db)[0].told_at, episodes(db)[0].told_channel) == (None, None)
+
+    clock.advance(hours=1)
+    with Session(db) as session:
+        assert outbox.retry_dead(session, shop.id, dead.id, clock.now())
+        session.commit()
+    send()
+    [episode] = episodes(db)
+    assert (episode.told_at, episode.told_channel) == (clock.now(), "email")
 
 
 def test_an_estimate_revised_past_the_first_one_is_a_delay(shop, hook, db):
