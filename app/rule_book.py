@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 
 from sqlalchemy import update
 from sqlmodel import Session, select
@@ -133,14 +134,21 @@ def applies(rule: Rule, order: Order | None) -> bool:
         rule.min_order_value
     ):
         return False
-    countries = split(rule.countries)
+    countries = _parts(rule.countries, False)
     if countries and order.shipping_country not in countries:
         return False
-    tags = {t.lower() for t in split(rule.tags)}
-    if tags and not tags & {t.lower() for t in split(order.tags)}:
+    tags = _parts(rule.tags, True)
+    if tags and not tags & _parts(order.tags, True):
         return False
-    methods = {m.lower() for m in split(rule.shipping_methods)}
+    methods = _parts(rule.shipping_methods, True)
     return not (methods and (order.shipping_method or "").lower() not in methods)
+
+
+@lru_cache(maxsize=4096)
+def _parts(text: str | None, lowered: bool) -> frozenset[str]:
+    """A comma-separated list as a set, parsed once per distinct text: a
+    sweep asks the same few rules about thousands of orders."""
+    return frozenset(part.lower() if lowered else part for part in split(text))
 
 
 def enabled_rules(session: Session, shop_id: int, trigger: str) -> list[Rule]:
