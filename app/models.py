@@ -688,7 +688,10 @@ class CustomerActivity(SQLModel, table=True):
     (`app.retention_facts`), kept up to date in the transaction that applies
     each order, so that the retention job aggregates days and never converts
     time zones or re-reads every order. `first_day` (the customer's first
-    counted day, on each of their rows) names their cohort."""
+    counted day, on each of their rows) names their cohort; `previous_day`
+    (their counted day before this one, None on the first) lets the job count
+    a customer once per period or window by their first row in it, where a
+    COUNT(DISTINCT) would sort every row."""
 
     __tablename__ = "customer_activity"
     __privacy__ = Privacy()  # counts and amounts under our own customer id
@@ -701,6 +704,7 @@ class CustomerActivity(SQLModel, table=True):
     customer_id: int = Field(foreign_key="customers.id", primary_key=True)
     day: date = Field(primary_key=True)  # in the shop's time zone
     first_day: date
+    previous_day: date | None = None
     orders: int
     revenue: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
 

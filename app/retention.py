@@ -44,12 +44,16 @@ Definitions
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from itertools import accumulate
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, bindparam, text
+from sqlalchemy import Column, Date, Integer, MetaData, Numeric, Table, bindparam, text
 from sqlmodel import Session
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -154,6 +158,12 @@ def _seconds(dialect: str, earlier: str, later: str) -> str:
     return f"((julianday({later}) - julianday({earlier})) * 86400)"
 
 
+def _plus_days(dialect: str, column: str, days: int) -> str:
+    if dialect == "postgresql":
+        return f"({column} + {int(days)})"
+    return f"date({column}, '+{int(days)} days')"
+
+
 _TYPES = {"as_of": Date(), "cutoff": Date(), "since": Date(), "end": UTCDateTime()}
 
 
@@ -163,21 +173,6 @@ def _params(statement: str):
     return text(statement).bindparams(
         *(bindparam(name, type_=kind) for name, kind in _TYPES.items() if f":{name}" in statement)
     )
-
-
-def _customers_cte(dialect: str, period: str) -> str:
-    """One row per customer as of the snapshot date."""
-    first_period = _trunc(dialect, period, "first_day")
-    return f"""
-    customers AS (
-      SELECT customer_id, first_day, MAX(day) AS last_day, SUM(orders) AS orders,
-             COUNT(*) AS days, SUM(revenue) AS revenue,
-             SUM(CASE WHEN {_trunc(dialect, period, "day")} = {first_period}
-                 THEN orders ELSE 0 END) AS first_period_orders
-      FROM customer_activity
-      WHERE shop_id = :shop AND day <= :as_of
-      GROUP BY customer_id, first_day
-    )"""
 
 
 def _ratings_cte() -> str:
@@ -286,14 +281,70 @@ def _money(value) -> Decimal:
     return Decimal(str(value or 0)).quantize(Decimal("0.01"))
 
 
+# Each customer as of the snapshot date, written once per job by
+# `customer_table` and read by the cohort, split and at-risk queries.
+CUSTOMERS = Table(
+    "retention_customers",
+    MetaData(),
+    Column("customer_id", Integer, nullable=False),
+    Column("first_day", Date, nullable=False),
+    Column("cohort", Date, nullable=False),  # the period of first_day
+    Column("last_day", Date, nullable=False),
+    Column("orders", Integer, nullable=False),
+    Column("days", Integer, nullable=False),  # days with a counted order
+    Column("revenue", Numeric(18, 2), nullable=False),
+    Column("first_period_repeat", Integer, nullable=False),  # 1: 2+ orders in the cohort period
+    prefixes=["TEMPORARY"],
+)
+
+
+def _fill_customers(dialect: str, period: str) -> str:
+    """One GROUP BY over the activity up to the snapshot date. `first_day` is
+    the same on every row of a customer (`app.retention_facts`), so grouping
+    by the customer alone is enough. More than one order in the cohort's
+    period: more than one on the first day, or a second day in that period."""
+    cohort = _trunc(dialect, period, "MIN(first_day)")
+    second_day = "MIN(CASE WHEN day > first_day THEN day END)"
+    return f"""
+      INSERT INTO retention_customers (customer_id, first_day, cohort, last_day, orders, days,
+                                       revenue, first_period_repeat)
+      SELECT customer_id, MIN(first_day), {cohort}, MAX(day), SUM(orders), COUNT(*),
+             SUM(revenue),
+             CASE WHEN SUM(CASE WHEN day = first_day THEN orders ELSE 0 END) > 1
+                    OR {_trunc(dialect, period, second_day)} = {cohort} THEN 1 ELSE 0 END
+      FROM customer_activity
+      WHERE shop_id = :shop AND day <= :as_of
+      GROUP BY customer_id"""
+
+
+@contextmanager
+def customer_table(session: Session, scope: Scope) -> Iterator[None]:
+    """The per-customer facts (`CUSTOMERS`) in a temporary table of the
+    session's connection, for the queries run inside: one pass over the
+    activity instead of one per query. Dropped on the way out; if the body
+    fails, the rollback of the session's transaction takes it away."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # Compiling these few large aggregates to machine code costs more
+        # than it saves (about 0.3 s a query at 3 M activity rows).
+        session.execute(text("SET LOCAL jit = off"))
+    CUSTOMERS.create(connection)
+    session.execute(_params(_fill_customers(connection.dialect.name, scope.period)), scope.params())
+    yield
+    CUSTOMERS.drop(connection)
+
+
 def matrix_cells(session: Session, scope: Scope) -> list[tuple[date, date, int, int, Decimal]]:
     """(cohort start, period start, customers, orders, revenue), every
-    non-empty cell of the matrix."""
+    non-empty cell of the matrix. A customer is counted by their first row
+    of the period (no previous day, or one before the period), which a hash
+    aggregate does without the sort a COUNT(DISTINCT) needs."""
     dialect = session.get_bind().dialect.name
+    period = _trunc(dialect, scope.period, "day")
     statement = f"""
-      SELECT {_trunc(dialect, scope.period, "first_day")} AS cohort,
-             {_trunc(dialect, scope.period, "day")} AS period,
-             COUNT(DISTINCT customer_id), SUM(orders), SUM(revenue)
+      SELECT {_trunc(dialect, scope.period, "first_day")} AS cohort, {period} AS period,
+             SUM(CASE WHEN previous_day IS NULL OR previous_day < {period} THEN 1 ELSE 0 END),
+             SUM(orders), SUM(revenue)
       FROM customer_activity
       WHERE shop_id = :shop AND day <= :as_of
       GROUP BY 1, 2 ORDER BY 1, 2"""
@@ -303,16 +354,13 @@ def matrix_cells(session: Session, scope: Scope) -> list[tuple[date, date, int, 
 
 def cohort_facts(session: Session, scope: Scope) -> list[dict]:
     """Per cohort: size, churned, repeat customers, Shopify's period-0
-    repeaters, orders and revenue."""
-    dialect = session.get_bind().dialect.name
-    statement = f"""
-      WITH {_customers_cte(dialect, scope.period)}
-      SELECT {_trunc(dialect, scope.period, "first_day")} AS cohort, MIN(first_day), COUNT(*),
+    repeaters, orders and revenue. Reads `customer_table`."""
+    statement = """
+      SELECT cohort, MIN(first_day), COUNT(*),
              SUM(CASE WHEN last_day <= :cutoff THEN 1 ELSE 0 END),
              SUM(CASE WHEN orders > 1 THEN 1 ELSE 0 END),
-             SUM(CASE WHEN first_period_orders > 1 THEN 1 ELSE 0 END),
-             SUM(orders), SUM(revenue)
-      FROM customers GROUP BY 1 ORDER BY 1"""
+             SUM(first_period_repeat), SUM(orders), SUM(revenue)
+      FROM retention_customers GROUP BY cohort ORDER BY cohort"""
     return [
         {"cohort": _date(c), "first_day": _date(first), "customers": int(n), "churned": int(ch),
          "repeat": int(rp), "first_period_repeat": int(fp), "orders": int(o), "revenue": _money(r)}
@@ -321,65 +369,90 @@ def cohort_facts(session: Session, scope: Scope) -> list[dict]:
 
 
 def split_facts(session: Session, scope: Scope) -> dict[str, dict[str, tuple[int, int, int]]]:
-    """Per split and group: (customers who could have churned, churned, repeat)."""
+    """Per split and group: (customers who could have churned, churned,
+    repeat). One scan grouped by all three splits at once (at most 36
+    groups), summed here per split. Reads `customer_table`."""
     dialect = session.get_bind().dialect.name
-    selects = [
-        f"""SELECT '{name}' AS split, {group} AS grp, COUNT(*),
-                   SUM(CASE WHEN customers.last_day <= :cutoff THEN 1 ELSE 0 END),
-                   SUM(CASE WHEN customers.orders > 1 THEN 1 ELSE 0 END)
-            FROM customers {join} WHERE customers.first_day <= :cutoff GROUP BY 2"""
-        for name, (group, join, _) in SPLITS.items()
-    ]
-    statement = (
-        f"WITH {_customers_cte(dialect, scope.period)}, {_ratings_cte()}, {_delays_cte()},"
-        f" {_support_cte(dialect)} " + " UNION ALL ".join(selects)
-    )
+    groups = ", ".join(group for group, _, _ in SPLITS.values())
+    joins = " ".join(join for _, join, _ in SPLITS.values())
+    statement = f"""
+      WITH {_ratings_cte()}, {_delays_cte()}, {_support_cte(dialect)}
+      SELECT {groups}, COUNT(*),
+             SUM(CASE WHEN customers.last_day <= :cutoff THEN 1 ELSE 0 END),
+             SUM(CASE WHEN customers.orders > 1 THEN 1 ELSE 0 END)
+      FROM retention_customers customers {joins}
+      WHERE customers.first_day <= :cutoff
+      GROUP BY {", ".join(str(n) for n in range(1, len(SPLITS) + 1))}"""
     found: dict[str, dict[str, tuple[int, int, int]]] = {name: {} for name in SPLITS}
-    for split, group, n, churned, repeat in session.execute(_params(statement), scope.params()):
-        found[split][group] = (int(n), int(churned), int(repeat))
+    for *keys, n, churned, repeat in session.execute(_params(statement), scope.params()):
+        for name, group in zip(SPLITS, keys, strict=True):
+            total = found[name].get(group, (0, 0, 0))
+            found[name][group] = (total[0] + int(n), total[1] + int(churned),
+                                  total[2] + int(repeat))  # fmt: skip
     return found
 
 
-def active_customers(session: Session, scope: Scope, day: date) -> int:
-    """Customers active at the end of `day`: a counted order in the window
-    ending that day."""
-    statement = """
-      SELECT COUNT(DISTINCT customer_id) FROM customer_activity
-      WHERE shop_id = :shop AND day <= :since AND day > :cutoff"""
-    window_start = day - timedelta(days=scope.window_days)
-    return session.execute(_params(statement), scope.params(since=day, cutoff=window_start)).one()[
-        0
+def trend_periods(scope: Scope, periods: int = TREND_PERIODS) -> list[tuple[date, date]]:
+    """(first day, last day) of the last `periods` periods, the last one cut
+    at the snapshot date."""
+    starts = [period_start(scope.as_of, scope.period)]
+    for _ in range(periods - 1):
+        starts.insert(0, period_start(starts[0] - timedelta(days=1), scope.period))
+    return [
+        (first, min(next_period(first, scope.period) - timedelta(days=1), scope.as_of))
+        for first in starts
     ]
 
 
-def acquired(session: Session, scope: Scope, first: date, last: date) -> int:
-    statement = """
-      SELECT COUNT(DISTINCT customer_id) FROM customer_activity
-      WHERE shop_id = :shop AND first_day > :cutoff AND first_day <= :since AND day = first_day"""
-    return session.execute(
-        _params(statement), scope.params(cutoff=first - timedelta(days=1), since=last)
-    ).one()[0]
+def active_spans(session: Session, scope: Scope, since: date) -> list[tuple[date, date, int]]:
+    """(from, until, rows): each activity row after `since` makes its
+    customer active from the end of `from` to before the end of `until`, as
+    the customer's first order in the window ending that day. A customer is
+    active at the end of day t when they ordered in (t - window, t], and
+    exactly one of their rows is the first in that window: the one with
+    t - window < day <= t whose previous day, if any, is at or before
+    t - window, that is max(day, previous day + window) <= t < day + window.
+    So the active customers of any day are a count of rows, not a
+    COUNT(DISTINCT); a row on or before `since` covers no day after it, nor
+    does its previous day matter to a later row's span then."""
+    dialect = session.get_bind().dialect.name
+    reopened = _plus_days(dialect, "previous_day", scope.window_days)
+    statement = f"""
+      SELECT CASE WHEN previous_day IS NULL OR {reopened} <= day THEN day ELSE {reopened} END,
+             {_plus_days(dialect, "day", scope.window_days)}, COUNT(*)
+      FROM customer_activity
+      WHERE shop_id = :shop AND day <= :as_of AND day > :since
+      GROUP BY 1, 2"""
+    rows = session.execute(_params(statement), scope.params(since=since))
+    return [(_date(start), _date(until), int(n)) for start, until, n in rows]
 
 
-def period_retention(session: Session, scope: Scope, periods: int = TREND_PERIODS) -> list[dict]:
-    """S, E, N and the rate for the last `periods` periods up to the snapshot."""
-    start = period_start(scope.as_of, scope.period)
-    starts = [start]
-    for _ in range(periods - 1):
-        starts.insert(0, period_start(starts[0] - timedelta(days=1), scope.period))
+def active_at(days: list[date], spans: list[tuple[date, date, int]]) -> dict[date, int]:
+    """Customers active at the end of each of `days` (sorted), from
+    `active_spans`: a span counts for the days from its start until before
+    its end, added up as differences over the days' positions."""
+    changes = [0] * (len(days) + 1)
+    for start, until, n in spans:
+        changes[bisect_left(days, start)] += n
+        changes[bisect_left(days, until)] -= n
+    return dict(zip(days, accumulate(changes), strict=False))
+
+
+def period_retention(
+    session: Session, scope: Scope, acquired: dict[date, int], periods: int = TREND_PERIODS
+) -> list[dict]:
+    """S, E, N and the rate for the last `periods` periods up to the
+    snapshot: S active at the end of the day before the period, E at the
+    end of its last day, N the customers acquired during it, which is the
+    period's cohort (`acquired`, cohort start -> size)."""
+    bounds = trend_periods(scope, periods)
+    days = sorted({day for first, last in bounds for day in (first - timedelta(days=1), last)})
+    spans = active_spans(session, scope, since=days[0] - timedelta(days=scope.window_days))
+    active = active_at(days, spans)
     rows = []
-    active: dict[date, int] = {}  # one period's end is the next one's start
-
-    def active_on(day: date) -> int:
-        if day not in active:
-            active[day] = active_customers(session, scope, day)
-        return active[day]
-
-    for first in starts:
-        last = min(next_period(first, scope.period) - timedelta(days=1), scope.as_of)
-        s = active_on(first - timedelta(days=1))
-        e = active_on(last)
-        n = acquired(session, scope, first, last)
+    for first, last in bounds:
+        s, e = active[first - timedelta(days=1)], active[last]
+        n = acquired.get(first, 0)
         rate = period_retention_rate(s, e, n)
         rows.append({
             "period": period_label(first, scope.period), "start": first.isoformat(),
@@ -390,7 +463,8 @@ def period_retention(session: Session, scope: Scope, periods: int = TREND_PERIOD
 
 
 def at_risk(session: Session, scope: Scope, limit: int = AT_RISK_LIMIT) -> list[dict]:
-    """Active customers past their usual interval, the longest overdue first."""
+    """Active customers past their usual interval, the longest overdue
+    first. Reads `customer_table`."""
     dialect = session.get_bind().dialect.name
     since = _days(dialect, "last_day", ":as_of")
     usual = (
@@ -398,7 +472,7 @@ def at_risk(session: Session, scope: Scope, limit: int = AT_RISK_LIMIT) -> list[
         f" ELSE {scope.window_days // 2} END"
     )
     statement = f"""
-      WITH {_customers_cte(dialect, scope.period)}, {_ratings_cte()}
+      WITH {_ratings_cte()}
       SELECT customers.customer_id, last_day, {since} AS since, {usual} AS usual, orders,
              ratings.rating,
              EXISTS (SELECT 1 FROM delay_episodes e JOIN orders o
@@ -406,7 +480,8 @@ def at_risk(session: Session, scope: Scope, limit: int = AT_RISK_LIMIT) -> list[
                      WHERE e.shop_id = :shop AND o.customer_id = customers.customer_id
                        AND e.detected_at < :end
                        AND (e.resolved_at IS NULL OR e.resolved_at >= :end)) AS open_delay
-      FROM customers LEFT JOIN ratings ON ratings.customer_id = customers.customer_id
+      FROM retention_customers customers
+      LEFT JOIN ratings ON ratings.customer_id = customers.customer_id
       WHERE last_day > :cutoff AND {since} > {usual}
       ORDER BY {since} DESC, customers.customer_id LIMIT {int(limit)}"""
     return [
@@ -428,7 +503,8 @@ def _rate(part: int, whole: int) -> dict:
 
 
 def build_report(session: Session, scope: Scope, currency: str, progress=None) -> dict:
-    """Every figure of the report, as a JSON-ready document of aggregates."""
+    """Every figure of the report, as a JSON-ready document of aggregates.
+    Runs inside `customer_table`."""
     step = progress or (lambda _label: None)
     cells = matrix_cells(session, scope)
     step("matrix")
@@ -436,7 +512,7 @@ def build_report(session: Session, scope: Scope, currency: str, progress=None) -
     step("cohorts")
     splits = split_facts(session, scope)
     step("splits")
-    trend = period_retention(session, scope)
+    trend = period_retention(session, scope, {f["cohort"]: f["customers"] for f in facts})
     step("period retention")
 
     by_cohort: dict[date, list] = {}

@@ -1,6 +1,7 @@
 """The facts retention is computed from, kept up to date as orders arrive:
 each customer's counted orders per day of the shop's calendar
-(`models.CustomerActivity`), with their first counted day on every row.
+(`models.CustomerActivity`), with their first counted day and their previous
+one on every row.
 
 Why a table of its own rather than deriving from `orders` each night: the
 nightly job then reads one narrow table with no time-zone conversion (which
@@ -56,11 +57,12 @@ def activity_rows(
         day[1] += total or Decimal(0)
     if not days:
         return []
-    first = min(days)
+    ordered = sorted(days)
+    first = ordered[0]
     return [
         {"shop_id": shop_id, "customer_id": customer_id, "day": day, "first_day": first,
-         "orders": count, "revenue": revenue}
-        for day, (count, revenue) in sorted(days.items())
+         "previous_day": previous, "orders": days[day][0], "revenue": days[day][1]}
+        for previous, day in zip([None, *ordered], ordered, strict=False)
     ]  # fmt: skip
 
 

@@ -24,12 +24,21 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from app.models import CustomerActivity, Order, RetentionAtRisk, RetentionSnapshot, Shop
-from app.retention import DEFAULT_PERIOD, PERIODS, Scope, at_risk, build_report
+from app.retention import (
+    DEFAULT_PERIOD,
+    PERIODS,
+    Scope,
+    at_risk,
+    build_report,
+    customer_table,
+)
 from app.retention_facts import counted, rebuild_shop
 
 Progress = Callable[[str], None]
 # Steps `take_snapshot` reports to `progress`, for a progress bar's length.
-STEPS = ("facts", "matrix", "cohorts", "splits", "period retention", "at risk", "stored")
+STEPS = (
+    "facts", "customers", "matrix", "cohorts", "splits", "period retention", "at risk", "stored"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,8 @@ def take_snapshot(
             timezone=timezone,
         )
     step("facts")
-    with Session(engine) as session:
+    with Session(engine) as session, customer_table(session, scope):
+        step("customers")
         report = build_report(session, scope, currency, step)
         risk = at_risk(session, scope)
     step("at risk")

@@ -60,8 +60,10 @@ PG_GENERATE = [
                TIMESTAMPTZ '{START.isoformat()}' + random() * INTERVAL '1095 days',
                'paid', now(), now(), random() < 0.01
         FROM generate_series(1, :orders) g""",
-    f"""INSERT INTO customer_activity (shop_id, customer_id, day, first_day, orders, revenue)
-        SELECT shop_id, customer_id, day, MIN(day) OVER (PARTITION BY customer_id), n, revenue
+    f"""INSERT INTO customer_activity (shop_id, customer_id, day, first_day, previous_day,
+          orders, revenue)
+        SELECT shop_id, customer_id, day, MIN(day) OVER (PARTITION BY customer_id),
+               LAG(day) OVER (PARTITION BY customer_id ORDER BY day), n, revenue
         FROM (SELECT shop_id, customer_id,
                      CAST(shopify_created_at AT TIME ZONE '{TIMEZONE}' AS date) AS day,
                      COUNT(*) AS n, SUM(total_price) AS revenue
@@ -87,8 +89,10 @@ SQLITE_GENERATE = [
                'paid', '2026-11-30 00:00:00.000000', '2026-11-30 00:00:00.000000',
                abs(random()) % 100 < 1
         FROM g""",
-    f"""INSERT INTO customer_activity (shop_id, customer_id, day, first_day, orders, revenue)
-        SELECT shop_id, customer_id, day, MIN(day) OVER (PARTITION BY customer_id), n, revenue
+    f"""INSERT INTO customer_activity (shop_id, customer_id, day, first_day, previous_day,
+          orders, revenue)
+        SELECT shop_id, customer_id, day, MIN(day) OVER (PARTITION BY customer_id),
+               LAG(day) OVER (PARTITION BY customer_id ORDER BY day), n, revenue
         FROM (SELECT shop_id, customer_id, date(shopify_created_at) AS day,
                      COUNT(*) AS n, SUM(total_price) AS revenue
               FROM orders WHERE shop_id = :shop AND {COUNTED}
