@@ -324,10 +324,6 @@ def customer_table(session: Session, scope: Scope) -> Iterator[None]:
     activity instead of one per query. Dropped on the way out; if the body
     fails, the rollback of the session's transaction takes it away."""
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        # Compiling these few large aggregates to machine code costs more
-        # than it saves (about 0.3 s a query at 3 M activity rows).
-        session.execute(text("SET LOCAL jit = off"))
     CUSTOMERS.create(connection)
     session.execute(_params(_fill_customers(connection.dialect.name, scope.period)), scope.params())
     yield

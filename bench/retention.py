@@ -7,8 +7,8 @@ generated in SQL. For each backend it builds a scratch database (migrated),
 generates the shop's customers and orders, derives `customer_activity` from
 them in SQL (what the incremental upkeep would have written), then measures:
 
-- the retention job (`take_snapshot`), in a subprocess: wall time and peak
-  memory (ru_maxrss);
+- the retention job (`take_snapshot`), in a subprocess: wall time, peak
+  memory (ru_maxrss) and the time of each step it reports;
 - the matrix derived from all orders in one query (the issue's baseline);
 - DuckDB computing the same matrix from the same orders (copied in; the copy
   is not timed), whose cells must equal the job's.
@@ -149,6 +149,13 @@ def build(url: str, orders: int, generate: list[str]) -> tuple[int, float]:
     return shop_id, time.perf_counter() - started
 
 
+def print_job(measured: dict) -> None:
+    """The job's wall time, peak memory and each step `take_snapshot` reported."""
+    print(f"  job (subprocess):           {measured['seconds']:.2f} s, "
+          f"peak {measured['peak_mb']:.0f} MB")  # fmt: skip
+    print("    steps: " + ", ".join(f"{k} {v:.2f}" for k, v in measured["steps"].items()))
+
+
 def run_job_in_subprocess(url: str, shop_id: int) -> dict:
     child = subprocess.run(
         [sys.executable, __file__, "job", url, str(shop_id)],
@@ -164,11 +171,19 @@ def job(url: str, shop_id: int) -> None:
     from app.retention_snapshots import SnapshotRequest, take_snapshot
 
     engine = make_engine(url)
-    started = time.perf_counter()
-    snapshot = take_snapshot(engine, shop_id, datetime.now(UTC), SnapshotRequest(AS_OF))
+    steps: dict[str, float] = {}
+    started = last = time.perf_counter()
+
+    def step(label: str) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        steps[label], last = now - last, now
+
+    snapshot = take_snapshot(engine, shop_id, datetime.now(UTC), SnapshotRequest(AS_OF), step)
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "snapshot": snapshot.id}))
+    result = {"seconds": seconds, "peak_mb": peak_mb, "steps": steps, "snapshot": snapshot.id}
+    print(json.dumps(result))
 
 
 def job_cells(url: str, shop_id: int) -> dict:
@@ -278,8 +293,7 @@ def main() -> None:
                 duck_s, loaded, duck = duckdb_matrix(name, shop_id, Path(directory))
                 cells = job_cells(url, shop_id)
                 assert cells == duck == derived, "the job, PostgreSQL and DuckDB disagree"
-                print(f"  job (subprocess):           {measured['seconds']:.2f} s, "
-                      f"peak {measured['peak_mb']:.0f} MB")  # fmt: skip
+                print_job(measured)
                 print(f"  matrix from all orders:     {derive_s:.2f} s")
                 print(f"  matrix from activity:       {activity_s:.2f} s")
                 print(f"  DuckDB, same matrix:        {duck_s:.2f} s (copy in {loaded:.1f} s)")
@@ -294,8 +308,7 @@ def main() -> None:
             shop_id, built = build(url, orders, SQLITE_GENERATE)
             print(f"sqlite: generated in {built:.1f} s")
             measured = run_job_in_subprocess(url, shop_id)
-            print(f"  job (subprocess):           {measured['seconds']:.2f} s, "
-                  f"peak {measured['peak_mb']:.0f} MB")  # fmt: skip
+            print_job(measured)
 
 
 if __name__ == "__main__":
