@@ -53,7 +53,7 @@ from decimal import Decimal
 from itertools import accumulate
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Date, Integer, MetaData, Numeric, Table, bindparam, text
+from sqlalchemy import Column, Date, Integer, MetaData, Table, bindparam, text
 from sqlmodel import Session
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -292,7 +292,6 @@ CUSTOMERS = Table(
     Column("last_day", Date, nullable=False),
     Column("orders", Integer, nullable=False),
     Column("days", Integer, nullable=False),  # days with a counted order
-    Column("revenue", Numeric(18, 2), nullable=False),
     Column("first_period_repeat", Integer, nullable=False),  # 1: 2+ orders in the cohort period
     prefixes=["TEMPORARY"],
 )
@@ -307,9 +306,8 @@ def _fill_customers(dialect: str, period: str) -> str:
     second_day = "MIN(CASE WHEN day > first_day THEN day END)"
     return f"""
       INSERT INTO retention_customers (customer_id, first_day, cohort, last_day, orders, days,
-                                       revenue, first_period_repeat)
+                                       first_period_repeat)
       SELECT customer_id, MIN(first_day), {cohort}, MAX(day), SUM(orders), COUNT(*),
-             SUM(revenue),
              CASE WHEN SUM(CASE WHEN day = first_day THEN orders ELSE 0 END) > 1
                     OR {_trunc(dialect, period, second_day)} = {cohort} THEN 1 ELSE 0 END
       FROM customer_activity
@@ -348,19 +346,27 @@ def matrix_cells(session: Session, scope: Scope) -> list[tuple[date, date, int, 
     return [(_date(c), _date(p), int(n), int(o), _money(r)) for c, p, n, o, r in rows]
 
 
-def cohort_facts(session: Session, scope: Scope) -> list[dict]:
+def cohort_facts(
+    session: Session, scope: Scope, cells: list[tuple[date, date, int, int, Decimal]]
+) -> list[dict]:
     """Per cohort: size, churned, repeat customers, Shopify's period-0
-    repeaters, orders and revenue. Reads `customer_table`."""
+    repeaters, orders and revenue. Reads `customer_table`; orders and
+    revenue are the sums of the cohort's matrix cells (`cells`, from the same
+    activity rows), which spares the per-customer pass a sum of amounts."""
     statement = """
       SELECT cohort, MIN(first_day), COUNT(*),
              SUM(CASE WHEN last_day <= :cutoff THEN 1 ELSE 0 END),
-             SUM(CASE WHEN orders > 1 THEN 1 ELSE 0 END),
-             SUM(first_period_repeat), SUM(orders), SUM(revenue)
+             SUM(CASE WHEN orders > 1 THEN 1 ELSE 0 END), SUM(first_period_repeat)
       FROM retention_customers GROUP BY cohort ORDER BY cohort"""
+    sums: dict[date, tuple[int, Decimal]] = {}
+    for cohort, _, _, orders, revenue in cells:
+        done = sums.get(cohort, (0, Decimal("0.00")))
+        sums[cohort] = (done[0] + orders, done[1] + revenue)
     return [
         {"cohort": _date(c), "first_day": _date(first), "customers": int(n), "churned": int(ch),
-         "repeat": int(rp), "first_period_repeat": int(fp), "orders": int(o), "revenue": _money(r)}
-        for c, first, n, ch, rp, fp, o, r in session.execute(_params(statement), scope.params())
+         "repeat": int(rp), "first_period_repeat": int(fp), "orders": sums[_date(c)][0],
+         "revenue": sums[_date(c)][1]}
+        for c, first, n, ch, rp, fp in session.execute(_params(statement), scope.params())
     ]  # fmt: skip
 
 
@@ -504,7 +510,7 @@ def build_report(session: Session, scope: Scope, currency: str, progress=None) -
     step = progress or (lambda _label: None)
     cells = matrix_cells(session, scope)
     step("matrix")
-    facts = cohort_facts(session, scope)
+    facts = cohort_facts(session, scope, cells)
     step("cohorts")
     splits = split_facts(session, scope)
     step("splits")
