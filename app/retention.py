@@ -406,38 +406,39 @@ def trend_periods(scope: Scope, periods: int = TREND_PERIODS) -> list[tuple[date
     ]
 
 
-def active_spans(session: Session, scope: Scope, since: date) -> list[tuple[date, date, int]]:
-    """(from, until, rows): each activity row after `since` makes its
-    customer active from the end of `from` to before the end of `until`, as
-    the customer's first order in the window ending that day. A customer is
-    active at the end of day t when they ordered in (t - window, t], and
-    exactly one of their rows is the first in that window: the one with
-    t - window < day <= t whose previous day, if any, is at or before
-    t - window, that is max(day, previous day + window) <= t < day + window.
-    So the active customers of any day are a count of rows, not a
-    COUNT(DISTINCT); a row on or before `since` covers no day after it, nor
-    does its previous day matter to a later row's span then."""
+def active_changes(session: Session, scope: Scope, since: date) -> list[tuple[date, int]]:
+    """(day, change): from the end of `day` on, `change` more (or fewer)
+    customers are active, from the activity rows after `since`.
+
+    A customer is active at the end of day t when they ordered in
+    (t - window, t], and exactly one of their rows is the first in that
+    window: the one with t - window < day <= t whose previous day, if any, is
+    at or before t - window. So a row counts its customer from the end of
+    max(day, previous day + window) until before the end of day + window,
+    and the active customers of any day are a count of rows, not a
+    COUNT(DISTINCT). A row on or before `since` counts for no day after
+    since + window, nor does its being a later row's previous day change
+    that row's span then."""
     dialect = session.get_bind().dialect.name
     reopened = _plus_days(dialect, "previous_day", scope.window_days)
+    rows = "FROM customer_activity WHERE shop_id = :shop AND day <= :as_of AND day > :since"
     statement = f"""
       SELECT CASE WHEN previous_day IS NULL OR {reopened} <= day THEN day ELSE {reopened} END,
-             {_plus_days(dialect, "day", scope.window_days)}, COUNT(*)
-      FROM customer_activity
-      WHERE shop_id = :shop AND day <= :as_of AND day > :since
-      GROUP BY 1, 2"""
-    rows = session.execute(_params(statement), scope.params(since=since))
-    return [(_date(start), _date(until), int(n)) for start, until, n in rows]
+             COUNT(*)
+      {rows} GROUP BY 1
+      UNION ALL
+      SELECT {_plus_days(dialect, "day", scope.window_days)}, -COUNT(*) {rows} GROUP BY 1"""
+    result = session.execute(_params(statement), scope.params(since=since))
+    return [(_date(day), int(change)) for day, change in result]
 
 
-def active_at(days: list[date], spans: list[tuple[date, date, int]]) -> dict[date, int]:
-    """Customers active at the end of each of `days` (sorted), from
-    `active_spans`: a span counts for the days from its start until before
-    its end, added up as differences over the days' positions."""
-    changes = [0] * (len(days) + 1)
-    for start, until, n in spans:
-        changes[bisect_left(days, start)] += n
-        changes[bisect_left(days, until)] -= n
-    return dict(zip(days, accumulate(changes), strict=False))
+def active_at(days: list[date], changes: list[tuple[date, int]]) -> dict[date, int]:
+    """Customers active at the end of each of `days` (sorted): the sum of
+    the `active_changes` on or before it."""
+    steps = [0] * (len(days) + 1)
+    for day, change in changes:
+        steps[bisect_left(days, day)] += change
+    return dict(zip(days, accumulate(steps), strict=False))
 
 
 def period_retention(
@@ -449,8 +450,8 @@ def period_retention(
     period's cohort (`acquired`, cohort start -> size)."""
     bounds = trend_periods(scope, periods)
     days = sorted({day for first, last in bounds for day in (first - timedelta(days=1), last)})
-    spans = active_spans(session, scope, since=days[0] - timedelta(days=scope.window_days))
-    active = active_at(days, spans)
+    since = days[0] - timedelta(days=scope.window_days)
+    active = active_at(days, active_changes(session, scope, since))
     rows = []
     for first, last in bounds:
         s, e = active[first - timedelta(days=1)], active[last]
