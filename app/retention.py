@@ -45,15 +45,13 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from itertools import accumulate
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Date, Integer, MetaData, Table, bindparam, text
+from sqlalchemy import Date, bindparam, text
 from sqlmodel import Session
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -224,28 +222,41 @@ def _support_cte(dialect: str) -> str:
     )"""
 
 
+# Per split: the CTE of the customers it knows about, their group, the
+# groups in report order, and the group of every other customer (counted as
+# the customers who could have churned less those known to the CTE).
 SPLITS = {
     "rating": (
-        "CASE WHEN ratings.rating IS NULL THEN 'never rated' WHEN ratings.rating <= 2 THEN '1-2'"
-        " WHEN ratings.rating = 3 THEN '3' ELSE '4-5' END",
-        "LEFT JOIN ratings ON ratings.customer_id = customers.customer_id",
+        "ratings",
+        "CASE WHEN ratings.rating <= 2 THEN '1-2' WHEN ratings.rating = 3 THEN '3' ELSE '4-5' END",
         ("1-2", "3", "4-5", "never rated"),
     ),
     "delay": (
-        "CASE WHEN delays.customer_id IS NULL THEN 'never delayed'"
-        " WHEN delays.untold = 0 THEN 'delayed, told before they asked'"
+        "delays",
+        "CASE WHEN delays.untold = 0 THEN 'delayed, told before they asked'"
         " ELSE 'delayed, not told or told late' END",
-        "LEFT JOIN delays ON delays.customer_id = customers.customer_id",
         ("delayed, told before they asked", "delayed, not told or told late", "never delayed"),
     ),
     "support": (
-        "CASE WHEN support.customer_id IS NULL THEN 'no ticket'"
-        " WHEN support.late = 0 THEN 'answered within target'"
+        "support",
+        "CASE WHEN support.late = 0 THEN 'answered within target'"
         " ELSE 'answered late or not at all' END",
-        "LEFT JOIN support ON support.customer_id = customers.customer_id",
         ("answered within target", "answered late or not at all", "no ticket"),
     ),
 }
+
+# Rows that each stand for one customer, so that sums count customers:
+# their first row; their first row in the churn window ending on the snapshot
+# date (they are active then); the row of their second counted order.
+FIRST_ROW = "previous_day IS NULL"
+ACTIVE_ROW = "day > :cutoff AND (previous_day IS NULL OR previous_day <= :cutoff)"
+REPEAT_ROW = "orders_before < 2 AND orders_before + orders >= 2"
+# Customers who could have churned: first order a whole window before.
+GROWN = "first_day <= :cutoff"
+
+
+def _count(condition: str) -> str:
+    return f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)"
 
 
 @dataclass(frozen=True)
@@ -281,116 +292,108 @@ def _money(value) -> Decimal:
     return Decimal(str(value or 0)).quantize(Decimal("0.01"))
 
 
-# Each customer as of the snapshot date, written once per job by
-# `customer_table` and read by the cohort, split and at-risk queries.
-CUSTOMERS = Table(
-    "retention_customers",
-    MetaData(),
-    Column("customer_id", Integer, nullable=False),
-    Column("first_day", Date, nullable=False),
-    Column("cohort", Date, nullable=False),  # the period of first_day
-    Column("last_day", Date, nullable=False),
-    Column("orders", Integer, nullable=False),
-    Column("days", Integer, nullable=False),  # days with a counted order
-    Column("first_period_repeat", Integer, nullable=False),  # 1: 2+ orders in the cohort period
-    prefixes=["TEMPORARY"],
-)
+@dataclass(frozen=True)
+class Cell:
+    """One cohort's activity in one period, with the customers counted there
+    by one row of theirs (`FIRST_ROW`, `ACTIVE_ROW`, `REPEAT_ROW`), overall
+    and of those who could have churned (`GROWN`)."""
+
+    cohort: date
+    period: date
+    customers: int  # who ordered in the period
+    orders: int
+    revenue: Decimal
+    first_day: date  # the earliest first order among them
+    new: int
+    active: int
+    repeat: int
+    grown_new: int
+    grown_active: int
+    grown_repeat: int
 
 
-def _fill_customers(dialect: str, period: str) -> str:
-    """One GROUP BY over the activity up to the snapshot date. `first_day` is
-    the same on every row of a customer (`app.retention_facts`), so grouping
-    by the customer alone is enough. More than one order in the cohort's
-    period: more than one on the first day, or a second day in that period."""
-    cohort = _trunc(dialect, period, "MIN(first_day)")
-    second_day = "MIN(CASE WHEN day > first_day THEN day END)"
-    return f"""
-      INSERT INTO retention_customers (customer_id, first_day, cohort, last_day, orders, days,
-                                       first_period_repeat)
-      SELECT customer_id, MIN(first_day), {cohort}, MAX(day), SUM(orders), COUNT(*),
-             CASE WHEN SUM(CASE WHEN day = first_day THEN orders ELSE 0 END) > 1
-                    OR {_trunc(dialect, period, second_day)} = {cohort} THEN 1 ELSE 0 END
-      FROM customer_activity
-      WHERE shop_id = :shop AND day <= :as_of
-      GROUP BY customer_id"""
-
-
-@contextmanager
-def customer_table(session: Session, scope: Scope) -> Iterator[None]:
-    """The per-customer facts (`CUSTOMERS`) in a temporary table of the
-    session's connection, for the queries run inside: one pass over the
-    activity instead of one per query. Dropped on the way out; if the body
-    fails, the rollback of the session's transaction takes it away."""
-    connection = session.connection()
-    CUSTOMERS.create(connection)
-    session.execute(_params(_fill_customers(connection.dialect.name, scope.period)), scope.params())
-    yield
-    CUSTOMERS.drop(connection)
-
-
-def matrix_cells(session: Session, scope: Scope) -> list[tuple[date, date, int, int, Decimal]]:
-    """(cohort start, period start, customers, orders, revenue), every
-    non-empty cell of the matrix. A customer is counted by their first row
-    of the period (no previous day, or one before the period), which a hash
-    aggregate does without the sort a COUNT(DISTINCT) needs."""
+def matrix_cells(session: Session, scope: Scope) -> list[Cell]:
+    """Every non-empty cell of the matrix, in one aggregate over the activity
+    up to the snapshot date: a customer is in a cell by their first row of
+    the period (no previous day, or one before the period), so a hash
+    aggregate of a few hundred groups does it, without the sort of a
+    COUNT(DISTINCT) or a pass grouped by customer."""
     dialect = session.get_bind().dialect.name
     period = _trunc(dialect, scope.period, "day")
     statement = f"""
       SELECT {_trunc(dialect, scope.period, "first_day")} AS cohort, {period} AS period,
-             SUM(CASE WHEN previous_day IS NULL OR previous_day < {period} THEN 1 ELSE 0 END),
-             SUM(orders), SUM(revenue)
+             {_count(f"previous_day IS NULL OR previous_day < {period}")},
+             SUM(orders), SUM(revenue), MIN(first_day),
+             {_count(FIRST_ROW)}, {_count(ACTIVE_ROW)}, {_count(REPEAT_ROW)},
+             {_count(f"{GROWN} AND {FIRST_ROW}")}, {_count(f"{GROWN} AND ({ACTIVE_ROW})")},
+             {_count(f"{GROWN} AND {REPEAT_ROW}")}
       FROM customer_activity
       WHERE shop_id = :shop AND day <= :as_of
       GROUP BY 1, 2 ORDER BY 1, 2"""
-    rows = session.execute(_params(statement), scope.params())
-    return [(_date(c), _date(p), int(n), int(o), _money(r)) for c, p, n, o, r in rows]
-
-
-def cohort_facts(
-    session: Session, scope: Scope, cells: list[tuple[date, date, int, int, Decimal]]
-) -> list[dict]:
-    """Per cohort: size, churned, repeat customers, Shopify's period-0
-    repeaters, orders and revenue. Reads `customer_table`; orders and
-    revenue are the sums of the cohort's matrix cells (`cells`, from the same
-    activity rows), which spares the per-customer pass a sum of amounts."""
-    statement = """
-      SELECT cohort, MIN(first_day), COUNT(*),
-             SUM(CASE WHEN last_day <= :cutoff THEN 1 ELSE 0 END),
-             SUM(CASE WHEN orders > 1 THEN 1 ELSE 0 END), SUM(first_period_repeat)
-      FROM retention_customers GROUP BY cohort ORDER BY cohort"""
-    sums: dict[date, tuple[int, Decimal]] = {}
-    for cohort, _, _, orders, revenue in cells:
-        done = sums.get(cohort, (0, Decimal("0.00")))
-        sums[cohort] = (done[0] + orders, done[1] + revenue)
     return [
-        {"cohort": _date(c), "first_day": _date(first), "customers": int(n), "churned": int(ch),
-         "repeat": int(rp), "first_period_repeat": int(fp), "orders": sums[_date(c)][0],
-         "revenue": sums[_date(c)][1]}
-        for c, first, n, ch, rp, fp in session.execute(_params(statement), scope.params())
+        Cell(_date(cohort), _date(start), int(n), int(orders), _money(revenue), _date(first),
+             *(int(count) for count in counts))
+        for cohort, start, n, orders, revenue, first, *counts in session.execute(
+            _params(statement), scope.params()
+        )
     ]  # fmt: skip
 
 
-def split_facts(session: Session, scope: Scope) -> dict[str, dict[str, tuple[int, int, int]]]:
+def cohort_facts(cells: list[Cell]) -> list[dict]:
+    """Per cohort, from its cells: size, churned (not active at the snapshot
+    date), repeat customers, Shopify's period-0 repeaters (second order in
+    the cohort's own period), orders and revenue."""
+    facts: dict[date, dict] = {}
+    for cell in cells:
+        fact = facts.setdefault(cell.cohort, {
+            "cohort": cell.cohort, "first_day": cell.first_day, "customers": 0, "churned": 0,
+            "repeat": 0, "first_period_repeat": 0, "orders": 0, "revenue": Decimal("0.00"),
+        })  # fmt: skip
+        fact["first_day"] = min(fact["first_day"], cell.first_day)
+        fact["customers"] += cell.new
+        fact["churned"] += cell.new - cell.active
+        fact["repeat"] += cell.repeat
+        fact["orders"] += cell.orders
+        fact["revenue"] += cell.revenue
+        if cell.period == cell.cohort:
+            fact["first_period_repeat"] = cell.repeat
+    return [facts[cohort] for cohort in sorted(facts)]
+
+
+def split_facts(
+    session: Session, scope: Scope, cells: list[Cell]
+) -> dict[str, dict[str, tuple[int, int, int]]]:
     """Per split and group: (customers who could have churned, churned,
-    repeat). One scan grouped by all three splits at once (at most 36
-    groups), summed here per split. Reads `customer_table`."""
+    repeat). Only the customers a split knows about (rated, delayed, with a
+    ticket) are read, by their rows; the last group of each split is the
+    rest, from the cells' totals."""
     dialect = session.get_bind().dialect.name
-    groups = ", ".join(group for group, _, _ in SPLITS.values())
-    joins = " ".join(join for _, join, _ in SPLITS.values())
-    statement = f"""
-      WITH {_ratings_cte()}, {_delays_cte()}, {_support_cte(dialect)}
-      SELECT {groups}, COUNT(*),
-             SUM(CASE WHEN customers.last_day <= :cutoff THEN 1 ELSE 0 END),
-             SUM(CASE WHEN customers.orders > 1 THEN 1 ELSE 0 END)
-      FROM retention_customers customers {joins}
-      WHERE customers.first_day <= :cutoff
-      GROUP BY {", ".join(str(n) for n in range(1, len(SPLITS) + 1))}"""
-    found: dict[str, dict[str, tuple[int, int, int]]] = {name: {} for name in SPLITS}
-    for *keys, n, churned, repeat in session.execute(_params(statement), scope.params()):
-        for name, group in zip(SPLITS, keys, strict=True):
-            total = found[name].get(group, (0, 0, 0))
-            found[name][group] = (total[0] + int(n), total[1] + int(churned),
-                                  total[2] + int(repeat))  # fmt: skip
+    selects = [
+        f"""SELECT '{name}', {group}, {_count(FIRST_ROW)}, {_count(ACTIVE_ROW)},
+                   {_count(REPEAT_ROW)}
+            FROM {source} JOIN customer_activity
+              ON customer_activity.shop_id = :shop
+             AND customer_activity.customer_id = {source}.customer_id
+            WHERE day <= :as_of AND {GROWN} GROUP BY 2"""
+        for name, (source, group, _) in SPLITS.items()
+    ]
+    statement = (
+        f"WITH {_ratings_cte()}, {_delays_cte()}, {_support_cte(dialect)} "
+        + " UNION ALL ".join(selects)
+    )
+    known: dict[str, dict[str, tuple[int, int, int]]] = {name: {} for name in SPLITS}
+    for split, group, n, active, repeat in session.execute(_params(statement), scope.params()):
+        known[split][group] = (int(n), int(active), int(repeat))
+    totals = (
+        sum(c.grown_new for c in cells),
+        sum(c.grown_active for c in cells),
+        sum(c.grown_repeat for c in cells),
+    )
+    found: dict[str, dict[str, tuple[int, int, int]]] = {}
+    for name, (_, _, groups) in SPLITS.items():
+        rest = tuple(t - sum(g[i] for g in known[name].values()) for i, t in enumerate(totals))
+        counts = known[name] | {groups[-1]: rest}
+        found[name] = {g: (n, n - active, repeat) for g, (n, active, repeat) in counts.items()}
     return found
 
 
@@ -467,7 +470,9 @@ def period_retention(
 
 def at_risk(session: Session, scope: Scope, limit: int = AT_RISK_LIMIT) -> list[dict]:
     """Active customers past their usual interval, the longest overdue
-    first. Reads `customer_table`."""
+    first. Only the rows in the churn window ending on the snapshot date are
+    read: an active customer's last row is there, and its days and orders
+    before (which only grow) give their counts."""
     dialect = session.get_bind().dialect.name
     since = _days(dialect, "last_day", ":as_of")
     usual = (
@@ -475,18 +480,24 @@ def at_risk(session: Session, scope: Scope, limit: int = AT_RISK_LIMIT) -> list[
         f" ELSE {scope.window_days // 2} END"
     )
     statement = f"""
-      WITH {_ratings_cte()}
-      SELECT customers.customer_id, last_day, {since} AS since, {usual} AS usual, orders,
+      WITH {_ratings_cte()},
+      active AS (
+        SELECT customer_id, MIN(first_day) AS first_day, MAX(day) AS last_day,
+               MAX(orders_before + orders) AS orders, MAX(days_before) + 1 AS days
+        FROM customer_activity
+        WHERE shop_id = :shop AND day > :cutoff AND day <= :as_of
+        GROUP BY customer_id
+      )
+      SELECT active.customer_id, last_day, {since} AS since, {usual} AS usual, orders,
              ratings.rating,
              EXISTS (SELECT 1 FROM delay_episodes e JOIN orders o
                        ON o.id = e.order_id AND o.shop_id = e.shop_id
-                     WHERE e.shop_id = :shop AND o.customer_id = customers.customer_id
+                     WHERE e.shop_id = :shop AND o.customer_id = active.customer_id
                        AND e.detected_at < :end
                        AND (e.resolved_at IS NULL OR e.resolved_at >= :end)) AS open_delay
-      FROM retention_customers customers
-      LEFT JOIN ratings ON ratings.customer_id = customers.customer_id
-      WHERE last_day > :cutoff AND {since} > {usual}
-      ORDER BY {since} DESC, customers.customer_id LIMIT {int(limit)}"""
+      FROM active LEFT JOIN ratings ON ratings.customer_id = active.customer_id
+      WHERE {since} > {usual}
+      ORDER BY {since} DESC, active.customer_id LIMIT {int(limit)}"""
     return [
         {"customer_id": c, "last_order_day": _date(last), "days_since": int(since_days),
          "usual_interval_days": int(usual_days), "orders": int(orders), "last_rating": rating,
@@ -506,21 +517,22 @@ def _rate(part: int, whole: int) -> dict:
 
 
 def build_report(session: Session, scope: Scope, currency: str, progress=None) -> dict:
-    """Every figure of the report, as a JSON-ready document of aggregates.
-    Runs inside `customer_table`."""
+    """Every figure of the report, as a JSON-ready document of aggregates."""
     step = progress or (lambda _label: None)
     cells = matrix_cells(session, scope)
     step("matrix")
-    facts = cohort_facts(session, scope, cells)
+    facts = cohort_facts(cells)
     step("cohorts")
-    splits = split_facts(session, scope)
+    splits = split_facts(session, scope, cells)
     step("splits")
     trend = period_retention(session, scope, {f["cohort"]: f["customers"] for f in facts})
     step("period retention")
 
     by_cohort: dict[date, list] = {}
-    for cohort, start, customers, orders, revenue in cells:
-        by_cohort.setdefault(cohort, []).append((start, customers, orders, revenue))
+    for cell in cells:
+        by_cohort.setdefault(cell.cohort, []).append(
+            (cell.period, cell.customers, cell.orders, cell.revenue)
+        )
     cohorts = []
     for fact in facts:
         cohort, size = fact["cohort"], fact["customers"]

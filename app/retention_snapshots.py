@@ -24,21 +24,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from app.models import CustomerActivity, Order, RetentionAtRisk, RetentionSnapshot, Shop
-from app.retention import (
-    DEFAULT_PERIOD,
-    PERIODS,
-    Scope,
-    at_risk,
-    build_report,
-    customer_table,
-)
+from app.retention import DEFAULT_PERIOD, PERIODS, Scope, at_risk, build_report
 from app.retention_facts import counted, rebuild_shop
 
 Progress = Callable[[str], None]
 # Steps `take_snapshot` reports to `progress`, for a progress bar's length.
-STEPS = (
-    "facts", "customers", "matrix", "cohorts", "splits", "period retention", "at risk", "stored"
-)  # fmt: skip
+STEPS = ("facts", "matrix", "cohorts", "splits", "period retention", "at risk", "stored")
 
 
 @dataclass(frozen=True)
@@ -90,8 +81,7 @@ def take_snapshot(
             timezone=timezone,
         )
     step("facts")
-    with Session(engine) as session, customer_table(session, scope):
-        step("customers")
+    with Session(engine) as session:
         report = build_report(session, scope, currency, step)
         risk = at_risk(session, scope)
     step("at risk")

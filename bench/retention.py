@@ -62,14 +62,16 @@ PG_GENERATE = [
                'paid', now(), now(), random() < 0.01
         FROM generate_series(1, :orders) g""",
     f"""INSERT INTO customer_activity (shop_id, customer_id, day, first_day, previous_day,
-          orders, revenue)
+          orders_before, days_before, orders, revenue)
         SELECT shop_id, customer_id, day, MIN(day) OVER (PARTITION BY customer_id),
-               LAG(day) OVER (PARTITION BY customer_id ORDER BY day), n, revenue
+               LAG(day) OVER earlier, SUM(n) OVER earlier - n,
+               ROW_NUMBER() OVER earlier - 1, n, revenue
         FROM (SELECT shop_id, customer_id,
                      CAST(shopify_created_at AT TIME ZONE '{TIMEZONE}' AS date) AS day,
                      COUNT(*) AS n, SUM(total_price) AS revenue
               FROM orders WHERE shop_id = :shop AND {COUNTED}
-              GROUP BY 1, 2, 3) d""",
+              GROUP BY 1, 2, 3) d
+        WINDOW earlier AS (PARTITION BY customer_id ORDER BY day)""",
     "ANALYZE",
 ]
 
@@ -91,13 +93,15 @@ SQLITE_GENERATE = [
                abs(random()) % 100 < 1
         FROM g""",
     f"""INSERT INTO customer_activity (shop_id, customer_id, day, first_day, previous_day,
-          orders, revenue)
+          orders_before, days_before, orders, revenue)
         SELECT shop_id, customer_id, day, MIN(day) OVER (PARTITION BY customer_id),
-               LAG(day) OVER (PARTITION BY customer_id ORDER BY day), n, revenue
+               LAG(day) OVER earlier, SUM(n) OVER earlier - n,
+               ROW_NUMBER() OVER earlier - 1, n, revenue
         FROM (SELECT shop_id, customer_id, date(shopify_created_at) AS day,
                      COUNT(*) AS n, SUM(total_price) AS revenue
               FROM orders WHERE shop_id = :shop AND {COUNTED}
-              GROUP BY 1, 2, 3) d""",
+              GROUP BY 1, 2, 3) d
+        WINDOW earlier AS (PARTITION BY customer_id ORDER BY day)""",
     "ANALYZE",
 ]
 

@@ -1,6 +1,7 @@
-"""customer_activity.previous_day: each row names the customer's counted day
-before it, so the retention job counts a customer once per period or window
-by their first row there instead of with COUNT(DISTINCT).
+"""customer_activity: what came before each row (the customer's previous
+counted day, their orders and days before it), so the retention job counts
+each customer by one row of theirs with plain sums instead of
+COUNT(DISTINCT) or a pass grouped by customer.
 
 Revision ID: 0019
 Revises: 0018
@@ -18,19 +19,32 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+EARLIER = """FROM customer_activity earlier
+             WHERE earlier.shop_id = customer_activity.shop_id
+               AND earlier.customer_id = customer_activity.customer_id
+               AND earlier.day < customer_activity.day"""
+
+
 def upgrade() -> None:
     with op.batch_alter_table("customer_activity", schema=None) as batch_op:
         batch_op.add_column(sa.Column("previous_day", sa.Date(), nullable=True))
+        batch_op.add_column(
+            sa.Column("orders_before", sa.Integer(), server_default="0", nullable=False)
+        )
+        batch_op.add_column(
+            sa.Column("days_before", sa.Integer(), server_default="0", nullable=False)
+        )
     # The rows already kept: what app.retention_facts now writes with each order.
     op.execute(
-        """UPDATE customer_activity SET previous_day = (
-             SELECT MAX(earlier.day) FROM customer_activity earlier
-             WHERE earlier.shop_id = customer_activity.shop_id
-               AND earlier.customer_id = customer_activity.customer_id
-               AND earlier.day < customer_activity.day)"""
+        f"""UPDATE customer_activity SET
+              previous_day = (SELECT MAX(earlier.day) {EARLIER}),
+              orders_before = (SELECT COALESCE(SUM(earlier.orders), 0) {EARLIER}),
+              days_before = (SELECT COUNT(*) {EARLIER})"""
     )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("customer_activity", schema=None) as batch_op:
+        batch_op.drop_column("days_before")
+        batch_op.drop_column("orders_before")
         batch_op.drop_column("previous_day")
