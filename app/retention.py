@@ -304,9 +304,9 @@ class Cell:
     orders: int
     revenue: Decimal
     first_day: date  # the earliest first order among them
-    new: int
-    active: int
-    repeat: int
+    new: int  # whose first order is in the period
+    active: int  # active at the snapshot date
+    repeat: int  # whose second order is in the period
     grown_new: int
     grown_active: int
     grown_repeat: int
