@@ -131,6 +131,8 @@ def end_of_day_utc(day: date, timezone: ZoneInfo) -> datetime:
 
 
 def _trunc(dialect: str, period: str, column: str) -> str:
+    # PostgreSQL keeps statistics on these expressions of customer_activity's
+    # days (migration 0020): change them together.
     if dialect == "postgresql":
         return f"CAST(date_trunc('{period}', CAST({column} AS timestamp)) AS date)"
     if period == "week":  # %w: 0 is Sunday; weeks start on Monday
