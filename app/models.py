@@ -689,7 +689,12 @@ class CustomerActivity(SQLModel, table=True):
     (`app.retention_facts`), kept up to date in the transaction that applies
     each order, so that the retention job aggregates days and never converts
     time zones or re-reads every order. `first_day` (the customer's first
-    counted day, on each of their rows) names their cohort."""
+    counted day, on each of their rows) names their cohort. What came before
+    each row (`previous_day`, None on the first; `orders_before`;
+    `days_before`) lets the job count each customer by one row of theirs (the
+    first in a period or window, the one that makes them a repeat buyer)
+    with plain sums, where a COUNT(DISTINCT) or a GROUP BY customer would
+    sort or hash every row."""
 
     __tablename__ = "customer_activity"
     __privacy__ = Privacy()  # counts and amounts under our own customer id
@@ -702,6 +707,9 @@ class CustomerActivity(SQLModel, table=True):
     customer_id: int = Field(foreign_key="customers.id", primary_key=True)
     day: date = Field(primary_key=True)  # in the shop's time zone
     first_day: date
+    previous_day: date | None = None  # their counted day before this one
+    orders_before: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    days_before: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     orders: int
     revenue: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
 

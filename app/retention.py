@@ -44,9 +44,11 @@ Definitions
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from itertools import accumulate
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Date, bindparam, text
@@ -129,6 +131,8 @@ def end_of_day_utc(day: date, timezone: ZoneInfo) -> datetime:
 
 
 def _trunc(dialect: str, period: str, column: str) -> str:
+    # PostgreSQL keeps statistics on these expressions of customer_activity's
+    # days (migration 0020): change them together.
     if dialect == "postgresql":
         return f"CAST(date_trunc('{period}', CAST({column} AS timestamp)) AS date)"
     if period == "week":  # %w: 0 is Sunday; weeks start on Monday
@@ -154,6 +158,12 @@ def _seconds(dialect: str, earlier: str, later: str) -> str:
     return f"((julianday({later}) - julianday({earlier})) * 86400)"
 
 
+def _plus_days(dialect: str, column: str, days: int) -> str:
+    if dialect == "postgresql":
+        return f"({column} + {int(days)})"
+    return f"date({column}, '+{int(days)} days')"
+
+
 _TYPES = {"as_of": Date(), "cutoff": Date(), "since": Date(), "end": UTCDateTime()}
 
 
@@ -163,21 +173,6 @@ def _params(statement: str):
     return text(statement).bindparams(
         *(bindparam(name, type_=kind) for name, kind in _TYPES.items() if f":{name}" in statement)
     )
-
-
-def _customers_cte(dialect: str, period: str) -> str:
-    """One row per customer as of the snapshot date."""
-    first_period = _trunc(dialect, period, "first_day")
-    return f"""
-    customers AS (
-      SELECT customer_id, first_day, MAX(day) AS last_day, SUM(orders) AS orders,
-             COUNT(*) AS days, SUM(revenue) AS revenue,
-             SUM(CASE WHEN {_trunc(dialect, period, "day")} = {first_period}
-                 THEN orders ELSE 0 END) AS first_period_orders
-      FROM customer_activity
-      WHERE shop_id = :shop AND day <= :as_of
-      GROUP BY customer_id, first_day
-    )"""
 
 
 def _ratings_cte() -> str:
@@ -229,28 +224,41 @@ def _support_cte(dialect: str) -> str:
     )"""
 
 
+# Per split: the CTE of the customers it knows about, their group, the
+# groups in report order, and the group of every other customer (counted as
+# the customers who could have churned less those known to the CTE).
 SPLITS = {
     "rating": (
-        "CASE WHEN ratings.rating IS NULL THEN 'never rated' WHEN ratings.rating <= 2 THEN '1-2'"
-        " WHEN ratings.rating = 3 THEN '3' ELSE '4-5' END",
-        "LEFT JOIN ratings ON ratings.customer_id = customers.customer_id",
+        "ratings",
+        "CASE WHEN ratings.rating <= 2 THEN '1-2' WHEN ratings.rating = 3 THEN '3' ELSE '4-5' END",
         ("1-2", "3", "4-5", "never rated"),
     ),
     "delay": (
-        "CASE WHEN delays.customer_id IS NULL THEN 'never delayed'"
-        " WHEN delays.untold = 0 THEN 'delayed, told before they asked'"
+        "delays",
+        "CASE WHEN delays.untold = 0 THEN 'delayed, told before they asked'"
         " ELSE 'delayed, not told or told late' END",
-        "LEFT JOIN delays ON delays.customer_id = customers.customer_id",
         ("delayed, told before they asked", "delayed, not told or told late", "never delayed"),
     ),
     "support": (
-        "CASE WHEN support.customer_id IS NULL THEN 'no ticket'"
-        " WHEN support.late = 0 THEN 'answered within target'"
+        "support",
+        "CASE WHEN support.late = 0 THEN 'answered within target'"
         " ELSE 'answered late or not at all' END",
-        "LEFT JOIN support ON support.customer_id = customers.customer_id",
         ("answered within target", "answered late or not at all", "no ticket"),
     ),
 }
+
+# Rows that each stand for one customer, so that sums count customers:
+# their first row; their first row in the churn window ending on the snapshot
+# date (they are active then); the row of their second counted order.
+FIRST_ROW = "previous_day IS NULL"
+ACTIVE_ROW = "day > :cutoff AND (previous_day IS NULL OR previous_day <= :cutoff)"
+REPEAT_ROW = "orders_before < 2 AND orders_before + orders >= 2"
+# Customers who could have churned: first order a whole window before.
+GROWN = "first_day <= :cutoff"
+
+
+def _count(condition: str) -> str:
+    return f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)"
 
 
 @dataclass(frozen=True)
@@ -286,100 +294,173 @@ def _money(value) -> Decimal:
     return Decimal(str(value or 0)).quantize(Decimal("0.01"))
 
 
-def matrix_cells(session: Session, scope: Scope) -> list[tuple[date, date, int, int, Decimal]]:
-    """(cohort start, period start, customers, orders, revenue), every
-    non-empty cell of the matrix."""
+@dataclass(frozen=True)
+class Cell:
+    """One cohort's activity in one period, with the customers counted there
+    by one row of theirs (`FIRST_ROW`, `ACTIVE_ROW`, `REPEAT_ROW`), overall
+    and of those who could have churned (`GROWN`)."""
+
+    cohort: date
+    period: date
+    customers: int  # who ordered in the period
+    orders: int
+    revenue: Decimal
+    first_day: date  # the earliest first order among them
+    new: int  # whose first order is in the period
+    active: int  # active at the snapshot date
+    repeat: int  # whose second order is in the period
+    grown_new: int
+    grown_active: int
+    grown_repeat: int
+
+
+def matrix_cells(session: Session, scope: Scope) -> list[Cell]:
+    """Every non-empty cell of the matrix, in one aggregate over the activity
+    up to the snapshot date: a customer is in a cell by their first row of
+    the period (no previous day, or one before the period), so a hash
+    aggregate of a few hundred groups does it, without the sort of a
+    COUNT(DISTINCT) or a pass grouped by customer."""
     dialect = session.get_bind().dialect.name
+    period = _trunc(dialect, scope.period, "day")
     statement = f"""
-      SELECT {_trunc(dialect, scope.period, "first_day")} AS cohort,
-             {_trunc(dialect, scope.period, "day")} AS period,
-             COUNT(DISTINCT customer_id), SUM(orders), SUM(revenue)
+      SELECT {_trunc(dialect, scope.period, "first_day")} AS cohort, {period} AS period,
+             {_count(f"previous_day IS NULL OR previous_day < {period}")},
+             SUM(orders), SUM(revenue), MIN(first_day),
+             {_count(FIRST_ROW)}, {_count(ACTIVE_ROW)}, {_count(REPEAT_ROW)},
+             {_count(f"{GROWN} AND {FIRST_ROW}")}, {_count(f"{GROWN} AND ({ACTIVE_ROW})")},
+             {_count(f"{GROWN} AND {REPEAT_ROW}")}
       FROM customer_activity
       WHERE shop_id = :shop AND day <= :as_of
       GROUP BY 1, 2 ORDER BY 1, 2"""
-    rows = session.execute(_params(statement), scope.params())
-    return [(_date(c), _date(p), int(n), int(o), _money(r)) for c, p, n, o, r in rows]
-
-
-def cohort_facts(session: Session, scope: Scope) -> list[dict]:
-    """Per cohort: size, churned, repeat customers, Shopify's period-0
-    repeaters, orders and revenue."""
-    dialect = session.get_bind().dialect.name
-    statement = f"""
-      WITH {_customers_cte(dialect, scope.period)}
-      SELECT {_trunc(dialect, scope.period, "first_day")} AS cohort, MIN(first_day), COUNT(*),
-             SUM(CASE WHEN last_day <= :cutoff THEN 1 ELSE 0 END),
-             SUM(CASE WHEN orders > 1 THEN 1 ELSE 0 END),
-             SUM(CASE WHEN first_period_orders > 1 THEN 1 ELSE 0 END),
-             SUM(orders), SUM(revenue)
-      FROM customers GROUP BY 1 ORDER BY 1"""
     return [
-        {"cohort": _date(c), "first_day": _date(first), "customers": int(n), "churned": int(ch),
-         "repeat": int(rp), "first_period_repeat": int(fp), "orders": int(o), "revenue": _money(r)}
-        for c, first, n, ch, rp, fp, o, r in session.execute(_params(statement), scope.params())
+        Cell(_date(cohort), _date(start), int(n), int(orders), _money(revenue), _date(first),
+             *(int(count) for count in counts))
+        for cohort, start, n, orders, revenue, first, *counts in session.execute(
+            _params(statement), scope.params()
+        )
     ]  # fmt: skip
 
 
-def split_facts(session: Session, scope: Scope) -> dict[str, dict[str, tuple[int, int, int]]]:
-    """Per split and group: (customers who could have churned, churned, repeat)."""
+def cohort_facts(cells: list[Cell]) -> list[dict]:
+    """Per cohort, from its cells: size, churned (not active at the snapshot
+    date), repeat customers, Shopify's period-0 repeaters (second order in
+    the cohort's own period), orders and revenue."""
+    facts: dict[date, dict] = {}
+    for cell in cells:
+        fact = facts.setdefault(cell.cohort, {
+            "cohort": cell.cohort, "first_day": cell.first_day, "customers": 0, "churned": 0,
+            "repeat": 0, "first_period_repeat": 0, "orders": 0, "revenue": Decimal("0.00"),
+        })  # fmt: skip
+        fact["first_day"] = min(fact["first_day"], cell.first_day)
+        fact["customers"] += cell.new
+        fact["churned"] += cell.new - cell.active
+        fact["repeat"] += cell.repeat
+        fact["orders"] += cell.orders
+        fact["revenue"] += cell.revenue
+        if cell.period == cell.cohort:
+            fact["first_period_repeat"] = cell.repeat
+    return [facts[cohort] for cohort in sorted(facts)]
+
+
+def split_facts(
+    session: Session, scope: Scope, cells: list[Cell]
+) -> dict[str, dict[str, tuple[int, int, int]]]:
+    """Per split and group: (customers who could have churned, churned,
+    repeat). Only the customers a split knows about (rated, delayed, with a
+    ticket) are read, by their rows; the last group of each split is the
+    rest, from the cells' totals."""
     dialect = session.get_bind().dialect.name
     selects = [
-        f"""SELECT '{name}' AS split, {group} AS grp, COUNT(*),
-                   SUM(CASE WHEN customers.last_day <= :cutoff THEN 1 ELSE 0 END),
-                   SUM(CASE WHEN customers.orders > 1 THEN 1 ELSE 0 END)
-            FROM customers {join} WHERE customers.first_day <= :cutoff GROUP BY 2"""
-        for name, (group, join, _) in SPLITS.items()
+        f"""SELECT '{name}', {group}, {_count(FIRST_ROW)}, {_count(ACTIVE_ROW)},
+                   {_count(REPEAT_ROW)}
+            FROM {source} JOIN customer_activity
+              ON customer_activity.shop_id = :shop
+             AND customer_activity.customer_id = {source}.customer_id
+            WHERE day <= :as_of AND {GROWN} GROUP BY 2"""
+        for name, (source, group, _) in SPLITS.items()
     ]
     statement = (
-        f"WITH {_customers_cte(dialect, scope.period)}, {_ratings_cte()}, {_delays_cte()},"
-        f" {_support_cte(dialect)} " + " UNION ALL ".join(selects)
+        f"WITH {_ratings_cte()}, {_delays_cte()}, {_support_cte(dialect)} "
+        + " UNION ALL ".join(selects)
     )
-    found: dict[str, dict[str, tuple[int, int, int]]] = {name: {} for name in SPLITS}
-    for split, group, n, churned, repeat in session.execute(_params(statement), scope.params()):
-        found[split][group] = (int(n), int(churned), int(repeat))
+    known: dict[str, dict[str, tuple[int, int, int]]] = {name: {} for name in SPLITS}
+    for split, group, n, active, repeat in session.execute(_params(statement), scope.params()):
+        known[split][group] = (int(n), int(active), int(repeat))
+    totals = (
+        sum(c.grown_new for c in cells),
+        sum(c.grown_active for c in cells),
+        sum(c.grown_repeat for c in cells),
+    )
+    found: dict[str, dict[str, tuple[int, int, int]]] = {}
+    for name, (_, _, groups) in SPLITS.items():
+        rest = tuple(t - sum(g[i] for g in known[name].values()) for i, t in enumerate(totals))
+        counts = known[name] | {groups[-1]: rest}
+        found[name] = {g: (n, n - active, repeat) for g, (n, active, repeat) in counts.items()}
     return found
 
 
-def active_customers(session: Session, scope: Scope, day: date) -> int:
-    """Customers active at the end of `day`: a counted order in the window
-    ending that day."""
-    statement = """
-      SELECT COUNT(DISTINCT customer_id) FROM customer_activity
-      WHERE shop_id = :shop AND day <= :since AND day > :cutoff"""
-    window_start = day - timedelta(days=scope.window_days)
-    return session.execute(_params(statement), scope.params(since=day, cutoff=window_start)).one()[
-        0
+def trend_periods(scope: Scope, periods: int = TREND_PERIODS) -> list[tuple[date, date]]:
+    """(first day, last day) of the last `periods` periods, the last one cut
+    at the snapshot date."""
+    starts = [period_start(scope.as_of, scope.period)]
+    for _ in range(periods - 1):
+        starts.insert(0, period_start(starts[0] - timedelta(days=1), scope.period))
+    return [
+        (first, min(next_period(first, scope.period) - timedelta(days=1), scope.as_of))
+        for first in starts
     ]
 
 
-def acquired(session: Session, scope: Scope, first: date, last: date) -> int:
-    statement = """
-      SELECT COUNT(DISTINCT customer_id) FROM customer_activity
-      WHERE shop_id = :shop AND first_day > :cutoff AND first_day <= :since AND day = first_day"""
-    return session.execute(
-        _params(statement), scope.params(cutoff=first - timedelta(days=1), since=last)
-    ).one()[0]
+def active_changes(session: Session, scope: Scope, since: date) -> list[tuple[date, int]]:
+    """(day, change): from the end of `day` on, `change` more (or fewer)
+    customers are active, from the activity rows after `since`.
+
+    A customer is active at the end of day t when they ordered in
+    (t - window, t], and exactly one of their rows is the first in that
+    window: the one with t - window < day <= t whose previous day, if any, is
+    at or before t - window. So a row counts its customer from the end of
+    max(day, previous day + window) until before the end of day + window,
+    and the active customers of any day are a count of rows, not a
+    COUNT(DISTINCT). A row on or before `since` counts for no day after
+    since + window, nor does its being a later row's previous day change
+    that row's span then."""
+    dialect = session.get_bind().dialect.name
+    reopened = _plus_days(dialect, "previous_day", scope.window_days)
+    rows = "FROM customer_activity WHERE shop_id = :shop AND day <= :as_of AND day > :since"
+    statement = f"""
+      SELECT CASE WHEN previous_day IS NULL OR {reopened} <= day THEN day ELSE {reopened} END,
+             COUNT(*)
+      {rows} GROUP BY 1
+      UNION ALL
+      SELECT {_plus_days(dialect, "day", scope.window_days)}, -COUNT(*) {rows} GROUP BY 1"""
+    result = session.execute(_params(statement), scope.params(since=since))
+    return [(_date(day), int(change)) for day, change in result]
 
 
-def period_retention(session: Session, scope: Scope, periods: int = TREND_PERIODS) -> list[dict]:
-    """S, E, N and the rate for the last `periods` periods up to the snapshot."""
-    start = period_start(scope.as_of, scope.period)
-    starts = [start]
-    for _ in range(periods - 1):
-        starts.insert(0, period_start(starts[0] - timedelta(days=1), scope.period))
+def active_at(days: list[date], changes: list[tuple[date, int]]) -> dict[date, int]:
+    """Customers active at the end of each of `days` (sorted): the sum of
+    the `active_changes` on or before it."""
+    steps = [0] * (len(days) + 1)
+    for day, change in changes:
+        steps[bisect_left(days, day)] += change
+    return dict(zip(days, accumulate(steps), strict=False))
+
+
+def period_retention(
+    session: Session, scope: Scope, acquired: dict[date, int], periods: int = TREND_PERIODS
+) -> list[dict]:
+    """S, E, N and the rate for the last `periods` periods up to the
+    snapshot: S active at the end of the day before the period, E at the
+    end of its last day, N the customers acquired during it, which is the
+    period's cohort (`acquired`, cohort start -> size)."""
+    bounds = trend_periods(scope, periods)
+    days = sorted({day for first, last in bounds for day in (first - timedelta(days=1), last)})
+    since = days[0] - timedelta(days=scope.window_days)
+    active = active_at(days, active_changes(session, scope, since))
     rows = []
-    active: dict[date, int] = {}  # one period's end is the next one's start
-
-    def active_on(day: date) -> int:
-        if day not in active:
-            active[day] = active_customers(session, scope, day)
-        return active[day]
-
-    for first in starts:
-        last = min(next_period(first, scope.period) - timedelta(days=1), scope.as_of)
-        s = active_on(first - timedelta(days=1))
-        e = active_on(last)
-        n = acquired(session, scope, first, last)
+    for first, last in bounds:
+        s, e = active[first - timedelta(days=1)], active[last]
+        n = acquired.get(first, 0)
         rate = period_retention_rate(s, e, n)
         rows.append({
             "period": period_label(first, scope.period), "start": first.isoformat(),
@@ -390,7 +471,10 @@ def period_retention(session: Session, scope: Scope, periods: int = TREND_PERIOD
 
 
 def at_risk(session: Session, scope: Scope, limit: int = AT_RISK_LIMIT) -> list[dict]:
-    """Active customers past their usual interval, the longest overdue first."""
+    """Active customers past their usual interval, the longest overdue
+    first. Only the rows in the churn window ending on the snapshot date are
+    read: an active customer's last row is there, and its days and orders
+    before (which only grow) give their counts."""
     dialect = session.get_bind().dialect.name
     since = _days(dialect, "last_day", ":as_of")
     usual = (
@@ -398,17 +482,24 @@ def at_risk(session: Session, scope: Scope, limit: int = AT_RISK_LIMIT) -> list[
         f" ELSE {scope.window_days // 2} END"
     )
     statement = f"""
-      WITH {_customers_cte(dialect, scope.period)}, {_ratings_cte()}
-      SELECT customers.customer_id, last_day, {since} AS since, {usual} AS usual, orders,
+      WITH {_ratings_cte()},
+      active AS (
+        SELECT customer_id, MIN(first_day) AS first_day, MAX(day) AS last_day,
+               MAX(orders_before + orders) AS orders, MAX(days_before) + 1 AS days
+        FROM customer_activity
+        WHERE shop_id = :shop AND day > :cutoff AND day <= :as_of
+        GROUP BY customer_id
+      )
+      SELECT active.customer_id, last_day, {since} AS since, {usual} AS usual, orders,
              ratings.rating,
              EXISTS (SELECT 1 FROM delay_episodes e JOIN orders o
                        ON o.id = e.order_id AND o.shop_id = e.shop_id
-                     WHERE e.shop_id = :shop AND o.customer_id = customers.customer_id
+                     WHERE e.shop_id = :shop AND o.customer_id = active.customer_id
                        AND e.detected_at < :end
                        AND (e.resolved_at IS NULL OR e.resolved_at >= :end)) AS open_delay
-      FROM customers LEFT JOIN ratings ON ratings.customer_id = customers.customer_id
-      WHERE last_day > :cutoff AND {since} > {usual}
-      ORDER BY {since} DESC, customers.customer_id LIMIT {int(limit)}"""
+      FROM active LEFT JOIN ratings ON ratings.customer_id = active.customer_id
+      WHERE {since} > {usual}
+      ORDER BY {since} DESC, active.customer_id LIMIT {int(limit)}"""
     return [
         {"customer_id": c, "last_order_day": _date(last), "days_since": int(since_days),
          "usual_interval_days": int(usual_days), "orders": int(orders), "last_rating": rating,
@@ -432,16 +523,18 @@ def build_report(session: Session, scope: Scope, currency: str, progress=None) -
     step = progress or (lambda _label: None)
     cells = matrix_cells(session, scope)
     step("matrix")
-    facts = cohort_facts(session, scope)
+    facts = cohort_facts(cells)
     step("cohorts")
-    splits = split_facts(session, scope)
+    splits = split_facts(session, scope, cells)
     step("splits")
-    trend = period_retention(session, scope)
+    trend = period_retention(session, scope, {f["cohort"]: f["customers"] for f in facts})
     step("period retention")
 
     by_cohort: dict[date, list] = {}
-    for cohort, start, customers, orders, revenue in cells:
-        by_cohort.setdefault(cohort, []).append((start, customers, orders, revenue))
+    for cell in cells:
+        by_cohort.setdefault(cell.cohort, []).append(
+            (cell.period, cell.customers, cell.orders, cell.revenue)
+        )
     cohorts = []
     for fact in facts:
         cohort, size = fact["cohort"], fact["customers"]

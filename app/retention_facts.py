@@ -1,6 +1,7 @@
 """The facts retention is computed from, kept up to date as orders arrive:
 each customer's counted orders per day of the shop's calendar
-(`models.CustomerActivity`), with their first counted day on every row.
+(`models.CustomerActivity`), with their first counted day and what came
+before (previous day, orders and days before) on every row.
 
 Why a table of its own rather than deriving from `orders` each night: the
 nightly job then reads one narrow table with no time-zone conversion (which
@@ -56,12 +57,15 @@ def activity_rows(
         day[1] += total or Decimal(0)
     if not days:
         return []
+    rows, previous, before = [], None, 0
     first = min(days)
-    return [
-        {"shop_id": shop_id, "customer_id": customer_id, "day": day, "first_day": first,
-         "orders": count, "revenue": revenue}
-        for day, (count, revenue) in sorted(days.items())
-    ]  # fmt: skip
+    for day in sorted(days):
+        count, revenue = days[day]
+        rows.append({"shop_id": shop_id, "customer_id": customer_id, "day": day,
+                     "first_day": first, "previous_day": previous, "orders_before": before,
+                     "days_before": len(rows), "orders": count, "revenue": revenue})  # fmt: skip
+        previous, before = day, before + count
+    return rows
 
 
 def refresh_customers(session: Session, shop_id: int, customer_ids: Iterable[int | None]) -> None:

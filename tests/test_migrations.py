@@ -101,3 +101,36 @@ def test_upgrading_an_up_to_date_database_changes_nothing(scratch_url):
         assert differences(engine) == []
     finally:
         engine.dispose()
+
+
+def bare(sql: str) -> str:
+    return "".join(ch for ch in sql if ch not in "() \n")
+
+
+@pytest.mark.parametrize("period", ["week", "month", "quarter"])
+def test_postgresql_has_statistics_on_the_matrix_periods(db, period):
+    """Migration 0020's statistics help only while their expressions are the
+    ones the retention queries group by."""
+    from sqlalchemy import text
+
+    from app.retention import _trunc
+
+    if db.dialect.name != "postgresql":
+        pytest.skip("statistics on expressions are PostgreSQL's")
+    with db.connect() as conn:
+        statistics = conn.execute(
+            text("SELECT pg_get_statisticsobjdef(oid) FROM pg_statistic_ext WHERE stxname = :n"),
+            {"n": f"customer_activity_{period}s"},
+        ).scalar_one()
+        for column in ("first_day", "day"):
+            view = f"v_{period}_{column}"
+            conn.execute(
+                text(
+                    f"CREATE TEMPORARY VIEW {view} AS"
+                    f" SELECT {_trunc('postgresql', period, column)} AS p FROM customer_activity"
+                )
+            )
+            shown = conn.execute(text(f"SELECT pg_get_viewdef('{view}')")).scalar_one()
+            expression = shown.split("SELECT", 1)[1].rsplit(" AS p", 1)[0]
+            # The two deparsings differ in parentheses and qualification only.
+            assert bare(expression.replace("customer_activity.", "")) in bare(statistics)
