@@ -178,6 +178,8 @@ class Order(SQLModel, table=True):
         Index("ix_orders_shop_state", "shop_id", "state"),
         # The rules' sweep: what is due for a shop, read in due order.
         Index("ix_orders_shop_next_check", "shop_id", "next_check_at"),
+        # The support report's contact rate: the orders placed in a period.
+        Index("ix_orders_shop_placed", "shop_id", "shopify_created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -600,6 +602,10 @@ class Ticket(SQLModel, table=True):
         UniqueConstraint("shop_id", "source", "external_id"),
         Index("ix_tickets_shop_opened", "shop_id", "opened_at"),
         Index("ix_tickets_shop_customer", "shop_id", "customer_id"),
+        # The support report: tickets closed in a period, and when the
+        # customer first asked about an order (`app.support_metrics`).
+        Index("ix_tickets_shop_closed", "shop_id", "closed_at"),
+        Index("ix_tickets_shop_order", "shop_id", "order_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -641,6 +647,9 @@ class Survey(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("shop_id", "ticket_id"),
         Index("ix_surveys_shop_customer", "shop_id", "customer_id"),
+        # The support report: surveys sent and answered in a period.
+        Index("ix_surveys_shop_sent", "shop_id", "sent_at"),
+        Index("ix_surveys_shop_answered", "shop_id", "answered_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
