@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 
+import orjson
 from sqlalchemy import ColumnElement, Table, any_, bindparam, event, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -133,17 +133,23 @@ def _recordset(table: Table, names: list[str]) -> str:
 
 
 def _json(rows: list[dict]) -> str:
-    return json.dumps(rows, default=_json_value, separators=(",", ":"))
+    # orjson (already the inbox's parser): a batch's document is encoded in
+    # half the time of the standard library's, times checked one by one.
+    try:
+        document = orjson.dumps(rows, default=_json_value, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    except orjson.JSONEncodeError as exc:  # the value's own reason, not orjson's wrapper
+        raise (exc.__cause__ or exc) from None
+    return document.decode()
 
 
 def _json_value(value: object) -> str:
     """Times with their offset (a naive one is refused, as UTCDateTime does),
-    dates, and decimals as exact text."""
+    and decimals as exact text."""
     if isinstance(value, datetime):
         if value.utcoffset() is None:
             raise ValueError(f"a time without a time zone: {value!r}")
         return value.isoformat()
-    if isinstance(value, date | Decimal):
+    if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"cannot store {type(value).__name__} as a column value")
 
