@@ -55,6 +55,20 @@ def insert_ignoring_conflicts(session: Session, table, values: dict) -> int | No
     return session.exec(statement).scalar()
 
 
+# The PostgreSQL channel a worker listens on (`app.worker`): work queued in
+# one process wakes the idle workers of the others at commit, instead of at
+# their next poll.
+WAKE_CHANNEL = "careloop_work"
+
+
+def wake_workers(session: Session) -> None:
+    """Work was queued in this transaction: on PostgreSQL, tell the idle
+    workers when it commits (NOTIFY; nothing if it rolls back). SQLite is
+    one process, whose worker the caller wakes itself."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.exec(text(f"NOTIFY {WAKE_CHANNEL}"))
+
+
 def insert_rows(
     session: Session, table: Table, rows: list[dict], *, returning: tuple[str, ...] = ("id",)
 ) -> list[tuple]:

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from app.db import insert_ignoring_conflicts
+from app.db import insert_ignoring_conflicts, wake_workers
 from app.models import Shop, ShopJob
 from app.retry import backoff_seconds
 
@@ -123,7 +123,10 @@ def _insert_slot(
         insert(table).from_select(columns, shops).on_conflict_do_nothing().returning(table.c.id)
     )
     # Counted from RETURNING: psycopg reports no rowcount for INSERT … SELECT here.
-    return len(session.exec(statement).all())
+    queued = len(session.exec(statement).all())
+    if queued:
+        wake_workers(session)
+    return queued
 
 
 def enqueue_once(
@@ -136,7 +139,10 @@ def enqueue_once(
     commits."""
     values = {"shop_id": shop_id, "kind": kind, "slot": slot, "status": QUEUED,
               "attempts": 0, "due_at": due_at or now, "created_at": now}  # fmt: skip
-    return insert_ignoring_conflicts(session, ShopJob.__table__, values) is not None
+    queued = insert_ignoring_conflicts(session, ShopJob.__table__, values) is not None
+    if queued and due_at is None:
+        wake_workers(session)  # due now: a free worker starts it at once
+    return queued
 
 
 def claim(engine: Engine, now: datetime, lease: timedelta) -> ShopJob | None:

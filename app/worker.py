@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import threading
 
+import psycopg
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import inbox, jobs, metrics, rules
+from app.db import WAKE_CHANNEL
 from app.logs import log_context
 from app.runtime import Runtime
 from notifications.dispatch import dispatch_batch
@@ -50,8 +52,12 @@ def work_once(rt: Runtime, transports: Transports, stop: threading.Event | None 
 
 def run(rt: Runtime, stop: threading.Event) -> None:
     """Poll until `stop` is set. A stored webhook sets `rt.inbox_wakeup`, so an
-    in-process worker reacts at once; a separate process relies on the poll."""
+    in-process worker reacts at once; a separate process relies on the poll,
+    and on PostgreSQL also wakes when another process queues a shop job
+    (`listen`: a large sweep's helper job starts in a free worker at once)."""
     transports = from_settings(rt.settings)
+    if rt.engine.dialect.name == "postgresql":
+        threading.Thread(target=listen, args=(rt, stop), name="wakeups", daemon=True).start()
     log.info(
         "worker started (poll every %.1fs; email via %s, SMS via %s)",
         rt.settings.worker_poll_seconds,
@@ -78,3 +84,21 @@ def run(rt: Runtime, stop: threading.Event) -> None:
             continue
         rt.inbox_wakeup.wait(rt.settings.worker_poll_seconds)
     log.info("worker stopped")
+
+
+def listen(rt: Runtime, stop: threading.Event) -> None:
+    """Set `rt.inbox_wakeup` whenever work is queued elsewhere (LISTEN on
+    `app.db.WAKE_CHANNEL`), until `stop`. A lost connection only means
+    waiting for the poll until it is back."""
+    conninfo = rt.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    while not stop.is_set():
+        try:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute(f"LISTEN {WAKE_CHANNEL}")
+                log.info("worker: listening for work queued elsewhere")
+                while not stop.is_set():
+                    for _notice in conn.notifies(timeout=1.0):
+                        rt.inbox_wakeup.set()
+        except psycopg.Error as exc:  # the poll carries on meanwhile
+            log.warning("worker wake-ups unavailable (%s); polling only", type(exc).__name__)
+            stop.wait(DATABASE_RETRY_SECONDS)

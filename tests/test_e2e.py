@@ -27,10 +27,12 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from app import delay_checks, shop_jobs
+from app.clock import utcnow
 from app.config import DEV_SECRET_FACTORIES, ROOT
 from app.demo import EXPECTED_STATES
 from app.migrate import alembic_config
-from app.models import InboxMessage, Order, OrderEvent
+from app.models import InboxMessage, Order, OrderEvent, ShopJob
 from support import ON_POSTGRESQL, load_fixture, now_header, shopify_headers
 
 pytestmark = pytest.mark.e2e
@@ -254,3 +256,26 @@ def test_inbox_survives_a_worker_killed_mid_way(db, env, shop, processes):
     assert sorted(orders) == order_ids
     assert len(events) == total
     assert len({count for _, count in events}) == 1, "some order got a doubled timeline"
+
+
+@ON_POSTGRESQL
+def test_a_worker_on_a_long_poll_starts_a_job_queued_elsewhere_at_once(db, env, shop, processes):
+    """A large sweep asks a free worker for help (a shop job): on PostgreSQL
+    that worker hears of it at commit, not at its next poll (here 10 minutes)."""
+    settings = child_env(env | {"CARELOOP_WORKER_POLL_SECONDS": "600"})
+    worker = processes.start("worker", "worker", env=settings)
+    wait_until(lambda: "listening for work queued elsewhere" in worker.output(), worker,
+               "the worker to listen")  # fmt: skip
+    time.sleep(1)  # its first round is over: it sleeps until woken or polled
+    with Session(db) as session:
+        assert shop_jobs.enqueue_once(session, shop.id, delay_checks.JOB, "help:e2e", utcnow())
+        session.commit()
+
+    def done() -> bool:
+        with Session(db) as session:
+            return session.exec(select(ShopJob.status).where(ShopJob.slot == "help:e2e")).one() == (
+                "done"
+            )
+
+    # A guard far below the 10-minute poll, far above a wake-up.
+    wait_until(done, worker, "the woken worker to run the job", timeout=60)
