@@ -43,13 +43,13 @@ from _common import create_databases, drop_databases, sa_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
+from _shop import migrated_with_a_shop  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlmodel import Session, select  # noqa: E402
 
-from app import delay_checks, migrate  # noqa: E402
+from app import delay_checks  # noqa: E402
 from app.delays import CLOSED, Calendar, Parcel, assess, promise_for  # noqa: E402
 from app.models import Order, Shipment, Shop  # noqa: E402
-from app.shops import add_shop  # noqa: E402
 
 GOAL_SECONDS_AT_1_PERCENT = 1.0
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)  # a Wednesday
@@ -218,12 +218,7 @@ def main() -> None:
     create_databases(name)
     try:
         url = sa_url(name)
-        migrate.upgrade(url)
-        engine = create_engine(url)
-        with Session(engine) as session:
-            shop, _ = add_shop(session, "bench-store.myshopify.com", NOW)
-            session.commit()
-            shop_id = shop.id
+        engine, shop_id = migrated_with_a_shop(url, NOW)
         elapsed, _ = timed(lambda: make_orders(engine, shop_id, args.orders))
         print(f"{args.orders:,} open orders made in {elapsed:.1f} s")
         print(f"{'due':>6} {'orders due':>10} {'find':>8} {'sweep':>7} {'2 workers':>9} "

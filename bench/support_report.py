@@ -28,12 +28,11 @@ from _common import create_databases, drop_databases, sa_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from sqlalchemy import create_engine, insert  # noqa: E402
+from _shop import migrated_with_a_shop  # noqa: E402
+from sqlalchemy import insert  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
-from app import migrate  # noqa: E402
 from app.models import DelayEpisode, Order, Survey, Ticket  # noqa: E402
-from app.shops import add_shop  # noqa: E402
 from app.support_metrics import Filters, support_report  # noqa: E402
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -101,12 +100,7 @@ def timed_report(engine, shop_id: int) -> float:
 
 
 def measure(url: str, years: int, per_day: int) -> tuple[int, float]:
-    migrate.upgrade(url)
-    engine = create_engine(url)
-    with Session(engine) as session:
-        shop, _ = add_shop(session, "bench-store.myshopify.com", NOW)
-        session.commit()
-        shop_id = shop.id
+    engine, shop_id = migrated_with_a_shop(url, NOW)
     count = fill(engine, shop_id, years, per_day)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
