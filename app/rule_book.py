@@ -161,6 +161,15 @@ def enabled_rules(session: Session, shop_id: int, trigger: str) -> list[Rule]:
     )
 
 
+def saved(session: Session, rule: Rule, was_enabled: bool, now: datetime) -> None:
+    """A checked edit of a rule (the API's or the page's): stamped, and when
+    it switched the rule off, its queued messages withdrawn."""
+    rule.updated_at = now
+    if was_enabled and not rule.enabled:
+        withdraw_queued(session, rule, f"rule {rule.name!r} switched off", now)
+    session.add(rule)
+
+
 def withdraw_queued(session: Session, rule: Rule, why: str, now: datetime) -> int:
     """A rule switched off or deleted: its messages still waiting in the
     outbox are suppressed with the reason (the merchant said stop). Sent

@@ -115,10 +115,7 @@ def patch_rule(path: RuleAddress, body: RuleChange):
         except rule_book.RuleProblem as problem:
             session.rollback()
             return _refused(problem)
-        rule.updated_at = now
-        if was_enabled and not rule.enabled:
-            rule_book.withdraw_queued(session, rule, f"rule {rule.name!r} switched off", now)
-        session.add(rule)
+        rule_book.saved(session, rule, was_enabled, now)
         session.commit()
         session.refresh(rule)
         return document(rule)

@@ -61,11 +61,9 @@ def switch_rule(rule_id: int):
     rt = runtime()
     with Session(rt.engine) as db:
         rule = _rule(db, rule_id)
+        was_enabled = rule.enabled
         rule.enabled = request.form.get("enabled") == "on"
-        rule.updated_at = rt.clock.now()
-        if not rule.enabled:
-            rule_book.withdraw_queued(db, rule, f"rule {rule.name!r} switched off", rt.clock.now())
-        db.add(rule)
+        rule_book.saved(db, rule, was_enabled, rt.clock.now())
         db.commit()
     return redirect(url_for("pages.rules"))
 
@@ -147,10 +145,7 @@ def save_rule(rule_id: int):
             rule_book.check(rule)
         except rule_book.RuleProblem as problem:
             return _render_rule(db, rule, f"{problem.field}: {problem.reason}", 422)
-        rule.updated_at = rt.clock.now()
-        if was_enabled and not rule.enabled:
-            rule_book.withdraw_queued(db, rule, f"rule {rule.name!r} switched off", rt.clock.now())
-        db.add(rule)
+        rule_book.saved(db, rule, was_enabled, rt.clock.now())
         db.commit()
     return redirect(url_for("pages.rule", rule_id=rule_id))
 
