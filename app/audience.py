@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from sqlmodel import Session
 
@@ -47,13 +48,14 @@ class Audience:
     def of_customer(cls, session: Session, customer: Customer) -> Audience:
         return cls(session.get(Shop, customer.shop_id), customer)
 
-    @property
+    # Cached: a batch's decision reads each address several times.
+    @cached_property
     def email(self) -> str | None:
         return (self.customer.email if self.customer else None) or (
             self.order.email if self.order else None
         )
 
-    @property
+    @cached_property
     def phone(self) -> str | None:
         raw = (self.customer.phone if self.customer else None) or (
             self.order.phone if self.order else None

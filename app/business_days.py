@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 WEEKEND = frozenset({5, 6})  # Saturday, Sunday (date.weekday())
@@ -52,17 +53,24 @@ def add_business_days(
     if days <= 0:
         return start
     local = start.astimezone(tz)
-    day, wall = local.date(), local.time().replace(tzinfo=None)
-    if not is_business_day(day, holidays):
-        wall = time.max  # counting begins with the next business day, whole
+    day, whole = _business_days_after(local.date(), days, holidays)
+    if whole:
+        return _local(day + timedelta(days=1), time.min, tz)
+    return _local(day, local.time().replace(tzinfo=None), tz)
+
+
+@lru_cache(maxsize=4096)
+def _business_days_after(day: date, days: int, holidays: frozenset[date]) -> tuple[date, bool]:
+    """The date `days` business days after `day`, and whether the count
+    began on a closed day (so the last day counts whole). Cached: a sweep
+    counts from the same few placing dates for thousands of orders."""
+    whole = not is_business_day(day, holidays)
     counted = 0
     while counted < days:
         day += timedelta(days=1)
         if is_business_day(day, holidays):
             counted += 1
-    if wall == time.max:
-        return _local(day + timedelta(days=1), time.min, tz)
-    return _local(day, wall, tz)
+    return day, whole
 
 
 def end_of_local_day(moment: datetime, tz: ZoneInfo) -> datetime:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 
 import orjson
-from sqlalchemy import ColumnElement, Table, any_, bindparam, event, text
+from sqlalchemy import ColumnElement, DateTime, Table, any_, bindparam, event, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.elements import TextClause
 from sqlmodel import Session, create_engine
 
 
@@ -90,13 +91,20 @@ def insert_rows(
                 sqlite_insert(table).on_conflict_do_nothing().returning(*back), params=rows
             ).all()
         )
-    names = list(rows[0])
-    statement = text(
+    statement = _insert_statement(table, tuple(rows[0]), returning)
+    returned = session.exec(statement, params={"rows": _json(table, rows)}).all()
+    return [tuple(row) for row in returned]
+
+
+@lru_cache(maxsize=64)
+def _insert_statement(
+    table: Table, names: tuple[str, ...], returning: tuple[str, ...]
+) -> TextClause:
+    return text(
         f"INSERT INTO {_quoted(table.name)} ({_quoted(*names)}) "
         f"SELECT {_quoted(*names)} FROM {_recordset(table, names)} "
         f"ON CONFLICT DO NOTHING RETURNING {_quoted(*returning)}"
     )
-    return [tuple(row) for row in session.exec(statement, params={"rows": _json(rows)}).all()]
 
 
 def update_rows(session: Session, table: Table, rows: list[dict]) -> None:
@@ -114,12 +122,16 @@ def update_rows(session: Session, table: Table, rows: list[dict]) -> None:
         )
         session.exec(statement, params=[{**row, "_id": row["id"]} for row in rows])
         return
+    session.exec(_update_statement(table, tuple(names)), params={"rows": _json(table, rows)})
+
+
+@lru_cache(maxsize=64)
+def _update_statement(table: Table, names: tuple[str, ...]) -> TextClause:
     assignments = ", ".join(f"{_quoted(name)} = r.{_quoted(name)}" for name in names)
-    statement = text(
+    return text(
         f"UPDATE {_quoted(table.name)} SET {assignments} "
-        f"FROM {_recordset(table, ['id', *names])} WHERE {_quoted(table.name)}.id = r.id"
+        f"FROM {_recordset(table, ('id', *names))} WHERE {_quoted(table.name)}.id = r.id"
     )
-    session.exec(statement, params={"rows": _json(rows)})
 
 
 def among(session: Session, column, values) -> ColumnElement[bool]:
@@ -137,7 +149,7 @@ def _quoted(*names: str) -> str:
     return ", ".join(quote(name) for name in names)
 
 
-def _recordset(table: Table, names: list[str]) -> str:
+def _recordset(table: Table, names: tuple[str, ...]) -> str:
     """The `:rows` JSON as a relation `r` with the table's own column types."""
     dialect = postgresql.dialect()
     columns = ", ".join(
@@ -146,23 +158,22 @@ def _recordset(table: Table, names: list[str]) -> str:
     return f"json_to_recordset(CAST(:rows AS json)) AS r({columns})"
 
 
-def _json(rows: list[dict]) -> str:
-    # orjson (already the inbox's parser): a batch's document is encoded in
-    # half the time of the standard library's, times checked one by one.
-    try:
-        document = orjson.dumps(rows, default=_json_value, option=orjson.OPT_PASSTHROUGH_DATETIME)
-    except orjson.JSONEncodeError as exc:  # the value's own reason, not orjson's wrapper
-        raise (exc.__cause__ or exc) from None
-    return document.decode()
+def _json(table: Table, rows: list[dict]) -> str:
+    """The rows as one JSON document. orjson (already the inbox's parser)
+    writes times itself, with their offset; a time without one would be
+    read in the server's zone, so it is refused first, as UTCDateTime does."""
+    for name in rows[0]:
+        kind = table.c[name].type
+        if isinstance(getattr(kind, "impl", kind), DateTime):
+            for row in rows:
+                value = row[name]
+                if value is not None and value.utcoffset() is None:
+                    raise ValueError(f"{name}: a time without a time zone: {value!r}")
+    return orjson.dumps(rows, default=_json_value).decode()
 
 
 def _json_value(value: object) -> str:
-    """Times with their offset (a naive one is refused, as UTCDateTime does),
-    and decimals as exact text."""
-    if isinstance(value, datetime):
-        if value.utcoffset() is None:
-            raise ValueError(f"a time without a time zone: {value!r}")
-        return value.isoformat()
+    """Decimals as exact text."""
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"cannot store {type(value).__name__} as a column value")

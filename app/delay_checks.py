@@ -20,6 +20,7 @@ SKIP LOCKED`), so two workers split the due orders between them.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import uuid4
@@ -46,6 +47,7 @@ from notifications import outbox
 
 JOB = "rules.sweep"  # the per-shop job that runs `sweep` (`app.jobs`)
 SWEEP_BATCH = 500
+SWEEP_LANES = 2  # threads of a large sweep on PostgreSQL (`sweep`)
 # A delay found on an order placed this long ago is history (the history
 # import, a shop installing with old open orders): recorded, not told.
 TOO_OLD_TO_TELL = timedelta(days=30)
@@ -116,6 +118,13 @@ class _Rules:
             select(RuleRow).where(RuleRow.shop_id == shop_id, RuleRow.enabled).order_by(RuleRow.id)
         ).all():
             self.by_trigger.setdefault(rule.trigger, []).append(rule)
+        self.specs: dict[int, Rule] = {}
+
+    def spec(self, rule: RuleRow) -> Rule:
+        """`spec(rule)`, made once per batch."""
+        if rule.id not in self.specs:
+            self.specs[rule.id] = spec(rule)
+        return self.specs[rule.id]
 
     def first(self, order: Order, trigger: str) -> RuleRow | None:
         return next(
@@ -142,7 +151,9 @@ def _grouped(rows, key) -> dict[int, list]:
 
 def check_orders(session: Session, orders: list[Order], now: datetime) -> None:
     """`check_order` for a batch of one shop's orders, in a handful of
-    statements for the whole batch: the sweep's cost per due order."""
+    statements for the whole batch: the sweep's cost per due order. Only
+    read here: loaded orders, or (the sweep's) plain rows of the orders
+    table, which skip the ORM's bookkeeping for thousands of orders."""
     if not orders:
         return
     shop_id = orders[0].shop_id
@@ -234,7 +245,8 @@ def _store_next_checks(
     update_rows(session, Order.__table__,
                 [{"id": o.id, "next_check_at": next_check[o.id]} for o in changed])  # fmt: skip
     for order in changed:
-        set_committed_value(order, "next_check_at", next_check[order.id])
+        if isinstance(order, Order):
+            set_committed_value(order, "next_check_at", next_check[order.id])
 
 
 def _insert_episodes(session: Session, rows: list[dict]) -> int:
@@ -358,7 +370,7 @@ def _decide_one(
         **(shipment_facts(shipment) if shipment else {}),
     }
     row = message(
-        session, spec(rule), audiences[t.order.id], now, subject=subject, facts=facts,
+        session, rules.spec(rule), audiences[t.order.id], now, subject=subject, facts=facts,
         opted_out=lambda channel, address: (channel, address) in opted,
     )  # fmt: skip
     return _Decision(t, rule.name, rule.escalation_hours, row=row, covers=others)
@@ -476,27 +488,55 @@ def sweep(engine, shop_id: int, now: datetime, batch: int | None = None) -> int:
     workers can take the next batches beside this one: when the first batch
     is full, one more sweep job is queued for a free worker, which does the
     same in turn (a large sweep spreads over the free workers; each helper
-    stops when nothing is left)."""
+    stops when nothing is left).
+
+    A large sweep on PostgreSQL also runs in `SWEEP_LANES` threads, each
+    taking batches on its own connection: while the server writes one
+    lane's batch, Python decides another's (the GIL is released while a
+    connection waits), so one worker keeps both the server and itself busy
+    (bench/delay_sweep.py)."""
     batch = batch or SWEEP_BATCH
+    checked = _check_batch(engine, shop_id, now, batch, ask_for_help=True)
+    if checked < batch:
+        return checked
+    lanes = SWEEP_LANES if engine.dialect.name == "postgresql" else 1
+    if lanes == 1:
+        return checked + _check_until_done(engine, shop_id, now, batch)
+    with ThreadPoolExecutor(lanes, thread_name_prefix="sweep") as pool:
+        done = [pool.submit(_check_until_done, engine, shop_id, now, batch) for _ in range(lanes)]
+        return checked + sum(lane.result() for lane in done)
+
+
+def _check_until_done(engine, shop_id: int, now: datetime, batch: int) -> int:
     checked = 0
     while True:
-        with Session(engine) as session:
-            orders = list(
-                session.exec(
-                    select(Order)
-                    .where(Order.shop_id == shop_id, Order.next_check_at <= now)
-                    .order_by(Order.next_check_at)
-                    .limit(batch)
-                    .with_for_update(skip_locked=True)
-                ).all()
-            )
-            check_orders(session, orders, now)
-            if checked == 0 and len(orders) == batch:
-                shop_jobs.enqueue_once(session, shop_id, JOB, f"help:{uuid4().hex[:16]}", now)
-            session.commit()
-        checked += len(orders)
-        if len(orders) < batch:
+        taken = _check_batch(engine, shop_id, now, batch)
+        checked += taken
+        if taken < batch:
             return checked
+
+
+def _check_batch(
+    engine, shop_id: int, now: datetime, batch: int, ask_for_help: bool = False
+) -> int:
+    """Take up to `batch` due orders that no one else holds, check them, and
+    commit; how many were taken. `ask_for_help`: queue a helper sweep job
+    if the batch is full."""
+    with Session(engine, expire_on_commit=False) as session:
+        orders = list(
+            session.exec(
+                select(*Order.__table__.c)
+                .where(Order.shop_id == shop_id, Order.next_check_at <= now)
+                .order_by(Order.next_check_at)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            ).all()
+        )
+        check_orders(session, orders, now)
+        if ask_for_help and len(orders) == batch:
+            shop_jobs.enqueue_once(session, shop_id, JOB, f"help:{uuid4().hex[:16]}", now)
+        session.commit()
+    return len(orders)
 
 
 def change_delay_settings(session: Session, shop: Shop, change: dict, now: datetime) -> None:
