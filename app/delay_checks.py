@@ -507,6 +507,17 @@ def sweep(engine, shop_id: int, now: datetime, batch: int | None = None) -> int:
         return checked + sum(lane.result() for lane in done)
 
 
+# The order columns a check decides on (the rules' conditions, the promise,
+# the audience): all the sweep reads of each due order. A column read
+# elsewhere on that path fails there loudly (the rows have no lazy loads).
+_DECIDED_ON = (
+    "id", "shop_id", "shopify_id", "name", "customer_id", "email", "phone", "currency",
+    "total_price", "state", "shopify_created_at", "created_at", "fulfill_by",
+    "delivery_max_at", "on_hold", "shipping_country", "shipping_method", "tags",
+    "next_check_at",
+)  # fmt: skip
+
+
 def _check_until_done(engine, shop_id: int, now: datetime, batch: int) -> int:
     checked = 0
     while True:
@@ -525,7 +536,7 @@ def _check_batch(
     with Session(engine, expire_on_commit=False) as session:
         orders = list(
             session.exec(
-                select(*Order.__table__.c)
+                select(*(Order.__table__.c[name] for name in _DECIDED_ON))
                 .where(Order.shop_id == shop_id, Order.next_check_at <= now)
                 .order_by(Order.next_check_at)
                 .limit(batch)
