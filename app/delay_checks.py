@@ -151,9 +151,9 @@ def _grouped(rows, key) -> dict[int, list]:
 
 def check_orders(session: Session, orders: list[Order], now: datetime) -> None:
     """`check_order` for a batch of one shop's orders, in a handful of
-    statements for the whole batch: the sweep's cost per due order. Only
-    read here: loaded orders, or (the sweep's) plain rows of the orders
-    table, which skip the ORM's bookkeeping for thousands of orders."""
+    statements for the whole batch: the sweep's cost per due order.
+    `orders` are only read: loaded entities (a webhook's check), or the
+    sweep's plain rows, which skip the ORM's bookkeeping for thousands."""
     if not orders:
         return
     shop_id = orders[0].shop_id

@@ -315,9 +315,9 @@ def test_a_rating_of_one_or_two_alerts_the_shops_support_address_with_the_commen
     client.post(sent_survey, data={"form": form, "comment": "Nobody answered"})
     alerts = survey_notifications(db, "survey_alert")
     assert [a.recipient for a in alerts] == ["help@northwind.example"] * 2
-    assert '"comment": "Nobody answered"' in alerts[1].context
-    assert '"ticket_id": "42001"' in alerts[0].context
-    assert '"customer_email": "ana@example.com"' in alerts[0].context
+    assert json.loads(alerts[1].context)["comment"] == "Nobody answered"
+    first = json.loads(alerts[0].context)
+    assert (first["ticket_id"], first["customer_email"]) == ("42001", "ana@example.com")
 
 
 def test_good_ratings_alert_nobody(client, db, rt, shop, sent_survey):
