@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 
-from sqlalchemy import update
+from sqlalchemy import tuple_, update
 from sqlmodel import Session, select
 
 from app.models import DelayEpisode, Notification, NotificationEvent, Order, Rule
@@ -206,23 +206,28 @@ def settled(session: Session, messages: list[tuple[Notification, str, datetime]]
     """The outbox's word on delay messages: one that left tells its
     episodes (`told_at`: when it left, so "told before the customer asked"
     compares real times, quiet hours included); one that never will (failed,
-    dead, suppressed when it was due) leaves them untold."""
+    dead, suppressed when it was due) leaves them untold. One UPDATE per
+    outcome, whatever the size of the batch."""
+    episodes: dict[tuple, list[tuple[int, str]]] = {}  # outcome -> (order_id, cause)
     for notification, status, at in messages:
         if notification.kind != "delay" or notification.order_id is None:
             continue
         context = json.loads(notification.context)
         if context.get("escalated"):
             continue
-        causes = context.get("causes") or [context.get("cause")]
         # A dead letter retried and sent tells too: its channel is set again.
-        told = {"told_at": at, "told_channel": notification.channel}
-        values = told if status == outbox.SENT else {"told_channel": None}
+        outcome = (at, notification.channel) if status == outbox.SENT else (None, None)
+        causes = context.get("causes") or [context.get("cause")]
+        episodes.setdefault((notification.shop_id, *outcome), []).extend(
+            (notification.order_id, cause) for cause in causes
+        )
+    for (shop_id, told_at, channel), which in episodes.items():
+        values = {"told_channel": channel} | ({"told_at": told_at} if told_at else {})
         session.exec(
             update(DelayEpisode)
             .where(
-                DelayEpisode.shop_id == notification.shop_id,
-                DelayEpisode.order_id == notification.order_id,
-                DelayEpisode.cause.in_(causes),
+                DelayEpisode.shop_id == shop_id,
+                tuple_(DelayEpisode.order_id, DelayEpisode.cause).in_(which),
                 DelayEpisode.told_at.is_(None),
             )
             .values(**values)

@@ -347,6 +347,38 @@ def test_a_delay_message_that_never_leaves_tells_nobody_and_brings_no_follow_up(
     assert messages(db, "delay_followup") == []
 
 
+def test_a_batch_of_sent_messages_tells_each_order_only_the_delays_its_own_message_covered(
+    shop, hook, db, clock
+):
+    base = load_fixture("shopify", "orders_paid")
+    for n in (1, 2):
+        hook("orders/paid", base | {"id": ORDER + n, "name": f"#{2000 + n}"})
+    with Session(db) as session:
+        first, second = session.exec(
+            select(Order.id).where(Order.shopify_id.in_([ORDER + 1, ORDER + 2]))
+            .order_by(Order.shopify_id)
+        ).all()  # fmt: skip
+        for order_id in (first, second):
+            for cause in ("not_shipped", "stalled"):
+                session.add(DelayEpisode(
+                    shop_id=shop.id, order_id=order_id, cause=cause,
+                    detected_at=clock.now(), told_channel="email",
+                ))  # fmt: skip
+        session.commit()
+
+        def sent(order_id: int, cause: str) -> tuple[Notification, str, datetime]:
+            message = Notification(
+                shop_id=shop.id, order_id=order_id, kind="delay", channel="email",
+                context=json.dumps({"causes": [cause]}),
+            )  # fmt: skip
+            return message, outbox.SENT, clock.now()
+
+        rules.settled(session, [sent(first, "not_shipped"), sent(second, "stalled")])
+        session.commit()
+    told = {(e.order_id, e.cause) for e in episodes(db) if e.told_at == clock.now()}
+    assert told == {(first, "not_shipped"), (second, "stalled")}
+
+
 def test_a_dead_delay_message_is_untold_until_retried_and_sent(shop, hook, rt, db, clock, send):
     hook("orders/paid", "orders_paid")
     parcel(rt, ShipmentStatus.EXCEPTION, status_detail="Address not found")
