@@ -63,11 +63,7 @@ def spec(rule: RuleRow) -> Rule:
 
 
 def first_applicable(session: Session, order: Order, trigger: str) -> RuleRow | None:
-    return next(
-        (r for r in rule_book.enabled_rules(session, order.shop_id, trigger)
-         if rule_book.applies(r, order)),
-        None,
-    )  # fmt: skip
+    return _Rules(session, order.shop_id).first(order, trigger)
 
 
 def _shipments(session: Session, order: Order) -> list[Shipment]:
