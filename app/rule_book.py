@@ -17,7 +17,7 @@ from sqlalchemy import tuple_, update
 from sqlmodel import Session, select
 
 from app.models import DelayEpisode, Notification, NotificationEvent, Order, Rule
-from notifications import outbox, policy, rendering
+from notifications import outbox, policy
 
 # trigger -> (the template kind it uses by default, the delay cause it
 # answers to, or None for a shipping stage or a follow-up).
@@ -37,6 +37,9 @@ TRIGGERS: dict[str, tuple[str, tuple[str, ...]]] = {
 STAGE_TRIGGERS = ("shipped", "out_for_delivery", "ready_for_pickup", "delivered")
 CAUSE_TRIGGER = {cause: t for t, (_, causes) in TRIGGERS.items() for cause in causes}
 CHANNELS = ("email", "sms")
+# A rule's lists, as the API bounds them (app.web.schemas.RuleFields); the
+# page's form is held to the same here, so that every stored rule reads back.
+MAX_LABELS, MAX_LABEL_LENGTH, MAX_COUNTRIES = 15, 60, 100
 DEFAULT_ESCALATION_HOURS = 72
 
 
@@ -100,10 +103,11 @@ def check(rule: Rule) -> None:
     """Raise `RuleProblem` for the first thing that makes `rule` unusable."""
     if rule.trigger not in TRIGGERS:
         raise RuleProblem("trigger", f"unknown trigger; one of {', '.join(TRIGGERS)}")
-    if rule.template_kind not in rendering.KINDS:
-        raise RuleProblem(
-            "template_kind", f"no templates of kind {rule.template_kind!r} in this version"
-        )
+    own_kind = TRIGGERS[rule.trigger][0]
+    if rule.template_kind != own_kind:
+        # Each kind's templates are written for its trigger's facts: a
+        # "shipped" notice with survey templates could never be rendered.
+        raise RuleProblem("template_kind", f"a {rule.trigger} rule uses {own_kind!r} templates")
     channels = split(rule.channels)
     if not channels:
         raise RuleProblem("channels", "name at least one channel")
@@ -116,8 +120,20 @@ def check(rule: Rule) -> None:
     causes = TRIGGERS[rule.trigger][1]
     if rule.escalation_hours is not None and not causes:
         raise RuleProblem("escalation_hours", "only a delay rule escalates")
+    for field in ("name", "tags", "shipping_methods"):
+        try:
+            str(getattr(rule, field) or "").encode("utf-8")
+        except UnicodeEncodeError:
+            raise RuleProblem(field, "text with a character that is not Unicode") from None
+    for field in ("tags", "shipping_methods"):
+        labels = split(getattr(rule, field))
+        if len(labels) > MAX_LABELS or any(len(label) > MAX_LABEL_LENGTH for label in labels):
+            raise RuleProblem(field, f"at most {MAX_LABELS}, each of at most "
+                                     f"{MAX_LABEL_LENGTH} characters")  # fmt: skip
+    if len(split(rule.countries)) > MAX_COUNTRIES:
+        raise RuleProblem("countries", f"at most {MAX_COUNTRIES} countries")
     for country in split(rule.countries):
-        if len(country) != 2 or not country.isalpha() or not country.isupper():
+        if len(country) != 2 or not (country.isascii() and country.isalpha() and country.isupper()):
             raise RuleProblem("countries", f"{country!r} is not an ISO country code such as US")
 
 

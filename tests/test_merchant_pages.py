@@ -571,3 +571,24 @@ def test_a_template_saved_while_the_shop_has_one_rendering_is_refused_as_a_page(
     assert response.status_code == 429 and response.mimetype == "text/html"
     assert "save again in a second" in response.get_data(as_text=True)
     assert "yours" not in client.get("/app/templates").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("tags", "y" * 61),  # longer than the API reads back
+    ("tags", ",".join(f"t{n}" for n in range(16))),  # more of them
+    ("shipping_methods", "Express delivery " * 4),
+    ("countries", "ÄÖ"),  # upper-case letters, not an ISO code
+    ("min_order_value", "NaN"),
+    ("min_order_value", "sNaN"),
+    ("min_order_value", "1.234"),  # the API takes cents at most
+])  # fmt: skip
+def test_the_rule_form_refuses_what_the_api_could_not_read_back(installed, client, field, value):
+    csrf = signed_in(client, installed.token)
+    listed = client.get("/api/v1/rules", headers=installed.auth).get_json()["rules"]
+    rule = next(r for r in listed if r["trigger"] == "shipped")
+    form = {"csrf": csrf, "name": "Shipped", "channels": "email,sms", "enabled": "on"}
+    response = client.post(f"/app/rules/{rule['id']}", data=form | {field: value})
+    assert response.status_code == 422
+    assert field in response.get_data(as_text=True)
+    after = client.get(f"/api/v1/rules/{rule['id']}", headers=installed.auth)
+    assert after.status_code == 200 and after.get_json() == rule

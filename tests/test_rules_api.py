@@ -59,6 +59,8 @@ def test_a_rule_is_created_read_changed_and_deleted(client, shop):
 @pytest.mark.parametrize(("body", "field"), [
     ({"escalation_hours": 24}, "escalation_hours"),  # a shipping stage does not escalate
     ({"template_kind": "nope"}, "template_kind"),
+    ({"template_kind": "survey"}, "template_kind"),  # a kind made for another trigger
+    ({"name": "a\ud800"}, "name"),  # a lone surrogate: no text can hold it
     ({"channels": ["email", "email"]}, "channels"),
 ])  # fmt: skip
 def test_a_rule_that_cannot_work_is_refused_with_the_field_and_the_reason(
@@ -203,3 +205,20 @@ def test_a_delay_rule_switched_off_leaves_its_withdrawn_delays_untold(
         [withdrawn] = session.exec(select(Notification)).all()
     assert withdrawn.status == "suppressed"
     assert (episode.told_at, episode.told_channel) == (None, None)
+
+
+def test_a_rule_cannot_be_changed_to_another_triggers_templates(client, shop):
+    rule = by_trigger(client, shop, "shipped")
+    url = f"/api/v1/rules/{rule['id']}"
+    response = client.patch(url, headers=shop.auth, json={"template_kind": "delay"})
+    assert response.status_code == 422
+    assert response.get_json()["error"]["problems"][0]["field"] == "template_kind"
+    assert client.get(url, headers=shop.auth).get_json() == rule
+
+
+def test_json_nested_past_the_parsers_limit_is_a_bad_request(client, shop):
+    deep = "[" * 100_000 + "]" * 100_000
+    headers = shop.auth | {"Content-Type": "application/json"}
+    response = client.post("/api/v1/rules", headers=headers, data=deep)
+    assert response.status_code == 400
+    assert len(rules(client, shop)) == len(rule_book.DEFAULTS)

@@ -116,7 +116,10 @@ class _NotJson(ValueError):
 
 
 def _json_body() -> object:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # the parser's own limit, not a ValueError
+        raise _NotJson("send a JSON object nested less deeply") from None
     if body is None:
         raise _NotJson("send a JSON object (Content-Type: application/json)")
     return body

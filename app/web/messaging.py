@@ -159,7 +159,10 @@ def postmark_report():
         "postmark", settings.postmark_webhook_password, request.headers.get("Authorization", "")
     ):
         return error_response(401, "unauthorized", "send the webhook's basic-auth credentials")
-    payload = request.get_json(silent=True)
+    try:
+        payload = request.get_json(silent=True)
+    except RecursionError:  # nested past the parser's limit
+        payload = None
     if not isinstance(payload, dict):
         return error_response(400, "malformed_json", "body is not a JSON object")
     try:

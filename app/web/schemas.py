@@ -498,7 +498,9 @@ Channel = Literal["email", "sms"]
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 # A tag or shipping method: what Shopify shows, without the commas that
 # separate them in a list.
-Label = Annotated[Text, Field(min_length=1, max_length=60, pattern=r"^[^,\x00-\x1f]+$")]
+Label = Annotated[
+    Text, Field(min_length=1, max_length=rule_book.MAX_LABEL_LENGTH, pattern=r"^[^,\x00-\x1f]+$")
+]
 
 
 class RuleFields(BaseModel):
@@ -516,9 +518,9 @@ class RuleFields(BaseModel):
     quiet_hours: bool = Field(default=True, description="an SMS waits for the morning")
     min_order_value: Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"),
                                               decimal_places=2)] | None = None  # fmt: skip
-    countries: list[Country] = Field(default=[], max_length=100)
-    tags: list[Label] = Field(default=[], max_length=15)
-    shipping_methods: list[Label] = Field(default=[], max_length=15)
+    countries: list[Country] = Field(default=[], max_length=rule_book.MAX_COUNTRIES)
+    tags: list[Label] = Field(default=[], max_length=rule_book.MAX_LABELS)
+    shipping_methods: list[Label] = Field(default=[], max_length=rule_book.MAX_LABELS)
     escalation_hours: Annotated[int, Field(strict=True, ge=1, le=720)] | None = None
 
 
@@ -544,9 +546,9 @@ class RuleChange(Body):
     quiet_hours: bool = _NOT_GIVEN
     min_order_value: Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"),
                                               decimal_places=2)] | None = None  # fmt: skip
-    countries: list[Country] = _unset_list(max_length=100)
-    tags: list[Label] = _unset_list(max_length=15)
-    shipping_methods: list[Label] = _unset_list(max_length=15)
+    countries: list[Country] = _unset_list(max_length=rule_book.MAX_COUNTRIES)
+    tags: list[Label] = _unset_list(max_length=rule_book.MAX_LABELS)
+    shipping_methods: list[Label] = _unset_list(max_length=rule_book.MAX_LABELS)
     escalation_hours: Annotated[int, Field(strict=True, ge=1, le=720)] | None = None
 
 
@@ -816,7 +818,7 @@ class TicketCreate(Body):
     order_name: Annotated[str, Field(max_length=64), AfterValidator(_printable)] | None = None
     agent_started: bool = False
     internal: bool = False
-    messages: list[TicketMessageIn] = Field(default=[], max_length=100)
+    messages: list[TicketMessageIn] = Field(default=[], max_length=rule_book.MAX_COUNTRIES)
 
 
 class TicketAt(Body):

@@ -105,7 +105,9 @@ def _form_values() -> dict:
         minimum = Decimal(money) if money else None
     except InvalidOperation:
         raise rule_book.RuleProblem("min_order_value", _("an amount such as 50.00")) from None
-    if minimum is not None and not (0 <= minimum < Decimal("1e12")):
+    if minimum is not None and not (
+        minimum.is_finite() and 0 <= minimum < Decimal("1e12") and minimum == round(minimum, 2)
+    ):
         raise rule_book.RuleProblem("min_order_value", _("an amount such as 50.00"))
     name = request.form.get("name", "").strip()
     if not name or len(name) > 120 or not name.isprintable():
