@@ -72,10 +72,18 @@ def revoke_tokens(session: Session, shop: Shop, now: datetime) -> int:
 
 def shop_for_token(session: Session, token: str) -> Shop | None:
     """The installed shop a token belongs to, if any."""
+    found = token_and_shop(session, token)
+    return found[1] if found else None
+
+
+def token_and_shop(session: Session, token: str) -> tuple[int, Shop] | None:
+    """The working token's id and its installed shop, if any: a page session
+    signed in with it remembers the id (`app.sign_ins`)."""
     if not token.startswith(TOKEN_PREFIX):
         return None
-    return session.exec(
-        select(Shop)
+    row = session.exec(
+        select(ApiToken.id, Shop)
+        .select_from(Shop)
         .join(ApiToken, ApiToken.shop_id == Shop.id)
         .where(
             ApiToken.token_hash == digest(token),
@@ -83,6 +91,7 @@ def shop_for_token(session: Session, token: str) -> Shop | None:
             Shop.uninstalled_at.is_(None),
         )
     ).first()
+    return (row[0], row[1]) if row else None
 
 
 def tokens_of(session: Session, shop_id: int) -> list[ApiToken]:

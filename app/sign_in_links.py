@@ -10,6 +10,7 @@ caller's clock, so tests and the server agree on "now".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -38,8 +39,15 @@ def issue(
     )
 
 
-def shop_for_link(session: Session, secret_key: str, link: str, now: datetime) -> Shop | None:
-    """The installed shop a link signs in to, or None: a bad signature, an
+@dataclass(frozen=True)
+class Link:
+    shop: Shop
+    issued: float  # POSIX seconds
+    expires: float
+
+
+def open_link(session: Session, secret_key: str, link: str, now: datetime) -> Link | None:
+    """The link's installed shop and times, or None: a bad signature, an
     expired or revoked link, an uninstalled shop."""
     if not link or len(link) > 300:
         return None
@@ -54,10 +62,14 @@ def shop_for_link(session: Session, secret_key: str, link: str, now: datetime) -
     shop = session.get(Shop, int(shop_id))
     if shop is None or shop.uninstalled_at is not None:
         return None
-    revoked = shop.sign_in_links_revoked_at
-    if revoked is not None and issued <= revoked.timestamp():
+    if is_revoked(shop, issued):
         return None
-    return shop
+    return Link(shop, issued, expires)
+
+
+def is_revoked(shop: Shop, issued: float) -> bool:
+    revoked = shop.sign_in_links_revoked_at
+    return revoked is not None and issued <= revoked.timestamp()
 
 
 def revoke_all(session: Session, shop: Shop, now: datetime) -> None:

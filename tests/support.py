@@ -111,3 +111,13 @@ def set_shop(engine, shop_id: int, **values) -> None:
             setattr(shop, name, value)
         session.add(shop)
         session.commit()
+
+
+def sign_in(client, token: str) -> str:
+    """Sign a Flask test client in to the standalone pages, as a person does
+    (the login form, with an API token); returns the session's CSRF token."""
+    page = client.get("/app/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    assert client.post("/app/login", data={"csrf": csrf, "token": token}).status_code == 302
+    page = client.get("/app/settings").get_data(as_text=True)  # a new session, a new token
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)

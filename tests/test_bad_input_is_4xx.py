@@ -33,6 +33,7 @@ from support import (
     now_header,
     provider_fixture,
     shopify_headers,
+    sign_in,
 )
 
 # 9999-12-31 23:00 at UTC-5 is in year 10000 in UTC; 0001-01-01 00:00 at UTC+1
@@ -154,10 +155,7 @@ def test_api_id_out_of_range_is_404(shop, client, method, path):
 @pytest.fixture
 def signed_in(shop, client):
     """The test client signed in to the shop's pages (through the login form)."""
-    page = client.get("/app/login")
-    token = re.search(rb'name="csrf" value="([^"]+)"', page.data).group(1).decode()
-    response = client.post("/app/login", data={"csrf": token, "token": shop.token})
-    assert response.status_code == 302
+    sign_in(client, shop.token)
     return client
 
 

@@ -17,10 +17,11 @@ from sqlmodel import Session, select
 from app.cli import main
 from app.models import ApiToken, InboxMessage, Order, Shipment, Shop
 from app.orders import Cause, apply
+from app.shops import install_shop
 from app.web.pages.home import HEADLINES, Headline, home_headline
 from app.web.render_slots import SLOTS
 from integrations import shopify_bulk
-from support import AFTERSHIP_SECRET, OTHER_SHOP_DOMAIN, set_shop
+from support import AFTERSHIP_SECRET, OTHER_SHOP_DOMAIN, set_shop, sign_in
 
 ADMIN = "https://admin.shopify.com"
 TRANSLATIONS = Path(__file__).parent.parent / "app" / "translations"
@@ -46,15 +47,6 @@ def installed(shop, other_shop, db, rt):
 def embedded_args(settings, clock, domain: str, **extra) -> dict[str, str]:
     token = session_token(settings, clock, domain)
     return {"embedded": "1", "shop": domain, "host": "aG9zdA", "id_token": token} | extra
-
-
-def signed_in(client, token: str) -> str:
-    """Sign in standalone; returns the CSRF token of the session."""
-    page = client.get("/app/login").get_data(as_text=True)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    assert client.post("/app/login", data={"csrf": csrf, "token": token}).status_code == 302
-    page = client.get("/app/settings").get_data(as_text=True)  # a new session, a new token
-    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
 
 
 def shop_row(db, shop_id: int) -> Shop:
@@ -85,7 +77,7 @@ def test_embedded_pages_may_be_framed_by_their_own_shops_admin_only(
 
 
 def test_standalone_pages_may_not_be_framed_and_load_no_app_bridge(installed, client):
-    signed_in(client, installed.token)
+    sign_in(client, installed.token)
     response = client.get("/app/orders")
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert "app-bridge.js" not in response.get_data(as_text=True)
@@ -189,14 +181,14 @@ def test_a_session_token_of_one_shop_never_shows_another(
 
 
 def test_a_cross_site_standalone_form_is_refused(installed, client, db):
-    signed_in(client, installed.token)
+    sign_in(client, installed.token)
     response = client.post("/app/settings", data={"daily_message_cap": "9"})
     assert response.status_code == 400
     assert shop_row(db, installed.id).daily_message_cap == 4
 
 
 def test_a_standalone_form_with_the_sessions_csrf_token_is_saved(installed, client, db):
-    csrf = signed_in(client, installed.token)
+    csrf = sign_in(client, installed.token)
     response = client.post(
         "/app/settings", data={"csrf": csrf, "daily_message_cap": "9", "email_from": ""}
     )
@@ -205,7 +197,7 @@ def test_a_standalone_form_with_the_sessions_csrf_token_is_saved(installed, clie
 
 
 def test_bad_settings_are_shown_with_their_reason_and_change_nothing(installed, client, db):
-    csrf = signed_in(client, installed.token)
+    csrf = sign_in(client, installed.token)
     response = client.post(
         "/app/settings",
         data={
@@ -223,7 +215,7 @@ def test_bad_settings_are_shown_with_their_reason_and_change_nothing(installed, 
 
 
 def test_the_delay_settings_are_saved_from_the_settings_page(installed, client, db):
-    csrf = signed_in(client, installed.token)
+    csrf = sign_in(client, installed.token)
     response = client.post("/app/settings/delays", data={
         "csrf": csrf, "country": "ES", "processing_days": "3", "transit_days": "4",
         "holidays": "2026-12-25, 2027-01-06",
@@ -236,7 +228,7 @@ def test_the_delay_settings_are_saved_from_the_settings_page(installed, client, 
 
 
 def test_bad_delay_settings_are_shown_with_their_reason_and_change_nothing(installed, client, db):
-    csrf = signed_in(client, installed.token)
+    csrf = sign_in(client, installed.token)
     response = client.post("/app/settings/delays", data={
         "csrf": csrf, "processing_days": "3", "not_shipped_grace_hours": "2",
         "holidays": "Christmas",
@@ -255,7 +247,7 @@ def _sign_in_link(client, csrf: str) -> str:
 
 def test_a_sign_in_link_signs_the_support_team_in_until_it_is_revoked(installed, app, clock):
     owner = app.test_client()
-    csrf = signed_in(owner, installed.token)
+    csrf = sign_in(owner, installed.token)
     link = _sign_in_link(owner, csrf).removeprefix("http://127.0.0.1:8000")
 
     support = app.test_client()
@@ -275,7 +267,7 @@ def test_a_sign_in_link_signs_the_support_team_in_until_it_is_revoked(installed,
 
 
 def test_a_sign_in_link_expires_and_cannot_be_forged(installed, client, app, clock):
-    csrf = signed_in(client, installed.token)
+    csrf = sign_in(client, installed.token)
     link = _sign_in_link(client, csrf).removeprefix("http://127.0.0.1:8000")
     other = app.test_client()
     assert other.get(link[:-2] + ("AA" if not link.endswith("AA") else "BB")).status_code == 403
@@ -293,8 +285,89 @@ def test_careloop_shops_link_prints_a_link_and_revokes_them(installed, runner, a
     assert runner.invoke(main, ["shops", "link", "nope.myshopify.com"]).exit_code != 0
 
 
+def test_revoking_a_token_signs_out_the_page_sessions_it_opened(installed, client, app, db):
+    csrf = sign_in(client, installed.token)
+    issued = client.post("/app/api-tokens", data={"csrf": csrf}).get_data(as_text=True)
+    second = re.search(r'id="new-token">(clp_[^<]+)<', issued).group(1)
+    colleague = app.test_client()
+    sign_in(colleague, second)
+    with Session(db) as session:
+        second_id = session.exec(select(ApiToken.id).order_by(ApiToken.id.desc())).first()
+
+    assert (
+        client.post(f"/app/api-tokens/{second_id}/revoke", data={"csrf": csrf}).status_code == 302
+    )
+    page = colleague.get("/app/rules")
+    assert page.status_code == 302 and "/app/login" in page.headers["Location"]
+    assert colleague.get("/app/orders").status_code == 302  # it stays signed out
+    assert client.get("/app/rules").status_code == 200  # the other token's session goes on
+
+
+def test_revoking_or_outliving_sign_in_links_signs_out_their_sessions(
+    installed, client, app, clock
+):
+    csrf = sign_in(client, installed.token)
+    support = app.test_client()
+    link = _sign_in_link(client, csrf).removeprefix("http://127.0.0.1:8000")
+    support_csrf = re.search(
+        r'name="csrf" value="([^"]+)"', support.get(link).get_data(as_text=True)
+    )
+    assert support.post(link, data={"csrf": support_csrf.group(1)}).status_code == 302
+    assert support.get("/app/orders").status_code == 200
+    assert client.post("/app/sign-in-links/revoke", data={"csrf": csrf}).status_code == 302
+    assert support.get("/app/orders").status_code == 302
+
+    clock.advance(seconds=1)
+    short = client.post("/app/sign-in-links", data={"csrf": csrf, "hours": "1"})
+    link = re.search(r'id="new-link">([^<]+)<', short.get_data(as_text=True)).group(1)
+    link = link.removeprefix("http://127.0.0.1:8000")
+    support = app.test_client()
+    support_csrf = re.search(
+        r'name="csrf" value="([^"]+)"', support.get(link).get_data(as_text=True)
+    )
+    assert support.post(link, data={"csrf": support_csrf.group(1)}).status_code == 302
+    clock.advance(minutes=59)
+    assert support.get("/app/orders").status_code == 200
+    clock.advance(minutes=2)
+    assert support.get("/app/orders").status_code == 302  # the link's hour is over
+
+
+def test_a_page_session_ends_a_day_after_sign_in(installed, client, clock):
+    sign_in(client, installed.token)
+    clock.advance(hours=23, minutes=59)
+    assert client.get("/app/orders").status_code == 200
+    clock.advance(minutes=2)
+    assert client.get("/app/orders").status_code == 302
+
+
+def test_an_uninstall_signs_out_sessions_for_good_even_after_a_reinstall(
+    installed, client, app, clock, db
+):
+    sign_in(client, installed.token)
+    away = app.test_client()  # signed in, and not back until after the reinstall
+    sign_in(away, installed.token)
+    with Session(db) as session:
+        shop = session.get(Shop, installed.id)
+        shop.uninstalled_at = clock.now()
+        session.add(shop)
+        session.commit()
+    assert client.get("/app/orders").status_code == 302
+    clock.advance(minutes=5)
+    with Session(db) as session:
+        install_shop(session, installed.domain, clock.now())
+        session.commit()
+    assert away.get("/app/orders").status_code == 302
+    assert sign_in(away, installed.token)  # signing in again works
+
+
+def test_a_session_cookie_that_names_only_a_shop_is_not_signed_in(installed, client):
+    with client.session_transaction() as session:
+        session["shop_id"] = installed.id  # what a session held before it named its credential
+    assert client.get("/app/orders").status_code == 302
+
+
 def test_api_tokens_are_issued_once_listed_and_revoked_one_by_one(installed, client, app, db):
-    csrf = signed_in(client, installed.token)
+    csrf = sign_in(client, installed.token)
     issued = client.post("/app/api-tokens", data={"csrf": csrf})
     new_token = re.search(r'id="new-token">(clp_[^<]+)<', issued.get_data(as_text=True)).group(1)
     api = app.test_client()
@@ -322,7 +395,7 @@ def test_api_tokens_are_issued_once_listed_and_revoked_one_by_one(installed, cli
 def test_orders_are_found_by_number_name_email_or_phone(installed, client, deliver, work, words):
     deliver("orders/create", "orders_create")
     work()
-    signed_in(client, installed.token)
+    sign_in(client, installed.token)
     page = client.get("/app/orders", query_string={"q": words}).get_data(as_text=True)
     assert "#1001" in page and "Ana García" in page  # the customer column
 
@@ -330,7 +403,7 @@ def test_orders_are_found_by_number_name_email_or_phone(installed, client, deliv
 def test_an_order_search_that_matches_nothing_says_so(installed, client, deliver, work):
     deliver("orders/create", "orders_create")
     work()
-    signed_in(client, installed.token)
+    sign_in(client, installed.token)
     page = client.get("/app/orders", query_string={"q": "zzz%_"}).get_data(as_text=True)
     assert "#1001" not in page and "No order matches" in page
 
@@ -340,7 +413,7 @@ def test_the_order_page_shows_items_messages_and_shop_times(installed, client, d
     for topic in ("orders/create", "fulfillments/create"):
         deliver(topic, topic.replace("/", "_"))
     work()
-    signed_in(client, installed.token)
+    sign_in(client, installed.token)
     page = html.unescape(client.get("/app/orders/5001001").get_data(as_text=True))
 
     items = page.split('id="line-items"')[1].split("</table>")[0]
@@ -387,7 +460,7 @@ def test_home_shows_orders_at_risk_dead_letters_and_todays_messages(
             )
         )
         session.commit()
-    signed_in(client, installed.token)
+    sign_in(client, installed.token)
     page = html.unescape(client.get("/app/").get_data(as_text=True))
 
     at_risk = page.split('id="at-risk"')[1].split("</table>")[0]
@@ -404,7 +477,7 @@ def test_other_capabilities_put_their_headline_figures_on_home(installed, client
         return Headline(title="Satisfaction", figure="4.6 / 5", detail=shop.domain)
 
     try:
-        signed_in(client, installed.token)
+        sign_in(client, installed.token)
         page = client.get("/app/").get_data(as_text=True)
         assert "4.6 / 5" in page.split('id="headlines"')[1] and "demo-store" in page
     finally:
@@ -412,7 +485,7 @@ def test_other_capabilities_put_their_headline_figures_on_home(installed, client
 
 
 def test_a_provider_is_connected_with_its_webhook_address_shown_once(installed, client):
-    csrf = signed_in(client, installed.token)
+    csrf = sign_in(client, installed.token)
     response = client.post(
         "/app/settings/providers",
         data={
@@ -434,7 +507,7 @@ def test_a_provider_is_connected_with_its_webhook_address_shown_once(installed, 
 
 
 def test_a_test_message_to_a_bad_address_is_refused(installed, client):
-    csrf = signed_in(client, installed.token)
+    csrf = sign_in(client, installed.token)
     response = client.post(
         "/app/settings/test-message", data={"csrf": csrf, "channel": "sms", "recipient": "12"}
     )
@@ -442,7 +515,7 @@ def test_a_test_message_to_a_bad_address_is_refused(installed, client):
 
 
 def test_a_broken_template_is_not_saved_and_its_line_is_shown(installed, client):
-    csrf = signed_in(client, installed.token)
+    csrf = sign_in(client, installed.token)
     response = client.post(
         "/app/templates/shipping/sms/es",
         data={"csrf": csrf, "action": "save", "text": "Hola\n{{ order_name }\n"},
@@ -453,7 +526,7 @@ def test_a_broken_template_is_not_saved_and_its_line_is_shown(installed, client)
 
 
 def test_the_template_list_has_every_kind_channel_and_language(installed, client):
-    signed_in(client, installed.token)
+    sign_in(client, installed.token)
     page = client.get("/app/templates").get_data(as_text=True)
     for channel in ("email", "sms"):
         for language in ("en", "es", "ru"):
@@ -470,7 +543,7 @@ def test_the_login_page_follows_the_browsers_language(client):
 
 def test_standalone_pages_follow_the_shops_language(installed, client, db):
     set_shop(db, installed.id, locale="es")
-    signed_in(client, installed.token)
+    sign_in(client, installed.token)
     assert "<h1>Pedidos</h1>" in client.get("/app/orders").get_data(as_text=True)
 
 
@@ -553,14 +626,14 @@ def test_line_items_stay_when_a_newer_snapshot_does_not_list_them(
     with Session(db) as session:
         apply(session, installed.id, snapshot, Cause("shopify:bulk_import", None, clock.now()))
         session.commit()
-    signed_in(client, installed.token)
+    sign_in(client, installed.token)
     page = client.get("/app/orders/5001001").get_data(as_text=True)
     assert "paid" in page.split('id="order-state"')[1][:40]  # the newer snapshot applied
     assert "CL-SER-VC30" in page.split('id="line-items"')[1].split("</table>")[0]
 
 
 def test_a_template_saved_while_the_shop_has_one_rendering_is_refused_as_a_page(installed, client):
-    csrf = signed_in(client, installed.token)
+    csrf = sign_in(client, installed.token)
     assert SLOTS.take(installed.id) is None  # this shop's one render slot, taken
     try:
         response = client.post(
@@ -583,7 +656,7 @@ def test_a_template_saved_while_the_shop_has_one_rendering_is_refused_as_a_page(
     ("min_order_value", "1.234"),  # the API takes cents at most
 ])  # fmt: skip
 def test_the_rule_form_refuses_what_the_api_could_not_read_back(installed, client, field, value):
-    csrf = signed_in(client, installed.token)
+    csrf = sign_in(client, installed.token)
     listed = client.get("/api/v1/rules", headers=installed.auth).get_json()["rules"]
     rule = next(r for r in listed if r["trigger"] == "shipped")
     form = {"csrf": csrf, "name": "Shipped", "channels": "email,sms", "enabled": "on"}

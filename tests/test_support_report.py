@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import random
-import re
 import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -18,6 +17,7 @@ from sqlmodel import Session
 
 from app import service_levels
 from app.models import DelayEpisode, Order, Shop, Survey, Ticket, TicketMessage
+from support import sign_in
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)  # the clock fixture's time
 FIRST, LAST = date(2026, 11, 1), date(2026, 11, 21)  # the shop is on UTC
@@ -351,9 +351,7 @@ def test_proactivity_is_graded_from_coverage(coverage, level):
 @pytest.fixture
 def signed_in(shop, client):
     """The test client signed in to the shop's pages (through the login form)."""
-    page = client.get("/app/login")
-    token = re.search(rb'name="csrf" value="([^"]+)"', page.data).group(1).decode()
-    assert client.post("/app/login", data={"csrf": token, "token": shop.token}).status_code == 302
+    sign_in(client, shop.token)
     return client
 
 

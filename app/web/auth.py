@@ -22,6 +22,7 @@ from sqlmodel import Session
 from app import oauth_states
 from app.install import after_install, record_install
 from app.web.context import runtime
+from app.web.pages.base import start_session
 from integrations.shopify import is_shop_domain
 from integrations.shopify_auth import OAuthError, is_fresh, verify_query_hmac
 
@@ -82,6 +83,5 @@ def callback():
         installed = record_install(db, rt, shop, tokens)
         after_install(db, rt, installed)
         db.commit()
-        session.clear()
-        session["shop_id"] = installed.id
+        start_session(installed, "install")
     return redirect(url_for("pages.home"))

@@ -54,10 +54,11 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlmodel import Session
 
-from app import sign_in_links
+from app import sign_in_links, sign_ins
 from app.install import shop_for_session_token
 from app.models import Shop
-from app.shops import TOKEN_PREFIX, shop_for_token
+from app.shops import TOKEN_PREFIX, token_and_shop
+from app.sign_ins import SignIn
 from app.web.context import runtime
 from integrations.shopify import is_shop_domain
 
@@ -97,16 +98,32 @@ def signed_in(view):
                 return _fresh_token_needed()
             g.shop, g.shop_id, g.embedded = shop, shop.id, True
             return view(*args, **kwargs)
-        shop_id = session.get("shop_id")
-        with Session(runtime().engine) as db:
-            shop = db.get(Shop, shop_id) if shop_id else None
-        if shop is None or shop.uninstalled_at is not None:
+        shop = _session_shop()
+        if shop is None:
             session.clear()
             return redirect(url_for("pages.login", next=request.path))
         g.shop, g.shop_id = shop, shop.id
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def _session_shop() -> Shop | None:
+    """The shop of the standalone session, while what it was signed in with
+    still works (`app.sign_ins`)."""
+    sign_in = SignIn.from_cookie(session.get("sign_in"))
+    if sign_in is None:
+        return None
+    rt = runtime()
+    with Session(rt.engine) as db:
+        return sign_ins.holds(db, sign_in, rt.clock.now())
+
+
+def start_session(shop: Shop, via: str, **credential) -> None:
+    """Open a standalone session for `shop`, naming what signed it in."""
+    session.clear()
+    since = runtime().clock.now().timestamp()
+    session["sign_in"] = SignIn(shop.id, via, since, **credential).to_cookie()
 
 
 def _fresh_token_needed():
@@ -249,17 +266,17 @@ def login_submit():
     check_csrf()
     token = request.form.get("token", "").strip()
     with Session(runtime().engine) as db:
-        shop = shop_for_token(db, token) if token else None
-    if shop is None:
+        found = token_and_shop(db, token) if token else None
+    if found is None:
         return render_template(
             "app/login.html", error=_("That token is not valid for any shop."), next=""
         ), 401
-    return _sign_in(shop, request.form.get("next", ""))
+    token_id, shop = found
+    start_session(shop, "token", token_id=token_id)
+    return _go_on(request.form.get("next", ""))
 
 
-def _sign_in(shop: Shop, target: str):
-    session.clear()
-    session["shop_id"] = shop.id
+def _go_on(target: str):
     if not _LOCAL_PAGE.fullmatch(target):
         target = url_for("pages.home")
     return redirect(target)
@@ -270,25 +287,27 @@ def sign_in_link(link: str):
     """A sign-in link a merchant sent to their support team: a page with one
     button, so that opening a link (or a mail scanner fetching it) signs no
     one in by itself."""
-    shop = _link_shop(link)
-    return render_template("app/sign_in_link.html", link_shop=shop, link=link)
+    found = _open_link(link)
+    return render_template("app/sign_in_link.html", link_shop=found.shop, link=link)
 
 
 @bp.post("/sign-in/<link>")
 def sign_in_link_submit(link: str):
     check_csrf()
-    return _sign_in(_link_shop(link), "")
+    found = _open_link(link)
+    start_session(found.shop, "link", link_issued=found.issued, link_expires=found.expires)
+    return _go_on("")
 
 
-def _link_shop(link: str) -> Shop:
+def _open_link(link: str) -> sign_in_links.Link:
     rt = runtime()
     with Session(rt.engine) as db:
-        shop = sign_in_links.shop_for_link(db, rt.settings.secret_key, link, rt.clock.now())
-    if shop is None:
+        found = sign_in_links.open_link(db, rt.settings.secret_key, link, rt.clock.now())
+    if found is None:
         abort(
             403, description=_("This sign-in link has expired or was revoked; ask for a new one.")
         )
-    return shop
+    return found
 
 
 # Where a sign-in may go on to: one of our pages (a path on this host, never an
