@@ -37,6 +37,7 @@ from app.models import (
     ChannelOptOut,
     Customer,
     DelayEpisode,
+    Notification,
     Order,
     OrderEvent,
     Shipment,
@@ -103,6 +104,9 @@ class _Telling:
     order: Order
     episode: dict
     escalated: bool = False
+    # The id of a withdrawn message this telling replaces (`retell`): its
+    # own outbox key, since the withdrawn one keeps its.
+    replaces: int | None = None
 
 
 class _Rules:
@@ -356,6 +360,8 @@ def _decide_one(
         return _Decision(t, rule.name, None, why=why)
     cause = t.episode["cause"]
     subject = f"order:{t.order.shopify_id}:{cause}" + (":escalation" if t.escalated else "")
+    if t.replaces is not None:
+        subject += f":replacing:{t.replaces}"
     shipment = parcels.get(t.episode["shipment_id"])
     facts = {
         "cause": cause,
@@ -403,6 +409,54 @@ def _queue(
         for episode in decision.episodes if episode.get("id")
     ]  # fmt: skip
     update_rows(session, DelayEpisode.__table__, untold)
+
+
+def retell(session: Session, withdrawn: list[Notification], now: datetime) -> None:
+    """Delay messages withdrawn with their rule (switched off or deleted):
+    each covered several delays of its order, some perhaps answered by
+    rules still on. Those delays are decided again with the rules on now,
+    as a check would, so none is left untold because another rule stopped.
+    The rule being withdrawn must already be off (or gone) in `session`."""
+    pairs: dict[tuple[int, str], int] = {}  # (order, cause) -> withdrawn message
+    for notification in withdrawn:
+        context = json.loads(notification.context)
+        if notification.kind != "delay" or notification.order_id is None:
+            continue
+        if context.get("escalated"):
+            continue  # about a delay told before: nothing left untold
+        for cause in context.get("causes") or [context.get("cause")]:
+            pairs[(notification.order_id, cause)] = notification.id
+    if not pairs:
+        return
+    shop = session.get(Shop, withdrawn[0].shop_id)
+    ids = {order_id for order_id, _ in pairs}
+    orders = {o.id: o for o in session.exec(
+        select(Order).where(Order.shop_id == shop.id, among(session, Order.id, ids))
+    ).all() if o.state not in CLOSED}  # fmt: skip
+    untold = session.exec(
+        select(DelayEpisode)
+        .where(
+            DelayEpisode.shop_id == shop.id, among(session, DelayEpisode.order_id, orders),
+            DelayEpisode.resolved_at.is_(None), DelayEpisode.told_at.is_(None),
+            DelayEpisode.told_channel.is_(None),
+        )
+        .execution_options(populate_existing=True)  # `rule_book.settled` just wrote
+    ).all()  # fmt: skip
+    telling = [
+        _Telling(orders[e.order_id], e.model_dump(), replaces=pairs[(e.order_id, e.cause)])
+        for e in untold if (e.order_id, e.cause) in pairs and e.cause in CUSTOMER_CAUSES
+    ]  # fmt: skip
+    parcels = {s.id: s for s in session.exec(
+        select(Shipment).where(Shipment.shop_id == shop.id, among(session, Shipment.order_id, ids))
+    ).all()}  # fmt: skip
+    decisions = _decide(session, shop, _Rules(session, shop.id), telling, parcels, now)
+    update_rows(session, DelayEpisode.__table__, [
+        {"id": episode["id"], "told_channel": decision.row["channel"]}
+        for decision in decisions if decision.told for episode in decision.episodes
+    ])  # fmt: skip
+    next_check = {order.id: order.next_check_at for order in orders.values()}
+    _queue(session, decisions, [], next_check, now)
+    _store_next_checks(session, list(orders.values()), next_check)
 
 
 def _open_episodes(session: Session, order: Order) -> list[DelayEpisode]:

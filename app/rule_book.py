@@ -177,19 +177,10 @@ def enabled_rules(session: Session, shop_id: int, trigger: str) -> list[Rule]:
     )
 
 
-def saved(session: Session, rule: Rule, was_enabled: bool, now: datetime) -> None:
-    """A checked edit of a rule (the API's or the page's): stamped, and when
-    it switched the rule off, its queued messages withdrawn."""
-    rule.updated_at = now
-    if was_enabled and not rule.enabled:
-        withdraw_queued(session, rule, f"rule {rule.name!r} switched off", now)
-    session.add(rule)
-
-
-def withdraw_queued(session: Session, rule: Rule, why: str, now: datetime) -> int:
+def withdraw_queued(session: Session, rule: Rule, why: str, now: datetime) -> list[Notification]:
     """A rule switched off or deleted: its messages still waiting in the
-    outbox are suppressed with the reason (the merchant said stop). Sent
-    ones stay on record."""
+    outbox are suppressed with the reason (the merchant said stop), and
+    returned. Sent ones stay on record."""
     waiting = list(
         session.exec(
             select(Notification).where(
@@ -200,7 +191,7 @@ def withdraw_queued(session: Session, rule: Rule, why: str, now: datetime) -> in
         ).all()
     )
     if not waiting:
-        return 0
+        return []
     session.exec(
         update(Notification)
         .where(Notification.id.in_([n.id for n in waiting]))
@@ -215,7 +206,7 @@ def withdraw_queued(session: Session, rule: Rule, why: str, now: datetime) -> in
             )
         )  # fmt: skip
     settled(session, [(n, outbox.SUPPRESSED, now) for n in waiting])
-    return len(waiting)
+    return waiting
 
 
 def settled(session: Session, messages: list[tuple[Notification, str, datetime]]) -> None:

@@ -19,7 +19,7 @@ from app.orders import Cause, apply
 from notifications import outbox
 from notifications.folder import FolderEmailProvider, FolderSmsProvider
 from notifications.transports import Transports
-from support import ON_POSTGRESQL, load_fixture, set_shop
+from support import ON_POSTGRESQL, load_fixture, set_shop, sign_in
 
 ORDER = 5001001
 # orders_paid was placed on Friday 2026-11-20 at 09:00 UTC; the clock starts
@@ -288,6 +288,39 @@ def test_delays_found_together_are_told_in_one_message_about_the_most_pressing(
     assert told == {(clock.now(), "email")}
 
 
+@pytest.mark.parametrize("stop", ["switch off", "delete"])
+def test_stopping_one_rule_leaves_the_delays_other_rules_answer_for_told(
+    shop, hook, rt, sweep, send, clock, db, client, stop
+):
+    hook("orders/paid", "orders_paid")
+    scan = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    parcel(rt, ShipmentStatus.IN_TRANSIT, last_scan_at=scan, shipped_at=scan,
+           estimated_delivery_at=scan + timedelta(days=1))  # fmt: skip
+    clock.current = scan + timedelta(days=10)
+    sweep()
+    [first] = messages(db, "delay")
+    assert context(first)["causes"] == ["estimate_passed", "stalled"]
+
+    rules_now = client.get("/api/v1/rules", headers=shop.auth).get_json()["rules"]
+    estimate = next(r for r in rules_now if r["trigger"] == "delay_estimate")
+    url = f"/api/v1/rules/{estimate['id']}"
+    if stop == "switch off":
+        assert client.patch(url, headers=shop.auth, json={"enabled": False}).status_code == 200
+    else:
+        assert client.delete(url, headers=shop.auth).status_code == 204
+
+    withdrawn, again = sorted(messages(db, "delay"), key=lambda m: m.id)
+    assert withdrawn.status == "suppressed"
+    assert (again.status, context(again)["cause"]) == ("queued", "stalled")
+    assert again.rule_id != estimate["id"]
+    send()
+    # One message about the order's delays, as a check would have sent.
+    told = {e.cause: e.told_at for e in episodes(db)}
+    assert told == {"estimate_passed": clock.now(), "stalled": clock.now()}
+    sweep()  # and nothing more, later
+    assert len(messages(db, "delay")) == 2
+
+
 def test_a_parcel_never_picked_up_is_not_shipped_not_stalled(shop, hook, rt, sweep, clock, db):
     hook("orders/paid", "orders_paid")
     parcel(rt, ShipmentStatus.LABEL_CREATED)
@@ -305,8 +338,7 @@ def test_a_parcel_whose_tracking_never_starts_is_the_merchants_problem_not_the_c
     sweep()
     assert [e.cause for e in episodes(db)] == ["tracking_problem"]
     assert messages(db, "delay") == []
-    with client.session_transaction() as session:
-        session["shop_id"] = shop.id
+    sign_in(client, shop.token)
     page = client.get("/app/rules").get_data(as_text=True)
     listed = page[page.index('id="tracking-problems"') :]
     assert "#1001" in listed and "1ZSB1" in listed
@@ -561,26 +593,25 @@ def test_the_order_says_which_rule_fired_what_was_sent_and_why_not(
     notes = [e["cause"] for e in document["timeline"] if e["kind"] == "rule"]
     assert any("'Shipped' not sent: stale" in note for note in notes), notes
 
-    page_client = client
-    with page_client.session_transaction() as session:
-        session["shop_id"] = shop.id
-    page = page_client.get(f"/app/orders/{ORDER}").get_data(as_text=True)
+    sign_in(client, shop.token)
+    page = client.get(f"/app/orders/{ORDER}").get_data(as_text=True)
     assert "Delivery problem" in page and "not sent: stale" in page
 
 
 def test_home_counts_the_last_weeks_delays_and_how_many_were_told(
     shop, hook, sweep, send, clock, db, client
 ):
-    with client.session_transaction() as session:
-        session["shop_id"] = shop.id
+    sign_in(client, shop.token)
     assert "Delays found, last 7 days" not in client.get("/app/").get_data(as_text=True)
     hook("orders/paid", "orders_paid")
     clock.current = NOT_SHIPPED_DUE
     sweep()
+    sign_in(client, shop.token)  # days later: a new session
     home = client.get("/app/").get_data(as_text=True)
     assert "0 of 1 told to the customer" in home  # the message has not left yet
     send()
     home = client.get("/app/").get_data(as_text=True)
     assert "Delays found, last 7 days" in home and "1 of 1 told to the customer" in home
     clock.current = NOT_SHIPPED_DUE + timedelta(days=8)
+    sign_in(client, shop.token)
     assert "Delays found" not in client.get("/app/").get_data(as_text=True)

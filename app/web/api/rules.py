@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import jsonify
 from sqlmodel import Session, select
 
-from app import rule_book
+from app import rule_book, rule_changes
 from app.models import Rule
 from app.rule_preview import preview
 from app.web.api.base import api, shop_id
@@ -115,7 +115,7 @@ def patch_rule(path: RuleAddress, body: RuleChange):
         except rule_book.RuleProblem as problem:
             session.rollback()
             return _refused(problem)
-        rule_book.saved(session, rule, was_enabled, now)
+        rule_changes.saved(session, rule, was_enabled, now)
         session.commit()
         session.refresh(rule)
         return document(rule)
@@ -129,8 +129,7 @@ def delete_rule(path: RuleAddress):
         rule = _find(session, path.rule_id)
         if rule is None:
             return _not_found(path.rule_id)
-        rule_book.withdraw_queued(session, rule, f"rule {rule.name!r} deleted", rt.clock.now())
-        session.delete(rule)
+        rule_changes.deleted(session, rule, rt.clock.now())
         session.commit()
     return "", 204
 

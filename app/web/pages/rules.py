@@ -13,7 +13,7 @@ from flask import abort, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlmodel import Session, select
 
-from app import rule_book
+from app import rule_book, rule_changes
 from app.models import DelayEpisode, Notification, Order, Rule, Shipment, Shop
 from app.rule_preview import preview
 from app.web.context import runtime
@@ -63,7 +63,7 @@ def switch_rule(rule_id: int):
         rule = _rule(db, rule_id)
         was_enabled = rule.enabled
         rule.enabled = request.form.get("enabled") == "on"
-        rule_book.saved(db, rule, was_enabled, rt.clock.now())
+        rule_changes.saved(db, rule, was_enabled, rt.clock.now())
         db.commit()
     return redirect(url_for("pages.rules"))
 
@@ -147,7 +147,7 @@ def save_rule(rule_id: int):
             rule_book.check(rule)
         except rule_book.RuleProblem as problem:
             return _render_rule(db, rule, f"{problem.field}: {problem.reason}", 422)
-        rule_book.saved(db, rule, was_enabled, rt.clock.now())
+        rule_changes.saved(db, rule, was_enabled, rt.clock.now())
         db.commit()
     return redirect(url_for("pages.rule", rule_id=rule_id))
 

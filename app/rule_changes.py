@@ -1,0 +1,41 @@
+"""A checked rule saved or deleted, and what that does to the messages it
+queued: the one place the API and the rule page both go through.
+
+A rule switched off or deleted withdraws its messages still waiting in the
+outbox (the merchant said stop). A withdrawn delay message may also have
+covered delays that other rules, still on, answer for; those are decided
+again at once (`delay_checks.retell`), so switching one rule off never
+silences another.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from app import delay_checks, rule_book
+from app.models import Rule
+
+
+def saved(session: Session, rule: Rule, was_enabled: bool, now: datetime) -> None:
+    """An edit of `rule`, already checked (`rule_book.check`): stamped, and
+    when it switched the rule off, its queued messages withdrawn. The
+    caller commits."""
+    rule.updated_at = now
+    session.add(rule)
+    if was_enabled and not rule.enabled:
+        withdrawn = rule_book.withdraw_queued(
+            session, rule, f"rule {rule.name!r} switched off", now
+        )
+        session.flush()
+        delay_checks.retell(session, withdrawn, now)
+
+
+def deleted(session: Session, rule: Rule, now: datetime) -> None:
+    """`rule` deleted: its queued messages withdrawn, its sent ones kept on
+    record. The caller commits."""
+    withdrawn = rule_book.withdraw_queued(session, rule, f"rule {rule.name!r} deleted", now)
+    session.delete(rule)
+    session.flush()
+    delay_checks.retell(session, withdrawn, now)
