@@ -94,7 +94,7 @@ def _greet(
     due = customer.next_birthday_at
     on_the_day = now.astimezone(zone).date() == due.astimezone(zone).date()
     queued = False
-    rule = next(iter(rule_book.enabled_rules(session, shop.id, "birthday")), None)
+    rule = rule_book.choose(rule_book.enabled_rules(session, shop.id, "birthday"), None)
     if on_the_day and customer.birth_date is not None and rule is not None:
         year = due.astimezone(zone).year
         facts: dict = {"shop_name": shop.name, "discount_code": None}

@@ -115,9 +115,11 @@ class _Rules:
     def __init__(self, session: Session, shop_id: int):
         self.by_trigger: dict[str, list[RuleRow]] = {}
         for rule in session.exec(
-            select(RuleRow).where(RuleRow.shop_id == shop_id, RuleRow.enabled).order_by(RuleRow.id)
+            select(RuleRow).where(RuleRow.shop_id == shop_id, RuleRow.enabled)
         ).all():
             self.by_trigger.setdefault(rule.trigger, []).append(rule)
+        for rules in self.by_trigger.values():
+            rules.sort(key=rule_book.precedence)
         self.specs: dict[int, Rule] = {}
 
     def spec(self, rule: RuleRow) -> Rule:
@@ -127,6 +129,7 @@ class _Rules:
         return self.specs[rule.id]
 
     def first(self, order: Order, trigger: str) -> RuleRow | None:
+        """The rule that tells `order` about `trigger` (`rule_book.choose`)."""
         return next(
             (r for r in self.by_trigger.get(trigger, ()) if rule_book.applies(r, order)), None
         )

@@ -8,6 +8,7 @@ merchant asked for.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -41,6 +42,7 @@ CHANNELS = ("email", "sms")
 # page's form is held to the same here, so that every stored rule reads back.
 MAX_LABELS, MAX_LABEL_LENGTH, MAX_COUNTRIES = 15, 60, 100
 DEFAULT_ESCALATION_HOURS = 72
+CONDITIONS = ("min_order_value", "countries", "tags", "shipping_methods")  # on the order
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,9 @@ def check(rule: Rule) -> None:
         raise RuleProblem("category", "a birthday greeting is marketing: consent is required")
     if rule.category not in (policy.TRANSACTIONAL, policy.MARKETING):
         raise RuleProblem("category", "transactional or marketing")
+    if rule.trigger == "birthday" and specificity(rule):
+        field = next(f for f in CONDITIONS if getattr(rule, f) not in (None, ""))
+        raise RuleProblem(field, "a birthday greeting is about no order: no order conditions")
     causes = TRIGGERS[rule.trigger][1]
     if rule.escalation_hours is not None and not causes:
         raise RuleProblem("escalation_hours", "only a delay rule escalates")
@@ -160,6 +165,44 @@ def applies(rule: Rule, order: Order | None) -> bool:
     return not (methods and (order.shipping_method or "").lower() not in methods)
 
 
+def specificity(rule: Rule) -> int:
+    """How many of the rule's conditions are set: where several enabled
+    rules for one trigger apply to an order, the most specific tells."""
+    return sum(getattr(rule, field) not in (None, "") for field in CONDITIONS)
+
+
+def precedence(rule: Rule) -> tuple[int, int]:
+    """The order rules are tried in: the most specific first, then the
+    oldest. A specific rule added beside the default catch-all therefore
+    takes over the orders it names, and leaves it the rest."""
+    return (-specificity(rule), rule.id or 0)
+
+
+def choose(rules: Iterable[Rule], order: Order | None) -> Rule | None:
+    """The rule among `rules` (one trigger's enabled rules) that tells
+    about `order`: the first by `precedence` whose conditions hold."""
+    return next((r for r in sorted(rules, key=precedence) if applies(r, order)), None)
+
+
+def never_fire(rules: Iterable[Rule]) -> dict[int, Rule]:
+    """Enabled rules that can never tell anyone, each with the rule that
+    always comes first: an older enabled rule for the same trigger with
+    the very same conditions (its twin). The rules page says so."""
+    first: dict[tuple, Rule] = {}
+    shadowed: dict[int, Rule] = {}
+    for rule in sorted((r for r in rules if r.enabled), key=precedence):
+        conditions = (
+            rule.trigger, rule.min_order_value and Decimal(rule.min_order_value),
+            _parts(rule.countries, False), _parts(rule.tags, True),
+            _parts(rule.shipping_methods, True),
+        )  # fmt: skip
+        if conditions in first:
+            shadowed[rule.id] = first[conditions]
+        else:
+            first[conditions] = rule
+    return shadowed
+
+
 @lru_cache(maxsize=4096)
 def _parts(text: str | None, lowered: bool) -> frozenset[str]:
     """A comma-separated list as a set, parsed once per distinct text: a
@@ -168,13 +211,11 @@ def _parts(text: str | None, lowered: bool) -> frozenset[str]:
 
 
 def enabled_rules(session: Session, shop_id: int, trigger: str) -> list[Rule]:
-    return list(
-        session.exec(
-            select(Rule)
-            .where(Rule.shop_id == shop_id, Rule.trigger == trigger, Rule.enabled)
-            .order_by(Rule.id)
-        ).all()
-    )
+    """The shop's enabled rules for `trigger`, in `precedence`."""
+    rules = session.exec(
+        select(Rule).where(Rule.shop_id == shop_id, Rule.trigger == trigger, Rule.enabled)
+    ).all()
+    return sorted(rules, key=precedence)
 
 
 def withdraw_queued(session: Session, rule: Rule, why: str, now: datetime) -> list[Notification]:

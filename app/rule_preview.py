@@ -37,11 +37,16 @@ class WouldTell:
 
 
 def preview(session: Session, rule: Rule, now: datetime) -> list[WouldTell]:
+    """An order another rule for the trigger comes first for (more specific,
+    or as specific and older) is listed with that rule's name: it is the
+    one that tells. A rule switched off is previewed as if it were on."""
     causes = rule_book.TRIGGERS[rule.trigger][1]
+    rivals = [r for r in rule_book.enabled_rules(session, rule.shop_id, rule.trigger)
+              if r.id != rule.id] + [rule]  # fmt: skip
     if causes:
-        return _delays(session, rule, set(causes), now)
+        return _delays(session, rule, rivals, set(causes), now)
     if rule.trigger in STAGES or rule.trigger == "shipped":
-        return _stages(session, rule, now)
+        return _stages(session, rule, rivals, now)
     return []  # follow-ups and birthdays have nothing due "right now" to show
 
 
@@ -59,11 +64,14 @@ def _open_orders(session: Session, shop_id: int):
 
 
 def _entry(
-    session: Session, rule: Rule, order: Order, subject: str, about: str,
-    stale: str | None = None,
+    session: Session, rule: Rule, rivals: list[Rule], order: Order, subject: str, about: str,
+    why_not: str | None = None,
 ):  # fmt: skip
     if not rule_book.applies(rule, order):
         return None
+    chosen = rule_book.choose(rivals, order)
+    if chosen is not rule:
+        why_not = why_not or f"rule {chosen.name!r} tells this order instead: it comes first"
     audience = Audience.of_order(session, order)
     message = spec(rule)
     queued = session.exec(
@@ -77,11 +85,13 @@ def _entry(
     where = plan(session, message, audience)
     return WouldTell(
         order.shopify_id, order.name, rule.template_kind, about, where.channel, where.recipient,
-        stale or where.suppressed_because,
+        why_not or where.suppressed_because,
     )  # fmt: skip
 
 
-def _delays(session: Session, rule: Rule, causes: set[str], now: datetime) -> list[WouldTell]:
+def _delays(
+    session: Session, rule: Rule, rivals: list[Rule], causes: set[str], now: datetime
+) -> list[WouldTell]:
     found = []
     for order in _open_orders(session, rule.shop_id):
         assessment, _ = evaluate(session, order, now)
@@ -100,14 +110,14 @@ def _delays(session: Session, rule: Rule, causes: set[str], now: datetime) -> li
         )
         for finding in assessment.findings:
             if finding.cause in causes and finding.cause not in known:
-                entry = _entry(session, rule, order, f"order:{order.shopify_id}:{finding.cause}",
-                               finding.cause, stale)  # fmt: skip
+                subject = f"order:{order.shopify_id}:{finding.cause}"
+                entry = _entry(session, rule, rivals, order, subject, finding.cause, stale)
                 if entry:
                     found.append(entry)
     return found
 
 
-def _stages(session: Session, rule: Rule, now: datetime) -> list[WouldTell]:
+def _stages(session: Session, rule: Rule, rivals: list[Rule], now: datetime) -> list[WouldTell]:
     if rule.trigger == "shipped":
         statuses, fresh_for = UNDER_WAY, None
     else:
@@ -134,7 +144,8 @@ def _stages(session: Session, rule: Rule, now: datetime) -> list[WouldTell]:
             if rule.trigger == "shipped"
             else f"shipment:{shipment.source}:{shipment.external_id}"
         )
-        entry = _entry(session, rule, order, subject, f"{shipment.source}:{shipment.external_id}")
+        about = f"{shipment.source}:{shipment.external_id}"
+        entry = _entry(session, rule, rivals, order, subject, about)
         if entry:
             found.append(entry)
     return found

@@ -138,8 +138,8 @@ def _tell_stage(
     session: Session, order: Order, shipment: Shipment, trigger: str, happened_at: datetime,
     fresh_for: timedelta, now: datetime, subject: str | None = None,
 ) -> None:  # fmt: skip
-    """Tell a shipping stage through the shop's first enabled rule for it
-    that applies to the order: once per parcel and stage ("shipped": once
+    """Tell a shipping stage through the shop's enabled rule for it that
+    applies to the order (`rule_book.choose`): once per parcel and stage ("shipped": once
     per order), never about news older than `fresh_for`."""
     if order.state in _GONE:
         return

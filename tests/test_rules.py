@@ -136,6 +136,52 @@ def test_an_order_not_shipped_by_the_promise_is_told_once_after_the_grace(
     assert (episode.told_at, episode.told_channel) == (clock.now(), "email")  # when it left
 
 
+def add_rule(client, shop, **fields) -> dict:
+    body = {"trigger": "delay_not_shipped", "channels": ["email"]} | fields
+    response = client.post("/api/v1/rules", headers=shop.auth, json=body)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def test_the_most_specific_rule_that_applies_tells_and_the_catch_all_the_rest(
+    shop, hook, sweep, clock, db, client
+):
+    listed = client.get("/api/v1/rules", headers=shop.auth).get_json()["rules"]
+    default = next(r for r in listed if r["trigger"] == "delay_not_shipped")
+    spain = add_rule(client, shop, name="Spain", countries=["ES"])
+    add_rule(client, shop, name="Big orders in Spain", countries=["ES"], min_order_value="500")
+    hook("orders/paid", "orders_paid")  # 83.85 EUR, to Spain
+    clock.current = NOT_SHIPPED_DUE
+
+    url = f"/api/v1/rules/{default['id']}/preview"
+    [entry] = client.get(url, headers=shop.auth).get_json()["would_tell"]
+    assert entry["not_sent_because"] == "rule 'Spain' tells this order instead: it comes first"
+    sweep()
+    [message] = messages(db, "delay")
+    assert message.rule_id == spain["id"]  # not the older catch-all, not the big-order rule
+
+    # Switched off: the catch-all takes the order over, in a message of its own.
+    switched = client.patch(f"/api/v1/rules/{spain['id']}", headers=shop.auth,
+                            json={"enabled": False})  # fmt: skip
+    assert switched.status_code == 200
+    withdrawn, again = sorted(messages(db, "delay"), key=lambda m: m.id)
+    assert (withdrawn.status, again.status) == ("suppressed", "queued")
+    assert again.rule_id == default["id"]
+
+
+def test_the_rules_page_says_which_rule_can_never_be_used(shop, db, client):
+    listed = client.get("/api/v1/rules", headers=shop.auth).get_json()["rules"]
+    default = next(r for r in listed if r["trigger"] == "delay_not_shipped")
+    twin = add_rule(client, shop, name="Another not-shipped notice")
+    other = add_rule(client, shop, name="Not shipped, tagged", tags=["vip"])
+    sign_in(client, shop.token)
+    page = client.get("/app/rules").get_data(as_text=True)
+    assert f'id="never-fires-{twin["id"]}"' in page
+    assert default["name"] in page[page.index(f'id="never-fires-{twin["id"]}"') :][:300]
+    assert f'id="never-fires-{other["id"]}"' not in page
+    assert f'id="never-fires-{default["id"]}"' not in page
+
+
 def test_a_delay_that_keeps_growing_escalates_once(shop, hook, sweep, send, clock, db):
     hook("orders/paid", "orders_paid")
     clock.current = NOT_SHIPPED_DUE

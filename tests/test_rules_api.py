@@ -62,6 +62,9 @@ def test_a_rule_is_created_read_changed_and_deleted(client, shop):
     ({"template_kind": "survey"}, "template_kind"),  # a kind made for another trigger
     ({"name": "a\ud800"}, "name"),  # a lone surrogate: no text can hold it
     ({"channels": ["email", "email"]}, "channels"),
+    # A birthday is about no order: a condition on one could never hold.
+    ({"trigger": "birthday", "category": "marketing", "tags": ["vip"]}, "tags"),
+    ({"trigger": "birthday", "category": "marketing", "min_order_value": "0"}, "min_order_value"),
 ])  # fmt: skip
 def test_a_rule_that_cannot_work_is_refused_with_the_field_and_the_reason(
     client, shop, body, field

@@ -51,7 +51,8 @@ def rules():
             .order_by(DelayEpisode.detected_at.desc())
             .limit(LOG_PAGE)
         ).all()  # fmt: skip
-    return render_template("app/rules.html", shop=g.shop, rules=rows, problems=problems)
+    return render_template("app/rules.html", shop=g.shop, rules=rows, problems=problems,
+                           never_fire=rule_book.never_fire(rows))  # fmt: skip
 
 
 @bp.post("/rules/<row_id:rule_id>/switch")
