@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from app import rule_book
+from app import notification_log, rule_book
 from app.email_address import sender_problem
 from app.order_state import OrderState
 from app.providers import KINDS, PROVIDERS
@@ -282,9 +282,18 @@ class ProviderList(BaseModel):
 # --- notifications -----------------------------------------------------------
 
 
+NotificationKind = Literal[tuple(rendering.KINDS)]
+NotificationStatus = Literal[notification_log.STATUSES]
+Channel = Literal[rendering.CHANNELS]
+
+
 class NotificationsQuery(Query):
     order_id: ShopifyId | None = Field(default=None, description="Shopify's order id")
+    kind: NotificationKind | None = None
+    status: NotificationStatus | None = None
+    channel: Channel | None = None
     limit: PageLimit = 50
+    cursor: RowId | None = Field(default=None, description="next_cursor of the previous page")
 
 
 class NotificationChange(BaseModel):
@@ -313,6 +322,7 @@ class NotificationRecord(BaseModel):
 
 class NotificationList(BaseModel):
     notifications: list[NotificationRecord]
+    next_cursor: int | None
 
 
 # --- templates ---------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from app.models import Notification, NotificationEvent, Order
+from app import notification_log
+from app.models import NotificationEvent
 from app.web.api.base import api, shop_id
 from app.web.context import runtime
 from app.web.schemas import NotificationList, NotificationRecord, NotificationsQuery
@@ -12,19 +13,14 @@ from app.web.schemas import NotificationList, NotificationRecord, NotificationsQ
 
 @api.route("GET", "/notifications", query=NotificationsQuery, response=NotificationList)
 def get_notifications(query: NotificationsQuery):
-    """The shop's notifications, newest first, each with its history."""
+    """The shop's notifications, newest first, each with its history; by
+    kind, status, channel or order, a page at a time (`cursor`)."""
+    filters = notification_log.Filters(query.kind, query.status, query.channel, query.order_id)
     with Session(runtime().engine) as session:
-        statement = select(Notification).where(Notification.shop_id == shop_id())
-        if query.order_id is not None:
-            order = session.exec(
-                select(Order.id).where(
-                    Order.shop_id == shop_id(), Order.shopify_id == query.order_id
-                )
-            ).first()
-            statement = statement.where(Notification.order_id == (order or -1))
-        notifications = session.exec(
-            statement.order_by(Notification.id.desc()).limit(query.limit)
-        ).all()
+        entries, next_cursor = notification_log.page(
+            session, shop_id(), filters, query.cursor, query.limit
+        )
+        notifications = [e.notification for e in entries]
         events = session.exec(
             select(NotificationEvent)
             .where(
@@ -42,5 +38,6 @@ def get_notifications(query: NotificationsQuery):
         notifications=[
             NotificationRecord.model_validate(n.model_dump() | {"history": history.get(n.id, [])})
             for n in notifications
-        ]
+        ],
+        next_cursor=next_cursor,
     )

@@ -13,8 +13,8 @@ from flask import abort, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlmodel import Session, select
 
-from app import rule_book, rule_changes
-from app.models import DelayEpisode, Notification, Order, Rule, Shipment, Shop
+from app import notification_log, rule_book, rule_changes
+from app.models import DelayEpisode, Order, Rule, Shipment, Shop
 from app.rule_preview import preview
 from app.web.context import runtime
 from app.web.pages.base import bp, check_csrf, signed_in
@@ -24,8 +24,6 @@ from notifications import outbox, rendering
 
 CHANNEL_CHOICES = ("email,sms", "sms,email", "email", "sms")
 LOG_PAGE = 100
-STATUSES = (outbox.QUEUED, outbox.SENDING, outbox.SENT, outbox.DELIVERED, outbox.BOUNCED,
-            outbox.FAILED, outbox.SUPPRESSED, outbox.DEAD)  # fmt: skip
 
 
 def _rule(db: Session, rule_id: int) -> Rule:
@@ -162,24 +160,22 @@ def notifications():
     filters = {name: request.args.get(name) or None for name in ("kind", "status", "channel")}
     if filters["kind"] and filters["kind"] not in rendering.KINDS:
         abort(400, description=f"unknown kind {filters['kind']!r}")
-    if filters["status"] and filters["status"] not in STATUSES:
+    if filters["status"] and filters["status"] not in notification_log.STATUSES:
         abort(400, description=f"unknown status {filters['status']!r}")
     if filters["channel"] and filters["channel"] not in rendering.CHANNELS:
         abort(400, description=f"unknown channel {filters['channel']!r}")
-    query = (
-        select(Notification, Order.shopify_id, Order.name)
-        .join(Order, (Order.id == Notification.order_id) & (Order.shop_id == g.shop.id),
-              isouter=True)
-        .where(Notification.shop_id == g.shop.id)
-    )  # fmt: skip
-    for name, value in filters.items():
-        if value:
-            query = query.where(getattr(Notification, name) == value)
+    cursor = request.args.get("cursor", "")
+    before = parse_whole_number(cursor, 1, ROW_ID_MAX) if cursor else None
+    if cursor and before is None:
+        abort(400, description=_("cursor must be the number from a “next page” link"))
     with Session(runtime().engine) as db:
-        rows = db.exec(query.order_by(Notification.id.desc()).limit(LOG_PAGE)).all()
+        entries, next_cursor = notification_log.page(
+            db, g.shop.id, notification_log.Filters(**filters), before, LOG_PAGE
+        )
     return render_template(
-        "app/rules_log.html", shop=g.shop, rows=rows, filters=filters,
-        kinds=sorted(rendering.KINDS), statuses=STATUSES, channels=rendering.CHANNELS,
+        "app/rules_log.html", shop=g.shop, entries=entries, filters=filters,
+        next_cursor=next_cursor, first_page=before is None, kinds=sorted(rendering.KINDS),
+        statuses=notification_log.STATUSES, channels=rendering.CHANNELS,
     )  # fmt: skip
 
 
