@@ -44,9 +44,12 @@ class ShipmentFactsChanged:
 @dataclass(frozen=True)
 class OrderDetailsArrived:
     """An order we knew only from its parcels got its details (customer,
-    contact, totals): what waited for them can be decided now."""
+    contact, totals): what waited for them can be decided now.
+    `woke_parked`: how many provider events that waited for this order
+    were woken; they apply next, and carry facts its delays depend on."""
 
     order_id: int
+    woke_parked: int = 0
 
 
 @dataclass(frozen=True)

@@ -339,15 +339,17 @@ def store_day(start: datetime) -> list[Delivery]:
         # and a parcel without a carrier scan for nine days.
         delivery("orders/paid", order_payload(5001006, 1006, JOHN, t - 8 * DAY, t + 5 * h),
                  "order #1006, paid 8 days ago, has not shipped: late"),
-        delivery("orders/paid", order_payload(5001007, 1007, BORIS, t - 12 * DAY, t + 5 * h),
-                 "order #1007 placed 12 days ago"),
+        # #1007's tracking comes first (parked), as it would for an order
+        # that shipped long ago: the order is never "not shipped".
         Delivery(
             "tracking_update",
-            aftership_payload(5001007, "1Z999AA10000000007", "InTransit", t + 6 * h,
+            aftership_payload(5001007, "1Z999AA10000000007", "InTransit", t + 5 * h,
                               (t - 2 * DAY).date().isoformat(), "Arrived at facility",
                               scanned=t - 9 * DAY),
-            "", "AfterShip: #1007's last scan was 9 days ago: stalled", "aftership",
+            "", "AfterShip: #1007's last scan was 9 days ago", "aftership",
         ),
+        delivery("orders/paid", order_payload(5001007, 1007, BORIS, t - 12 * DAY, t + 6 * h),
+                 "order #1007, placed 12 days ago, arrives: its parcel is stalled"),
         *birthday(t, delivery),
     ]  # fmt: skip
 

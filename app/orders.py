@@ -181,9 +181,9 @@ def _apply_order(
         _apply_shipment(session, order, shipment, cause, changes)
     _recompute_state(session, order, cause, snap.updated_at, changes)
     if first_snapshot:
-        changes.append(OrderDetailsArrived(order.id))
         references = OrderMatch(snap.shopify_id, snap.name).references()
-        wake_parked(session, shop_id, references, cause.now)
+        woke = wake_parked(session, shop_id, references, cause.now)
+        changes.append(OrderDetailsArrived(order.id, woke))
 
 
 def _replace_line_items(session: Session, order: Order, snap: OrderSnapshot) -> None:

@@ -50,6 +50,10 @@ STAGES: dict[str, tuple[ShipmentStatus, timedelta]] = {
     "delivered": (ShipmentStatus.DELIVERED, STALE_AFTER),
 }
 
+# How long an order whose parked provider events were just woken waits for
+# them before the sweep checks its delays anyway.
+PARKED_EVENTS_GRACE = timedelta(minutes=5)
+
 _GONE = frozenset({OrderState.CANCELLED, OrderState.REFUNDED})
 # Order states after which a message of this kind tells the customer
 # something no longer true (or no longer wanted): "on its way" after the
@@ -77,6 +81,7 @@ def react(session: Session, changes: list[Change], now: datetime) -> None:
     whoever applied it (the inbox, reconciliation, the history import), in
     the same transaction, after the whole event: the order's state is final."""
     touched: dict[int, None] = {}
+    awaiting: set[int] = set()  # orders whose parked provider events apply next
     for change in changes:
         match change:
             case ShipmentStageChanged():
@@ -85,6 +90,8 @@ def react(session: Session, changes: list[Change], now: datetime) -> None:
             case OrderDetailsArrived():
                 _order_details_arrived(session, change.order_id, now)
                 touched[change.order_id] = None
+                if change.woke_parked:
+                    awaiting.add(change.order_id)
             case OrderStateChanged() | ShipmentFactsChanged() | PromiseChanged() | HoldChanged():
                 touched[change.order_id] = None
     for order_id in touched:
@@ -93,6 +100,12 @@ def react(session: Session, changes: list[Change], now: datetime) -> None:
             continue  # who to tell is not known yet
         if order.state in CLOSED:
             delay_checks.order_closed(session, order, now)
+        elif order_id in awaiting:
+            # Its parcel's events wait in the inbox: checked without them,
+            # an order that shipped long ago is "not shipped". They check
+            # it as they apply; the sweep does if they never do.
+            order.next_check_at = now + PARKED_EVENTS_GRACE
+            session.add(order)
         else:
             delay_checks.check_order(session, order, now)
 
@@ -130,6 +143,13 @@ def _order_details_arrived(session: Session, order_id: int, now: datetime) -> No
 def _tell_shipped(
     session: Session, order: Order, shipment: Shipment, happened_at: datetime, now: datetime
 ) -> None:
+    """ "Shipped" is as old as the parcel's departure, whenever we heard of
+    it: a tracking report sent today whose scans are nine days old (a
+    tracking service catching up, a replay) is not news. Later stages keep
+    the time of the report: a provider may change a status without a scan
+    of its own, and its last scan is then older than the news."""
+    known = [t for t in (shipment.shipped_at, shipment.last_scan_at) if t is not None]
+    happened_at = min([happened_at, *known])
     _tell_stage(session, order, shipment, "shipped", happened_at, STALE_AFTER, now,
                 subject=f"order:{order.shopify_id}")  # fmt: skip
 
@@ -139,8 +159,8 @@ def _tell_stage(
     fresh_for: timedelta, now: datetime, subject: str | None = None,
 ) -> None:  # fmt: skip
     """Tell a shipping stage through the shop's enabled rule for it that
-    applies to the order (`rule_book.choose`): once per parcel and stage ("shipped": once
-    per order), never about news older than `fresh_for`."""
+    applies to the order (`rule_book.choose`): once per parcel and stage
+    ("shipped": once per order), never about news older than `fresh_for`."""
     if order.state in _GONE:
         return
     rule = delay_checks.first_applicable(session, order, trigger)

@@ -100,6 +100,10 @@ def assert_demo_passed(result: subprocess.CompletedProcess[str]) -> None:
         line = next(x for x in result.stdout.splitlines() if scene in x)
         told = f"{cause} (told by email)" in line or f"{cause} (email on its way)" in line
         assert told and "delay/email" in line, described(result)
+    # The stalled parcel left long ago: never "not shipped", and no "shipped"
+    # about a scan nine days old.
+    stalled = next(x for x in result.stdout.splitlines() if "stalled parcel" in x)
+    assert "not_shipped" not in stalled and "shipping/" not in stalled, described(result)
 
 
 def inbox_counts(engine: Engine) -> dict[str, int]:

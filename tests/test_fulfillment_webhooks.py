@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from app import inbox as inbox_module
 from app.cli import main as cli_main
-from app.models import InboxMessage, Order, OrderEvent, ProviderConnection, Shipment
+from app.models import DelayEpisode, InboxMessage, Order, OrderEvent, ProviderConnection, Shipment
 from app.providers import connect
 from integrations import aftership, standard_webhooks
 from support import (
@@ -502,6 +502,23 @@ def test_event_for_an_unknown_order_is_parked_then_applied_when_the_order_arrive
     work()
     assert [m.status for m in inbox(db)] == ["done", "done"]
     assert order_state(db) == "in_transit"
+
+
+def test_an_order_that_arrives_after_its_parcels_events_is_never_told_it_has_not_shipped(
+    client, shop, deliver, work, db, connect_provider, clock
+):
+    clock.advance(days=5)  # past the order's promise
+    url = connect_provider("aftership", AFTERSHIP_SECRET)
+    post_aftership(client, url, "tracking_in_transit")
+    work()
+    triggered = clock.now().isoformat().replace("+00:00", "Z")
+    deliver("orders/paid", "orders_paid", triggered_at=triggered)  # wakes the parked event
+    work()
+    assert order_state(db) == "in_transit"
+    with Session(db) as session:
+        causes = session.exec(select(DelayEpisode.cause)).all()
+        timeline = session.exec(select(OrderEvent.cause).where(OrderEvent.kind == "rule")).all()
+    assert "not_shipped" not in causes, (causes, timeline)
 
 
 def test_event_matched_by_tracking_number_is_woken_by_the_shopify_fulfillment(

@@ -91,7 +91,7 @@ def parcel(rt, status: ShipmentStatus, **facts) -> None:
         order_shopify_id=ORDER, carrier="UPS", tracking_number="1ZSB1", **facts,
     )  # fmt: skip
     with Session(rt.engine) as session:
-        rules.react(session, apply(session, 1 if False else _shop_id(rt), snapshot,
+        rules.react(session, apply(session, _shop_id(rt), snapshot,
                                    Cause("test:provider", None, now)), now)  # fmt: skip
         session.commit()
 
@@ -543,6 +543,22 @@ def test_stale_stage_news_is_not_sent_and_the_timeline_says_why(shop, hook, db, 
     with Session(db) as session:
         notes = session.exec(select(OrderEvent.cause).where(OrderEvent.kind == "rule")).all()
     assert any("stale" in note for note in notes), notes
+
+
+@pytest.mark.parametrize(("facts", "told"), [
+    ({"last_scan_at": timedelta(hours=-1)}, True),
+    ({"last_scan_at": timedelta(days=-9)}, False),  # a tracking service catching up
+    ({"shipped_at": timedelta(days=-4)}, False),
+])  # fmt: skip
+def test_shipped_is_as_old_as_the_parcels_departure_not_as_the_report(
+    shop, hook, rt, db, clock, facts, told
+):
+    hook("orders/paid", "orders_paid")
+    parcel(rt, ShipmentStatus.IN_TRANSIT, **{k: clock.now() + v for k, v in facts.items()})
+    assert len(messages(db, "shipping")) == (1 if told else 0)
+    with Session(db) as session:
+        notes = session.exec(select(OrderEvent.cause).where(OrderEvent.kind == "rule")).all()
+    assert any("'Shipped' not sent: stale" in note for note in notes) is not told
 
 
 def test_a_rule_with_conditions_applies_only_to_matching_orders(shop, hook, db):
