@@ -50,6 +50,7 @@ from jinja2 import (
     Template,
     TemplateError,
     TemplateSyntaxError,
+    UndefinedError,
     meta,
     nodes,
     pass_context,
@@ -385,7 +386,44 @@ def _safe_links(html: str) -> tuple[str, list[str]]:
         dropped.extend(bad)
         return "" if bad else match[0]
 
-    return _URL_ATTRIBUTE.sub(check, html), dropped
+    def check_style(match: re.Match) -> str:
+        bad = _css_problems(htmlmodule.unescape(match[2]))
+        dropped.extend(bad)
+        return "" if bad else match[0]
+
+    def check_refresh(match: re.Match) -> str:
+        target = re.sub(r"^[\d\s.]*[;,]?\s*(url\s*=\s*)?", "", htmlmodule.unescape(match[1]),
+                        flags=re.IGNORECASE).strip("'\" ")  # fmt: skip
+        if target and not _allowed_link(target):
+            dropped.append(target)
+            return ""
+        return match[0]
+
+    html = _URL_ATTRIBUTE.sub(check, html)
+    html = _STYLE_ATTRIBUTE.sub(check_style, html)
+    html = _STYLE_ELEMENT.sub(check_style, html)
+    return _META_REFRESH.sub(check_refresh, html), dropped
+
+
+# CSS reaches URLs too: `url(...)` in a style attribute or a <style> element,
+# `@import`, and old engines' `expression(...)`; CSS escapes (`\61` is "a")
+# are read first, as a browser would.
+_STYLE_ATTRIBUTE = re.compile(r'\s(style)="([^"]*)"', re.IGNORECASE)
+_STYLE_ELEMENT = re.compile(r"<(style)\b[^>]*>(.*?)</style>", re.IGNORECASE | re.DOTALL)
+_META_REFRESH = re.compile(r'<meta\b[^>]*\bhttp-equiv="refresh"[^>]*\bcontent="([^"]*)"[^>]*>',
+                           re.IGNORECASE)  # fmt: skip
+_CSS_URL = re.compile(r"url\(\s*(['\"]?)(.*?)\1\s*\)", re.IGNORECASE | re.DOTALL)
+_CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})\s?|(.))", re.DOTALL)
+
+
+def _css_problems(css: str) -> list[str]:
+    """The URLs (or constructs) in CSS that a message may not carry."""
+    css = _CSS_ESCAPE.sub(
+        lambda m: chr(min(int(m[1], 16), 0x10FFFF) or 0xFFFD) if m[1] else m[2], css
+    )
+    bad = [url for _, url in _CSS_URL.findall(css) if not _allowed_link(url)]
+    bad += [word for word in ("@import", "expression(") if word in css.lower()]
+    return bad
 
 
 def _allowed_link(url: str) -> bool:
@@ -453,9 +491,10 @@ _STEPS: contextvars.ContextVar[list[int]] = contextvars.ContextVar("render_steps
 @pass_context  # never called while compiling (constant folding)
 def _steps(_context: Any, items: Any, weight: int) -> Iterator[Any]:
     """Yield `items`, charging `weight` steps for each; past MAX_RENDER_STEPS
-    the render is refused."""
+    the render is refused. A missing value (None) yields nothing, as every
+    value of a message may be missing."""
     budget = _STEPS.get()
-    for item in items:
+    for item in items if items is not None else ():  # a missing list: nothing to loop over
         budget[0] -= weight
         if budget[0] < 0:
             message = f"the template takes more than {MAX_RENDER_STEPS:,} steps to render (a loop)"
@@ -497,9 +536,24 @@ _FILE_ENV = _restrict(
 )
 
 
+def _shown(value: Any) -> Any:
+    """What `{{ value }}` writes in a shop's template: a missing value writes
+    nothing (never "None"), a list its items separated by commas (never
+    Python's brackets and quotes)."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(str(_shown(v)) for v in value)
+    return value
+
+
 def _sandbox(autoescape: bool) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
-        autoescape=autoescape, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
+        autoescape=autoescape,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_shown,
     )
     _restrict(env)
     env.filters["_steps"] = _steps  # inserted by _count_loop_steps only
@@ -652,6 +706,11 @@ _REFUSED_NAMES = {
     nodes.BinExpr: "arithmetic",
     nodes.UnaryExpr: "arithmetic",
 }
+
+
+# Names Jinja gives every template besides its context (`self` is the
+# template object itself): never a message's value, so never a shop's.
+_JINJA_NAMES = frozenset({"self", "caller", "varargs", "kwargs"})
 
 
 def _override_fields(
@@ -839,6 +898,10 @@ def _refused_constructs(field: Field, node: nodes.Node, in_loop: bool) -> Iterat
         if node.recursive:
             yield TemplateProblem(field, node.lineno, "recursive loops are not allowed")
             return
+    if isinstance(node, nodes.Name) and node.name in _JINJA_NAMES:
+        message = f"{node.name!r} is not one of the message's values"
+        yield TemplateProblem(field, node.lineno, message)
+        return
     if isinstance(node, nodes.Filter) and node.name not in FILTERS:  # _steps is ours alone
         message = f"no filter named {node.name!r} (filters: {', '.join(FILTERS)})"
         yield TemplateProblem(field, node.lineno, message)
@@ -894,11 +957,23 @@ def _render_bounded(field: Field, template: Template, values: dict[str, Any]) ->
         problem = TemplateProblem(field, _template_line(exc), f"not allowed: {exc}")
         raise OverrideRefused([problem]) from exc
     except Exception as exc:  # anything an untrusted template can cause
-        problem = TemplateProblem(field, _template_line(exc), f"{type(exc).__name__}: {exc}")
+        problem = TemplateProblem(field, _template_line(exc), _plain_words(exc))
         raise OverrideRefused([problem]) from exc
     finally:
         _STEPS.reset(budget)
     return "".join(chunks)
+
+
+def _plain_words(exc: Exception) -> str:
+    """What went wrong while rendering, for a merchant rather than a Python
+    programmer. Our filters' own errors already say it plainly."""
+    if isinstance(exc, UndefinedError):
+        return ("uses a value that is not there (a misspelt name, or a part of a "
+                "value that may be missing: check it with {% if ... %} first)")  # fmt: skip
+    if isinstance(exc, TypeError) and str(exc).startswith("the "):
+        return str(exc)  # the date and money filters
+    return ("cannot be shown with some values (one may be missing, or text where a "
+            "number is expected): check it with {% if ... %} first")  # fmt: skip
 
 
 def _template_line(exc: BaseException) -> int | None:

@@ -563,6 +563,11 @@ SCRIPT_LINKS = [
     "<a href=' JaVa&#x09;ScRiPt:alert(1)'>Track</a>",
     '<a/href="data:text/html,<script>alert(1)</script>">Track</a>',
     '<img src="javascript:alert(1)">',
+    # CSS and a page refresh reach URLs too, escapes and all.
+    '<span style="background:url(javascript:alert(1))">Track</span>',
+    '<span style="background:url(&quot;jav\\61script:alert(1)&quot;)">Track</span>',
+    "<style>p { background: url('javascript:alert(1)') }</style>Track",
+    '<meta http-equiv="refresh" content="0; url=javascript:alert(1)">Track',
 ]
 
 
@@ -583,6 +588,34 @@ def test_a_template_linking_anything_but_http_or_mailto_is_refused(client, shop,
     assert response.status_code == 200
     assert 'href="https://x.example/t"' in response.json["html"]
     assert 'href="mailto:a@x.example"' in response.json["html"]
+
+
+def test_a_template_may_loop_over_and_show_a_list_and_never_shows_python(client, shop):
+    template = {
+        "subject": "{{ order_name }}: {{ causes }}",
+        "html": "<ul>{% for c in causes %}<li>{{ c }}</li>{% endfor %}</ul><p>{{ carrier }}</p>",
+        "text": "{% for c in causes %}{{ c }} {% endfor %}",
+    }
+    saved = client.put("/api/v1/templates/delay/email/en", json=template, headers=shop.auth)
+    assert saved.status_code == 200, saved.json  # a missing list loops over nothing
+    preview = client.post("/api/v1/templates/preview", json=template | {"kind": "delay"},
+                          headers=shop.auth).json  # fmt: skip
+    assert "[" not in preview["subject"] and "'" not in preview["subject"]
+    assert "<li>" in preview["html"] and "None" not in preview["html"]
+
+
+@pytest.mark.parametrize(("html", "words"), [
+    ("<p>{{ self }}</p>", "'self' is not one of the message's values"),
+    ("<p>{{ order_name.upper.x }}</p>", "a value that is not there"),
+    ("<p>{{ total > 'a' }}</p>", "cannot be shown with some values"),
+])  # fmt: skip
+def test_a_template_problem_is_told_in_plain_words(client, shop, html, words):
+    template = {"subject": "Shipped", "html": html, "text": "Shipped"}
+    response = client.put("/api/v1/templates/shipping/email/en", json=template, headers=shop.auth)
+    assert response.status_code == 422
+    [problem] = response.json["error"]["problems"]
+    assert words in problem["message"]
+    assert not any(w in problem["message"] for w in ("Error", "NoneType", "object", "'str'"))
 
 
 def test_a_saved_template_over_its_step_budget_at_send_time_falls_back_to_ours(
