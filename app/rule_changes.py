@@ -19,10 +19,11 @@ from app.models import Rule
 
 
 def saved(session: Session, rule: Rule, was_enabled: bool, now: datetime) -> None:
-    """An edit of `rule`, already checked (`rule_book.check`): stamped, and
-    when it switched the rule off, its queued messages withdrawn. The
-    caller commits."""
-    rule.updated_at = now
+    """An edit of `rule`, already checked (`rule_book.check`): stamped when
+    it changed anything, and when it switched the rule off, its queued
+    messages withdrawn. The caller commits."""
+    if session.is_modified(rule):
+        rule.updated_at = now
     session.add(rule)
     if was_enabled and not rule.enabled:
         withdrawn = rule_book.withdraw_queued(

@@ -5,6 +5,7 @@ without a database or a clock.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -72,10 +73,12 @@ def zone(name: str | None, fallback: str) -> ZoneInfo:
 
 def parse_clock(value: str) -> time:
     """ "21:00" -> time(21, 0); raises ValueError for anything else."""
-    hours, _, minutes = value.partition(":")
-    if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+    if not re.fullmatch(r"[0-9]{1,2}:[0-9]{2}", value):  # ASCII digits only, not full-width ones
         raise ValueError(f"expected HH:MM, not {value!r}")
-    return time(int(hours), int(minutes))
+    hours, minutes = (int(part) for part in value.split(":"))
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"expected a time of day from 00:00 to 23:59, not {value!r}")
+    return time(hours, minutes)
 
 
 def quiet_until(now: datetime, tz: ZoneInfo, start: time, end: time) -> datetime | None:

@@ -214,6 +214,18 @@ def test_bad_settings_are_shown_with_their_reason_and_change_nothing(installed, 
     assert (row.daily_message_cap, row.timezone, row.email_from) == (4, "UTC", None)
 
 
+def test_quiet_hours_that_end_when_they_start_are_refused_on_the_page(installed, client, db):
+    csrf = sign_in(client, installed.token)
+    response = client.post("/app/settings", data={
+        "csrf": csrf, "quiet_hours_start": "08:00", "quiet_hours_end": "08:00",
+        "timezone": "Europe/Madrid",
+    })  # fmt: skip
+    assert response.status_code == 400
+    assert 'id="quiet_hours_end-error"' in response.get_data(as_text=True)
+    row = shop_row(db, installed.id)
+    assert (row.quiet_hours_start, row.quiet_hours_end, row.timezone) == ("21:00", "08:00", "UTC")
+
+
 def test_the_delay_settings_are_saved_from_the_settings_page(installed, client, db):
     csrf = sign_in(client, installed.token)
     response = client.post("/app/settings/delays", data={

@@ -771,6 +771,24 @@ def test_notification_settings_are_validated_and_saved(client, shop):
     assert good.json["quiet_hours_start"] == "22:00" and good.json["timezone"] == "Europe/Moscow"
 
 
+@pytest.mark.parametrize(("change", "field", "status"), [
+    ({"quiet_hours_start": "\uff12\uff11:00"}, "quiet_hours_start", 400),  # full-width digits
+    ({"quiet_hours_start": "24:00"}, "quiet_hours_start", 400),
+    ({"timezone": "localtime"}, "timezone", 400),  # this machine's zone, not a place
+    ({"timezone": "Factory"}, "timezone", 400),
+    ({"quiet_hours_start": "08:00"}, "quiet_hours_start", 422),  # ends at 08:00: no window
+    ({"quiet_hours_start": "07:00", "quiet_hours_end": "07:00"}, "quiet_hours_end", 422),
+])  # fmt: skip
+def test_settings_that_cannot_work_are_refused_and_change_nothing(
+    client, shop, change, field, status
+):
+    before = client.get("/api/v1/settings/notifications", headers=shop.auth).json
+    response = client.patch("/api/v1/settings/notifications", json=change, headers=shop.auth)
+    assert response.status_code == status
+    assert field in response.json["error"]["message"]
+    assert client.get("/api/v1/settings/notifications", headers=shop.auth).json == before
+
+
 def queue_for_ana(
     db,
     shop_id: int,

@@ -62,6 +62,9 @@ def test_a_rule_is_created_read_changed_and_deleted(client, shop):
     ({"template_kind": "survey"}, "template_kind"),  # a kind made for another trigger
     ({"name": "a\ud800"}, "name"),  # a lone surrogate: no text can hold it
     ({"channels": ["email", "email"]}, "channels"),
+    ({"countries": ["XX"]}, "countries"),  # shaped like a code, and no country
+    ({"countries": ["ZZ"]}, "countries"),  # CLDR's "unknown region"
+    ({"name": " \t "}, "name"),
     # A birthday is about no order: a condition on one could never hold.
     ({"trigger": "birthday", "category": "marketing", "tags": ["vip"]}, "tags"),
     ({"trigger": "birthday", "category": "marketing", "min_order_value": "0"}, "min_order_value"),
@@ -82,11 +85,25 @@ def test_a_rule_that_cannot_work_is_refused_with_the_field_and_the_reason(
     {"name": "x", "trigger": "shipped", "tags": ["a,b"]},
     {"name": "", "trigger": "shipped"},
     {"name": "x", "trigger": "shipped", "wait_minutes": -1},
+    {"name": "x", "trigger": "shipped", "enabled": "false"},  # true or false, not text
+    {"name": "x", "trigger": "shipped", "quiet_hours": 1},
 ])  # fmt: skip
 def test_malformed_rules_are_bad_requests_naming_the_field(client, shop, body):
     response = client.post("/api/v1/rules", headers=shop.auth, json=body)
     assert response.status_code == 400
     assert ":" in response.get_json()["error"]["message"]
+
+
+def test_a_patch_that_changes_nothing_leaves_the_rule_as_it_was(client, shop, clock):
+    rule = by_trigger(client, shop, "shipped")
+    url = f"/api/v1/rules/{rule['id']}"
+    clock.advance(hours=1)
+    for body in ({}, {"enabled": rule["enabled"], "channels": rule["channels"]}):
+        response = client.patch(url, headers=shop.auth, json=body)
+        assert response.status_code == 200
+        assert response.get_json()["updated_at"] == rule["updated_at"]
+    changed = client.patch(url, headers=shop.auth, json={"wait_minutes": 5}).get_json()
+    assert changed["updated_at"] != rule["updated_at"]
 
 
 def test_a_shop_never_sees_or_changes_another_shops_rule(client, shop, other_shop):

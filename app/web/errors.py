@@ -7,10 +7,17 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 
-def error_response(status: int, code: str, message: str):
-    response = jsonify({"error": {"code": code, "message": message}})
+def error_response(status: int, code: str, message: str, problems: list[dict] | None = None):
+    """The API's error body; `problems` lists each field refused and why."""
+    body = {"code": code, "message": message} | ({"problems": problems} if problems else {})
+    response = jsonify({"error": body})
     response.status_code = status
     return response
+
+
+def refused(code: str, field: str, reason: str):
+    """422 for a value that is well formed but cannot work, naming the field."""
+    return error_response(422, code, f"{field}: {reason}", [{"field": field, "message": reason}])
 
 
 def register(app: Flask) -> None:

@@ -12,7 +12,6 @@ import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -24,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from app import notification_log, rule_book
+from app import notification_log, notification_settings, rule_book
 from app.email_address import sender_problem
 from app.order_state import OrderState
 from app.providers import KINDS, PROVIDERS
@@ -65,6 +64,10 @@ PageLimit = Annotated[int, Field(ge=1, le=MAX_PAGE), BeforeValidator(_digits)]
 RowId = Annotated[int, Field(ge=1, le=ROW_ID_MAX), BeforeValidator(_digits)]
 ShopifyId = Annotated[int, Field(ge=1, le=SHOPIFY_ID_MAX), BeforeValidator(_digits)]
 Text = Annotated[str, AfterValidator(_no_nul)]
+Channel = Literal[rendering.CHANNELS]
+# A JSON true or false, nothing else: 1, "false" and "yes" are refused, not
+# read as whatever Python would make of them.
+Flag = Annotated[bool, Field(strict=True)]
 Locale = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$", max_length=16)]
 
 
@@ -284,7 +287,6 @@ class ProviderList(BaseModel):
 
 NotificationKind = Literal[tuple(rendering.KINDS)]
 NotificationStatus = Literal[notification_log.STATUSES]
-Channel = Literal[rendering.CHANNELS]
 
 
 class NotificationsQuery(Query):
@@ -379,12 +381,8 @@ def _clock(value: str) -> str:
 
 
 def _timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {value!r}; an IANA name such as Europe/Madrid"
-        ) from None
+    if value not in notification_settings.TIME_ZONES:
+        raise ValueError(f"unknown time zone {value!r}; an IANA name such as Europe/Madrid")
     return value
 
 
@@ -460,7 +458,7 @@ class BirthdaySettingsChange(Body):
     birth_date_namespace: MetafieldNamespace = _NOT_GIVEN
     birth_date_key: MetafieldKey = _NOT_GIVEN
     birthday_hour: Annotated[int, Field(strict=True, ge=0, le=23)] = _NOT_GIVEN
-    birthday_discount: Annotated[bool, Field(strict=True)] = _NOT_GIVEN
+    birthday_discount: Flag = _NOT_GIVEN
     birthday_discount_percent: Annotated[int, Field(strict=True, ge=1, le=100)] = _NOT_GIVEN
     birthday_discount_days: Annotated[int, Field(strict=True, ge=1, le=365)] = _NOT_GIVEN
 
@@ -504,7 +502,6 @@ class DelaySettingsChange(Body):
 # --- rules -------------------------------------------------------------------
 
 RuleTrigger = Literal[tuple(rule_book.TRIGGERS)]
-Channel = Literal["email", "sms"]
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 # A tag or shipping method: what Shopify shows, without the commas that
 # separate them in a list.
@@ -516,7 +513,7 @@ Label = Annotated[
 class RuleFields(BaseModel):
     name: Annotated[Text, Field(min_length=1, max_length=120)]
     trigger: RuleTrigger
-    enabled: bool = True
+    enabled: Flag = True
     template_kind: str | None = Field(
         default=None, max_length=32, description="the trigger's own kind when not given"
     )
@@ -525,7 +522,7 @@ class RuleFields(BaseModel):
     )
     category: Literal["transactional", "marketing"] = "transactional"
     wait_minutes: Annotated[int, Field(strict=True, ge=0, le=43_200)] = 0
-    quiet_hours: bool = Field(default=True, description="an SMS waits for the morning")
+    quiet_hours: Flag = Field(default=True, description="an SMS waits for the morning")
     min_order_value: Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"),
                                               decimal_places=2)] | None = None  # fmt: skip
     countries: list[Country] = Field(default=[], max_length=rule_book.MAX_COUNTRIES)
@@ -548,12 +545,12 @@ class RuleChange(Body):
 
     name: Annotated[Text, Field(min_length=1, max_length=120)] = _NOT_GIVEN
     trigger: RuleTrigger = _NOT_GIVEN
-    enabled: bool = _NOT_GIVEN
+    enabled: Flag = _NOT_GIVEN
     template_kind: Annotated[str, Field(max_length=32)] = _NOT_GIVEN
     channels: list[Channel] = _unset_list(min_length=1, max_length=2)
     category: Literal["transactional", "marketing"] = _NOT_GIVEN
     wait_minutes: Annotated[int, Field(strict=True, ge=0, le=43_200)] = _NOT_GIVEN
-    quiet_hours: bool = _NOT_GIVEN
+    quiet_hours: Flag = _NOT_GIVEN
     min_order_value: Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"),
                                               decimal_places=2)] | None = None  # fmt: skip
     countries: list[Country] = _unset_list(max_length=rule_book.MAX_COUNTRIES)
@@ -808,7 +805,7 @@ class Requester(Body):
 class TicketMessageIn(Body):
     id: ShortText | None = Field(default=None, description="Yours; posting it again adds nothing")
     author: Literal["customer", "agent", "system"]
-    public: bool = Field(default=True, description="False: an internal note")
+    public: Flag = Field(default=True, description="False: an internal note")
     sent_at: Moment | None = Field(default=None, description="Default: now")
     body: Annotated[Text, Field(max_length=10_000)] | None = None
 
@@ -826,8 +823,8 @@ class TicketCreate(Body):
     )
     type: TicketType | None = Field(default=None, description="Default: from the tags")
     order_name: Annotated[str, Field(max_length=64), AfterValidator(_printable)] | None = None
-    agent_started: bool = False
-    internal: bool = False
+    agent_started: Flag = False
+    internal: Flag = False
     messages: list[TicketMessageIn] = Field(default=[], max_length=rule_book.MAX_COUNTRIES)
 
 
@@ -926,7 +923,7 @@ class SupportSettingsChange(Body):
         Annotated[str, Field(max_length=320), AfterValidator(_printable), AfterValidator(_address)]
         | None
     ) = Field(default=None, description="Where low ratings are reported at once")
-    recovery_message: bool | None = Field(
+    recovery_message: Flag | None = Field(
         default=None,
         description="Send a recovery message after a low rating (the discount hook; not sent yet)",
     )

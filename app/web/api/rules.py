@@ -6,7 +6,6 @@ queued from then on (see the README, "Proactive rules")."""
 
 from __future__ import annotations
 
-from flask import jsonify
 from sqlmodel import Session, select
 
 from app import rule_book, rule_changes
@@ -14,7 +13,7 @@ from app.models import Rule
 from app.rule_preview import preview
 from app.web.api.base import api, shop_id
 from app.web.context import runtime
-from app.web.errors import error_response
+from app.web.errors import error_response, refused
 from app.web.schemas import (
     RuleAddress,
     RuleChange,
@@ -42,12 +41,7 @@ def _store(rule: Rule, values: dict) -> None:
 
 
 def _refused(problem: rule_book.RuleProblem):
-    response = jsonify({"error": {
-        "code": "invalid_rule", "message": str(problem),
-        "problems": [{"field": problem.field, "message": problem.reason}],
-    }})  # fmt: skip
-    response.status_code = 422
-    return response
+    return refused("invalid_rule", problem.field, problem.reason)
 
 
 def _find(session: Session, rule_id: int) -> Rule | None:

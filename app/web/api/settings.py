@@ -7,12 +7,13 @@ import json
 
 from sqlmodel import Session
 
-from app.birthdays import reschedule_shop
+from app import notification_settings
 from app.business_days import parse_holidays
 from app.delay_checks import change_delay_settings
 from app.models import Shop
 from app.web.api.base import api, shop_id
 from app.web.context import runtime
+from app.web.errors import refused
 from app.web.schemas import (
     DelaySettings,
     DelaySettingsChange,
@@ -39,12 +40,12 @@ def patch_notification_settings(body: NotificationSettingsChange):
     """Change the settings given; the others stay as they are."""
     with Session(runtime().engine) as session:
         shop = session.get(Shop, shop_id())
-        timezone = shop.timezone
-        for name, value in body.model_dump(exclude_unset=True).items():
-            setattr(shop, name, value)
-        session.add(shop)
-        if shop.timezone != timezone:  # the fallback zone of birthday greetings
-            reschedule_shop(session, shop, runtime().clock.now())
+        try:
+            notification_settings.change(
+                session, shop, body.model_dump(exclude_unset=True), runtime().clock.now()
+            )
+        except notification_settings.SettingsProblem as problem:
+            return refused("invalid_settings", problem.field, problem.reason)
         session.commit()
         return _settings(shop)
 

@@ -6,7 +6,6 @@ JSON API (`NotificationSettingsChange`, `app.providers.connect`)."""
 from __future__ import annotations
 
 import re
-from zoneinfo import available_timezones
 
 from flask import g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
-from app import providers
+from app import notification_settings, providers
 from app.delay_checks import change_delay_settings
 from app.models import ProviderConnection, Shop
 from app.sample_messages import SampleMessageError, queue_sample_message
@@ -26,7 +25,7 @@ FIELDS = (
     "email_from", "sms_from", "locale", "timezone",
     "quiet_hours_start", "quiet_hours_end", "daily_message_cap",
 )  # fmt: skip
-TIMEZONES = sorted(available_timezones())
+TIMEZONES = sorted(notification_settings.TIME_ZONES)
 # When an order counts as late (`app.delays`); the same as PATCH /api/v1/settings/delays.
 DELAY_FIELDS = (
     "country", "processing_days", "transit_days", "stalled_days_home", "stalled_days_abroad",
@@ -92,12 +91,16 @@ def settings_submit():
     except ValidationError as exc:
         errors = {str(e["loc"][0]): e["msg"].removeprefix("Value error, ") for e in exc.errors()}
         return _page(400, values=form, errors=errors)
-    with Session(runtime().engine) as db:
-        shop = db.get(Shop, g.shop.id)
-        for name, value in valid.model_dump(exclude_unset=True).items():
-            setattr(shop, name, value)
-        db.add(shop)
-        db.commit()
+    rt = runtime()
+    try:
+        with Session(rt.engine) as db:
+            shop = db.get(Shop, g.shop.id)
+            notification_settings.change(
+                db, shop, valid.model_dump(exclude_unset=True), rt.clock.now()
+            )
+            db.commit()
+    except notification_settings.SettingsProblem as problem:
+        return _page(400, values=form, errors={problem.field: problem.reason})
     return redirect(url_for("pages.settings", saved="1"))
 
 
