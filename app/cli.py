@@ -555,7 +555,16 @@ def jobs_retry(domain: str | None) -> None:
 )
 def demo(url: str) -> None:
     """Play a scripted store day against the running service."""
-    rt = load_runtime(generate_secrets=True)
+    # The server's database and secrets, never new ones: the demo signs its
+    # webhooks with the server's secrets and registers its shop in its database.
+    rt = load_runtime()
+    problem = migrate.not_ready(rt.engine)
+    if problem:
+        raise click.ClickException(
+            f"{problem}. Start the service first (`careloop run`) and run the demo with the "
+            "same environment: the same directory, or the same CARELOOP_INSTANCE_DIR and "
+            "DATABASE_URL"
+        )
     url = url.rstrip("/")
     links = {}
     with Session(rt.engine) as session:

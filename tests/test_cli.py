@@ -4,6 +4,7 @@ tokens, the schema, the dead letters and the worker."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -341,6 +342,28 @@ def test_a_command_on_an_sqlite_file_it_cannot_open_says_so_in_one_line(
 
 
 # --- the demo ---------------------------------------------------------------
+
+
+def test_demo_without_the_servers_database_says_so_and_creates_none(runner, monkeypatch, tmp_path):
+    missing = tmp_path / "careloop.db"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{missing}")
+
+    result = invoke(runner, "demo", "--url", "http://127.0.0.1:9")
+
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"there is no database at {missing}" in result.output
+    assert "careloop run" in result.output and "CARELOOP_INSTANCE_DIR" in result.output
+    assert not missing.exists()
+
+
+def test_demo_against_an_empty_database_says_so(runner, monkeypatch, tmp_path):
+    empty = tmp_path / "careloop.db"
+    sqlite3.connect(empty).close()
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{empty}")
+
+    result = invoke(runner, "demo", "--url", "http://127.0.0.1:9")
+
+    assert result.exit_code == 1 and "is empty" in result.output, result.output
 
 
 def test_demo_against_a_server_with_other_secrets_says_why_it_was_refused(runner, app, monkeypatch):
