@@ -14,10 +14,10 @@ from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 
-from babel import Locale
 from sqlalchemy import tuple_, update
 from sqlmodel import Session, select
 
+from app.countries import country_problem
 from app.models import DelayEpisode, Notification, NotificationEvent, Order, Rule
 from notifications import outbox, policy
 
@@ -43,13 +43,6 @@ CHANNELS = ("email", "sms")
 # page's form is held to the same here, so that every stored rule reads back.
 MAX_LABELS, MAX_LABEL_LENGTH, MAX_COUNTRIES = 15, 60, 100
 DEFAULT_ESCALATION_HOURS = 72
-# The countries an order can ship to, as Shopify's CountryCode names them:
-# CLDR's two-letter territories (ISO 3166-1 and the few Shopify also uses,
-# such as XK and AC), without groupings and placeholders (EU, UN, ZZ, ...).
-COUNTRIES = frozenset(
-    code for code in Locale("en").territories
-    if len(code) == 2 and code.isalpha() and code not in {"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"}
-)  # fmt: skip
 CONDITIONS = ("min_order_value", "countries", "tags", "shipping_methods")  # on the order
 
 
@@ -148,8 +141,8 @@ def check(rule: Rule) -> None:
     if len(split(rule.countries)) > MAX_COUNTRIES:
         raise RuleProblem("countries", f"at most {MAX_COUNTRIES} countries")
     for country in split(rule.countries):
-        if country not in COUNTRIES:
-            raise RuleProblem("countries", f"{country!r} is not an ISO country code such as US")
+        if problem := country_problem(country):
+            raise RuleProblem("countries", problem)
 
 
 def split(text: str | None) -> list[str]:

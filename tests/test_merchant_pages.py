@@ -5,6 +5,7 @@ sign-in links, what each page shows, and the interface languages."""
 from __future__ import annotations
 
 import html
+import json
 import re
 from pathlib import Path
 
@@ -249,6 +250,40 @@ def test_bad_delay_settings_are_shown_with_their_reason_and_change_nothing(insta
     page = response.get_data(as_text=True)
     assert 'id="not_shipped_grace_hours-error"' in page and 'id="holidays-error"' in page
     assert shop_row(db, installed.id).processing_days == 2
+
+
+def test_transit_days_per_country_are_set_on_the_page(installed, client, db):
+    csrf = sign_in(client, installed.token)
+    response = client.post("/app/settings/delays", data={
+        "csrf": csrf, "transit_days_by_country": "DE 3, fr: 4\nPT 6",
+    })  # fmt: skip
+    assert response.status_code == 302
+    assert json.loads(shop_row(db, installed.id).transit_days_by_country) == {
+        "DE": 3, "FR": 4, "PT": 6,
+    }  # fmt: skip
+    assert 'value="DE 3, FR 4, PT 6"' in client.get("/app/settings").get_data(as_text=True)
+    api = client.get("/api/v1/settings/delays", headers=installed.auth).get_json()
+    assert api["transit_days_by_country"] == {"DE": 3, "FR": 4, "PT": 6}
+
+
+@pytest.mark.parametrize(("form", "field", "words"), [
+    ({"transit_days_by_country": "Germany 3"}, "transit_days_by_country", "such as DE 3"),
+    ({"transit_days_by_country": "XX 3"}, "transit_days_by_country", "not an ISO country code"),
+    ({"transit_days_by_country": "DE 0"}, "transit_days_by_country", "at least 1"),
+    ({"country": "ZZ"}, "country", "not an ISO country code"),
+    ({"processing_days": "-1"}, "processing_days", "a whole number"),
+    ({"not_shipped_grace_hours": "2"}, "not_shipped_grace_hours", "at least 24"),
+    ({"stalled_days_home": "999"}, "stalled_days_home", "at most 60"),
+])  # fmt: skip
+def test_a_bad_delay_setting_is_told_in_plain_words(installed, client, db, form, field, words):
+    csrf = sign_in(client, installed.token)
+    response = client.post("/app/settings/delays", data={"csrf": csrf} | form)
+    assert response.status_code == 400
+    error = re.search(rf'id="{field}-error">([^<]+)<', response.get_data(as_text=True))
+    assert error and words in html.unescape(error.group(1))
+    assert "Input should" not in response.get_data(as_text=True)
+    row = shop_row(db, installed.id)
+    assert (row.country, row.transit_days_by_country in (None, "", "{}")) == ("US", True)
 
 
 def _sign_in_link(client, csrf: str) -> str:

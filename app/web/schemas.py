@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from app import notification_log, notification_settings, rule_book
+from app.countries import country_problem
 from app.email_address import sender_problem
 from app.order_state import OrderState
 from app.providers import KINDS, PROVIDERS
@@ -65,6 +66,15 @@ RowId = Annotated[int, Field(ge=1, le=ROW_ID_MAX), BeforeValidator(_digits)]
 ShopifyId = Annotated[int, Field(ge=1, le=SHOPIFY_ID_MAX), BeforeValidator(_digits)]
 Text = Annotated[str, AfterValidator(_no_nul)]
 Channel = Literal[rendering.CHANNELS]
+
+
+def _country(value: str) -> str:
+    if problem := country_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+Country = Annotated[str, AfterValidator(_country)]
 # A JSON true or false, nothing else: 1, "false" and "yes" are refused, not
 # read as whatever Python would make of them.
 Flag = Annotated[bool, Field(strict=True)]
@@ -485,12 +495,10 @@ class DelaySettings(BaseModel):
 class DelaySettingsChange(Body):
     """Only the settings given are changed; none can be null."""
 
-    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = _NOT_GIVEN
+    country: Country = _NOT_GIVEN
     processing_days: Annotated[int, Field(strict=True, ge=0, le=60)] = _NOT_GIVEN
     transit_days: Days = _NOT_GIVEN
-    transit_days_by_country: Annotated[
-        dict[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], Days], Field(max_length=250)
-    ] = _NOT_GIVEN
+    transit_days_by_country: Annotated[dict[Country, Days], Field(max_length=250)] = _NOT_GIVEN
     stalled_days_home: Days = _NOT_GIVEN
     stalled_days_abroad: Days = _NOT_GIVEN
     # Not before 24 hours past the promise: earlier alerts are mostly false.
@@ -502,7 +510,6 @@ class DelaySettingsChange(Body):
 # --- rules -------------------------------------------------------------------
 
 RuleTrigger = Literal[tuple(rule_book.TRIGGERS)]
-Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 # A tag or shipping method: what Shopify shows, without the commas that
 # separate them in a list.
 Label = Annotated[

@@ -5,6 +5,7 @@ JSON API (`NotificationSettingsChange`, `app.providers.connect`)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from flask import g, redirect, render_template, request, url_for
@@ -28,9 +29,48 @@ FIELDS = (
 TIMEZONES = sorted(notification_settings.TIME_ZONES)
 # When an order counts as late (`app.delays`); the same as PATCH /api/v1/settings/delays.
 DELAY_FIELDS = (
-    "country", "processing_days", "transit_days", "stalled_days_home", "stalled_days_abroad",
-    "not_shipped_grace_hours", "tracking_problem_hours", "holidays",
+    "country", "processing_days", "transit_days", "transit_days_by_country",
+    "stalled_days_home", "stalled_days_abroad", "not_shipped_grace_hours",
+    "tracking_problem_hours", "holidays",
 )  # fmt: skip
+# "DE 3, FR 4": the transit days of the countries that differ from the rest.
+_TRANSIT_ENTRY = re.compile(r"([A-Za-z]{2})\s*[:=]?\s*([0-9]{1,3})")
+
+
+def _problem_words(error: dict) -> str:
+    """A schema refusal in the merchant's words (and language) rather than
+    pydantic's ("Input should be greater than or equal to 24")."""
+    context = error.get("ctx") or {}
+    match error["type"]:
+        case "greater_than_equal":
+            return _("at least %(n)s", n=context["ge"])
+        case "less_than_equal":
+            return _("at most %(n)s", n=context["le"])
+        case "int_parsing" | "int_type" | "int_from_float":
+            return _("a whole number")
+        case "date_parsing" | "date_from_datetime_parsing" | "date_type":
+            return _("dates such as 2026-12-25")
+        case "too_long":
+            return _("too many entries")
+    return error["msg"].removeprefix("Value error, ")
+
+
+def _form_problems(exc: ValidationError) -> dict[str, str]:
+    return {str(e["loc"][0]): _problem_words(e) for e in exc.errors()}
+
+
+def _transit_by_country(text: str) -> dict[str, int] | str:
+    """The form's "DE 3, FR 4" as {"DE": 3, "FR": 4}, or the entry that is
+    not of that shape."""
+    found: dict[str, int] = {}
+    for entry in (e.strip() for e in re.split(r"[,;\n]+", text)):
+        if not entry:
+            continue
+        match = _TRANSIT_ENTRY.fullmatch(entry)
+        if match is None:
+            return entry
+        found[match[1].upper()] = int(match[2])
+    return found
 
 
 def _channels() -> dict[str, str | None]:
@@ -53,6 +93,8 @@ def _page(status: int = 200, **extra):
         ).all()
     values = {name: getattr(g.shop, name) for name in FIELDS + DELAY_FIELDS}
     values["holidays"] = ", ".join((g.shop.holidays or "").split(","))
+    transit = json.loads(g.shop.transit_days_by_country or "{}")
+    values["transit_days_by_country"] = ", ".join(f"{c} {d}" for c, d in sorted(transit.items()))
     values |= extra.pop("values", {})  # what was sent, when it is shown again
     return render_template(
         "app/settings.html",
@@ -89,8 +131,7 @@ def settings_submit():
     try:
         valid = NotificationSettingsChange.model_validate(change)
     except ValidationError as exc:
-        errors = {str(e["loc"][0]): e["msg"].removeprefix("Value error, ") for e in exc.errors()}
-        return _page(400, values=form, errors=errors)
+        return _page(400, values=form, errors=_form_problems(exc))
     rt = runtime()
     try:
         with Session(rt.engine) as db:
@@ -109,16 +150,21 @@ def settings_submit():
 def delay_settings_submit():
     check_csrf()
     form = {name: request.form.get(name, "").strip() for name in DELAY_FIELDS}
-    change: dict = {name: value for name, value in form.items() if value and name != "holidays"}
+    lists = ("holidays", "transit_days_by_country")
+    change: dict = {name: value for name, value in form.items() if value and name not in lists}
     for name, value in change.items():
         if value.isascii() and value.isdigit() and len(value) < 5:
             change[name] = int(value)  # otherwise the schema says what is wrong
     change["holidays"] = [day for day in re.split(r"[\s,]+", form["holidays"]) if day]
+    transit = _transit_by_country(form["transit_days_by_country"])
+    if isinstance(transit, str):
+        problem = _("“%(entry)s” is not a country code and days, such as DE 3", entry=transit[:40])
+        return _page(400, values=form, errors={"transit_days_by_country": problem})
+    change["transit_days_by_country"] = transit
     try:
         valid = DelaySettingsChange.model_validate(change)
     except ValidationError as exc:
-        errors = {str(e["loc"][0]): e["msg"].removeprefix("Value error, ") for e in exc.errors()}
-        return _page(400, values=form, errors=errors)
+        return _page(400, values=form, errors=_form_problems(exc))
     rt = runtime()
     with Session(rt.engine) as db:
         shop = db.get(Shop, g.shop.id)
