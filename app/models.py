@@ -814,6 +814,9 @@ class Rule(SQLModel, table=True):
     escalation_hours: int | None = None
     created_at: datetime
     updated_at: datetime
+    # Deleted by the merchant: off, out of every list, and kept so that the
+    # messages it sent still name it (`app.rule_changes.deleted`).
+    deleted_at: datetime | None = None
 
 
 class TicketStatusChange(SQLModel, table=True):

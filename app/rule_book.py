@@ -213,6 +213,12 @@ def _parts(text: str | None, lowered: bool) -> frozenset[str]:
     return frozenset(part.lower() if lowered else part for part in split(text))
 
 
+def of_shop(shop_id: int):
+    """The shop's rules, as the API and the pages list and find them: not
+    the deleted ones."""
+    return select(Rule).where(Rule.shop_id == shop_id, Rule.deleted_at.is_(None))
+
+
 def enabled_rules(session: Session, shop_id: int, trigger: str) -> list[Rule]:
     """The shop's enabled rules for `trigger`, in `precedence`."""
     rules = session.exec(

@@ -35,8 +35,11 @@ def saved(session: Session, rule: Rule, was_enabled: bool, now: datetime) -> Non
 
 def deleted(session: Session, rule: Rule, now: datetime) -> None:
     """`rule` deleted: its queued messages withdrawn, its sent ones kept on
-    record. The caller commits."""
+    record. The row stays, off and marked, so that those messages still
+    name the rule that sent them; no list shows it again. The caller
+    commits."""
     withdrawn = rule_book.withdraw_queued(session, rule, f"rule {rule.name!r} deleted", now)
-    session.delete(rule)
+    rule.enabled, rule.deleted_at, rule.updated_at = False, now, now
+    session.add(rule)
     session.flush()
     delay_checks.retell(session, withdrawn, now)

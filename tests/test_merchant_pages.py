@@ -698,6 +698,7 @@ def test_a_template_saved_while_the_shop_has_one_rendering_is_refused_as_a_page(
     ("tags", ",".join(f"t{n}" for n in range(16))),  # more of them
     ("shipping_methods", "Express delivery " * 4),
     ("countries", "ÄÖ"),  # upper-case letters, not an ISO code
+    ("countries", "XX"),  # shaped like a code, and no country
     ("min_order_value", "NaN"),
     ("min_order_value", "sNaN"),
     ("min_order_value", "1.234"),  # the API takes cents at most

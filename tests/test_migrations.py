@@ -134,3 +134,31 @@ def test_postgresql_has_statistics_on_the_matrix_periods(db, period):
             expression = shown.split("SELECT", 1)[1].rsplit(" AS p", 1)[0]
             # The two deparsings differ in parentheses and qualification only.
             assert bare(expression.replace("customer_activity.", "")) in bare(statistics)
+
+
+def test_0022_mends_rules_whose_template_kind_is_not_their_triggers(scratch_url):
+    engine = make_engine(scratch_url)
+    try:
+        migrate.upgrade(scratch_url, "0021")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO shops (domain, name, timezone, locale, currency, installed_at)"
+                " VALUES ('m.myshopify.com', 'm', 'UTC', 'en', 'USD', '2026-12-01 00:00:00')"
+            )
+            for trigger, kind in (("shipped", "survey"), ("delay_stalled", "delay")):
+                conn.exec_driver_sql(
+                    "INSERT INTO rules (shop_id, name, trigger, enabled, template_kind, channels,"
+                    " category, wait_minutes, quiet_hours, countries, tags, shipping_methods,"
+                    " created_at, updated_at) VALUES (1, 'r', %s, true, %s, 'email',"
+                    " 'transactional', 0, true, '', '', '', '2026-12-01 00:00:00',"
+                    " '2026-12-01 00:00:00')".replace(
+                        "%s", "?" if "sqlite" in scratch_url else "%s"
+                    ),
+                    (trigger, kind),
+                )
+        migrate.upgrade(scratch_url)
+        with engine.connect() as conn:
+            kinds = conn.exec_driver_sql("SELECT trigger, template_kind FROM rules").all()
+        assert sorted(kinds) == [("delay_stalled", "delay"), ("shipped", "shipping")]
+    finally:
+        engine.dispose()

@@ -660,6 +660,31 @@ def test_the_order_says_which_rule_fired_what_was_sent_and_why_not(
     assert "Delivery problem" in page and "not sent: stale" in page
 
 
+def test_a_deleted_rule_is_gone_from_every_list_and_still_named_by_what_it_sent(
+    shop, hook, client, db
+):
+    hook("orders/paid", "orders_paid")
+    hook("fulfillments/create", load_fixture("shopify", "fulfillments_create"))
+    assert len(messages(db, "shipping")) == 1
+    rules_now = client.get("/api/v1/rules", headers=shop.auth).get_json()["rules"]
+    shipped = next(r for r in rules_now if r["trigger"] == "shipped")
+    url = f"/api/v1/rules/{shipped['id']}"
+    assert client.delete(url, headers=shop.auth).status_code == 204
+
+    listed = client.get("/api/v1/rules", headers=shop.auth).get_json()["rules"]
+    assert shipped["id"] not in [r["id"] for r in listed]
+    for method in (client.get, client.patch, client.delete):
+        assert method(url, headers=shop.auth, json={}).status_code == 404
+    assert client.get(url + "/preview", headers=shop.auth).status_code == 404
+    document = client.get(f"/api/v1/orders/{ORDER}", headers=shop.auth).get_json()
+    assert [m["rule"] for m in document["messages"]] == [shipped["name"]]
+    with Session(db) as session:
+        assert session.get(Rule, shipped["id"]).enabled is False
+    sign_in(client, shop.token)
+    assert f'id="rule-{shipped["id"]}"' not in client.get("/app/rules").get_data(as_text=True)
+    assert client.get(f"/app/rules/{shipped['id']}").status_code == 404
+
+
 def test_home_counts_the_last_weeks_delays_and_how_many_were_told(
     shop, hook, sweep, send, clock, db, client
 ):

@@ -566,10 +566,25 @@ class RuleChange(Body):
     escalation_hours: Annotated[int, Field(strict=True, ge=1, le=720)] | None = None
 
 
-class RuleDocument(RuleFields):
+class RuleDocument(BaseModel):
+    """A rule as stored, read without the bounds a new value must meet: a
+    rule stored before a bound existed is still listed (an edit of it then
+    names the field to mend), never a 500 for the whole list."""
+
     id: int
+    name: str
+    trigger: str
+    enabled: bool
     template_kind: str
+    channels: list[str]
+    category: str
+    wait_minutes: int
+    quiet_hours: bool
     min_order_value: Decimal | None = None
+    countries: list[str]
+    tags: list[str]
+    shipping_methods: list[str]
+    escalation_hours: int | None
     created_at: datetime
     updated_at: datetime
 

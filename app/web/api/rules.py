@@ -6,7 +6,7 @@ queued from then on (see the README, "Proactive rules")."""
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from app import rule_book, rule_changes
 from app.models import Rule
@@ -45,7 +45,7 @@ def _refused(problem: rule_book.RuleProblem):
 
 
 def _find(session: Session, rule_id: int) -> Rule | None:
-    return session.exec(select(Rule).where(Rule.shop_id == shop_id(), Rule.id == rule_id)).first()
+    return session.exec(rule_book.of_shop(shop_id()).where(Rule.id == rule_id)).first()
 
 
 def _not_found(rule_id: int):
@@ -56,7 +56,7 @@ def _not_found(rule_id: int):
 def get_rules():
     """The shop's rules, in the order they were made."""
     with Session(runtime().engine) as session:
-        rows = session.exec(select(Rule).where(Rule.shop_id == shop_id()).order_by(Rule.id)).all()
+        rows = session.exec(rule_book.of_shop(shop_id()).order_by(Rule.id)).all()
         return RuleList(rules=[document(r) for r in rows])
 
 

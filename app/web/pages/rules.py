@@ -27,7 +27,7 @@ LOG_PAGE = 100
 
 
 def _rule(db: Session, rule_id: int) -> Rule:
-    rule = db.exec(select(Rule).where(Rule.shop_id == g.shop.id, Rule.id == rule_id)).first()
+    rule = db.exec(rule_book.of_shop(g.shop.id).where(Rule.id == rule_id)).first()
     if rule is None:
         abort(404, description=f"no rule {rule_id} in this shop")
     return rule
@@ -37,7 +37,7 @@ def _rule(db: Session, rule_id: int) -> Rule:
 @signed_in
 def rules():
     with Session(runtime().engine) as db:
-        rows = db.exec(select(Rule).where(Rule.shop_id == g.shop.id).order_by(Rule.id)).all()
+        rows = db.exec(rule_book.of_shop(g.shop.id).order_by(Rule.id)).all()
         # The merchant's own to look at: parcels whose tracking never started.
         problems = db.exec(
             select(DelayEpisode, Order.shopify_id, Order.name, Shipment.carrier,
