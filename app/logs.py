@@ -28,16 +28,18 @@ from pythonjsonlogger.json import JsonFormatter
 # Secrets that travel in URLs: ShipBob's legacy webhook URL `key` (the only
 # thing that authenticates those deliveries), Shopify's App Bridge session
 # token (`id_token`, on admin links to our pages) and OAuth authorization
-# `code` (on /auth/callback), and the token of an unsubscribe link (/u/<token>).
+# `code` (on /auth/callback), and the tokens that are a link's path: an
+# unsubscribe link (/u/<token>), a survey's (/s/<token>) and a sign-in link
+# (/app/sign-in/<link>, a credential to the shop's pages for up to 30 days).
 _SECRET_PARAMETER = re.compile(r"(?<![A-Za-z0-9_.-])(key|id_token|code)=[^&\s\"']*", re.I)
-_UNSUBSCRIBE_TOKEN = re.compile(r"/u/[^/?#\s\"']+")
+_PATH_TOKEN = re.compile(r"(/u/|/s/|/app/sign-in/)[^/?#\s\"']+")
 REDACTED = "[redacted]"
 
 
 def redact(text: str) -> str:
     """`text` with the secrets a URL in it may carry blanked out."""
     text = _SECRET_PARAMETER.sub(rf"\1={REDACTED}", text)
-    return _UNSUBSCRIBE_TOKEN.sub(f"/u/{REDACTED}", text)
+    return _PATH_TOKEN.sub(rf"\1{REDACTED}", text)
 
 
 class RedactSecrets(logging.Filter):

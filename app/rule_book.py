@@ -8,6 +8,7 @@ merchant asked for.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -104,8 +105,10 @@ class RuleProblem(ValueError):
 
 def check(rule: Rule) -> None:
     """Raise `RuleProblem` for the first thing that makes `rule` unusable."""
-    if not (rule.name or "").strip():
-        raise RuleProblem("name", "a name is required")
+    if not any(unicodedata.category(c)[0] not in "ZC" for c in rule.name or ""):
+        raise RuleProblem("name", "a name with something to read (not only blanks)")
+    if any(unicodedata.category(c) == "Cc" for c in rule.name):
+        raise RuleProblem("name", "a name on one line, without control characters")
     if rule.trigger not in TRIGGERS:
         raise RuleProblem("trigger", f"unknown trigger; one of {', '.join(TRIGGERS)}")
     own_kind = TRIGGERS[rule.trigger][0]
@@ -123,7 +126,7 @@ def check(rule: Rule) -> None:
     if rule.category not in (policy.TRANSACTIONAL, policy.MARKETING):
         raise RuleProblem("category", "transactional or marketing")
     if rule.trigger == "birthday" and specificity(rule):
-        field = next(f for f in CONDITIONS if getattr(rule, f) not in (None, ""))
+        field = next(f for f in CONDITIONS if getattr(rule, f))
         raise RuleProblem(field, "a birthday greeting is about no order: no order conditions")
     causes = TRIGGERS[rule.trigger][1]
     if rule.escalation_hours is not None and not causes:
@@ -169,9 +172,13 @@ def applies(rule: Rule, order: Order | None) -> bool:
 
 
 def specificity(rule: Rule) -> int:
-    """How many of the rule's conditions are set: where several enabled
-    rules for one trigger apply to an order, the most specific tells."""
-    return sum(getattr(rule, field) not in (None, "") for field in CONDITIONS)
+    """How many of the rule's conditions can turn an order away: where
+    several enabled rules for one trigger apply to an order, the most
+    specific tells. A minimum of 0 and a list of blanks turn none away."""
+    return sum((
+        bool(rule.min_order_value), bool(split(rule.countries)), bool(split(rule.tags)),
+        bool(split(rule.shipping_methods)),
+    ))  # fmt: skip
 
 
 def precedence(rule: Rule) -> tuple[int, int]:
@@ -189,21 +196,34 @@ def choose(rules: Iterable[Rule], order: Order | None) -> Rule | None:
 
 def never_fire(rules: Iterable[Rule]) -> dict[int, Rule]:
     """Enabled rules that can never tell anyone, each with the rule that
-    always comes first: an older enabled rule for the same trigger with
-    the very same conditions (its twin). The rules page says so."""
-    first: dict[tuple, Rule] = {}
+    takes their orders: one of the same trigger that comes first (by
+    `precedence`) and applies to every order they apply to. The rules page
+    says so."""
     shadowed: dict[int, Rule] = {}
-    for rule in sorted((r for r in rules if r.enabled), key=precedence):
-        conditions = (
-            rule.trigger, rule.min_order_value and Decimal(rule.min_order_value),
-            _parts(rule.countries, False), _parts(rule.tags, True),
-            _parts(rule.shipping_methods, True),
-        )  # fmt: skip
-        if conditions in first:
-            shadowed[rule.id] = first[conditions]
-        else:
-            first[conditions] = rule
+    ordered = sorted((r for r in rules if r.enabled), key=precedence)
+    for position, rule in enumerate(ordered):
+        first = next(
+            (s for s in ordered[:position] if s.trigger == rule.trigger and _covers(s, rule)), None
+        )
+        if first is not None:
+            shadowed[rule.id] = first
     return shadowed
+
+
+def _covers(first: Rule, rule: Rule) -> bool:
+    """Whether `first` applies to every order `rule` applies to."""
+    if first.min_order_value and not (
+        rule.min_order_value and Decimal(rule.min_order_value) >= Decimal(first.min_order_value)
+    ):
+        return False
+    for field, lowered in (("countries", False), ("tags", True), ("shipping_methods", True)):
+        wider, narrower = (
+            _parts(getattr(first, field), lowered),
+            _parts(getattr(rule, field), lowered),
+        )
+        if wider and not (narrower and narrower <= wider):
+            return False
+    return True
 
 
 @lru_cache(maxsize=4096)

@@ -1,5 +1,6 @@
 """Secrets that travel in URLs never reach the logs: ShipBob's legacy URL
-`key`, Shopify's `id_token` and OAuth `code`, and unsubscribe tokens, checked
+`key`, Shopify's `id_token` and OAuth `code`, and the tokens of unsubscribe,
+survey and sign-in links, checked
 in what real servers print: gunicorn (`careloop serve`) and the embedded
 server (`careloop run`)."""
 
@@ -20,6 +21,8 @@ SECRETS = {
     "code": "oauth-code-s3cret",
     "unsubscribe": "unsubscribe-token-s3cret",
     "referer": "referer-token-s3cret",
+    "survey": "survey-token-s3cret",
+    "sign_in_link": "sign-in-link-s3cret",
 }
 
 
@@ -37,13 +40,16 @@ def visit_with_secrets(base_url: str) -> None:
             headers={"Referer": f"{base_url}/u/{SECRETS['referer']}"},
             timeout=10,
         )
+        http.get(f"{base_url}/s/{SECRETS['survey']}", timeout=10)
+        http.get(f"{base_url}/app/sign-in/{SECRETS['sign_in_link']}", timeout=10)
 
 
 def assert_logged_without_secrets(output: str) -> None:
     leaked = sorted(name for name, value in SECRETS.items() if value in output)
     assert not leaked, f"the log shows {', '.join(leaked)}:\n{output}"
     # The requests were logged, with the secrets blanked out.
-    for line in ("key=[redacted]", "id_token=[redacted]", "code=[redacted]", "/u/[redacted]"):
+    for line in ("key=[redacted]", "id_token=[redacted]", "code=[redacted]", "/u/[redacted]",
+                 "/s/[redacted]", "/app/sign-in/[redacted]"):  # fmt: skip
         assert line in output, output
 
 

@@ -778,6 +778,7 @@ def test_notification_settings_are_validated_and_saved(client, shop):
     ({"timezone": "Factory"}, "timezone", 400),
     ({"quiet_hours_start": "08:00"}, "quiet_hours_start", 422),  # ends at 08:00: no window
     ({"quiet_hours_start": "07:00", "quiet_hours_end": "07:00"}, "quiet_hours_end", 422),
+    ({"quiet_hours_start": "8:00"}, "quiet_hours_start", 422),  # the same time as 08:00
 ])  # fmt: skip
 def test_settings_that_cannot_work_are_refused_and_change_nothing(
     client, shop, change, field, status

@@ -150,6 +150,7 @@ def test_the_most_specific_rule_that_applies_tells_and_the_catch_all_the_rest(
     default = next(r for r in listed if r["trigger"] == "delay_not_shipped")
     spain = add_rule(client, shop, name="Spain", countries=["ES"])
     add_rule(client, shop, name="Big orders in Spain", countries=["ES"], min_order_value="500")
+    add_rule(client, shop, name="Any amount", min_order_value="0")  # turns no order away
     hook("orders/paid", "orders_paid")  # 83.85 EUR, to Spain
     clock.current = NOT_SHIPPED_DUE
 
@@ -174,12 +175,18 @@ def test_the_rules_page_says_which_rule_can_never_be_used(shop, db, client):
     default = next(r for r in listed if r["trigger"] == "delay_not_shipped")
     twin = add_rule(client, shop, name="Another not-shipped notice")
     other = add_rule(client, shop, name="Not shipped, tagged", tags=["vip"])
+    # Spain and France come first for every Spanish order (as specific, older).
+    add_rule(client, shop, name="Spain and France", countries=["ES", "FR"])
+    spain = add_rule(client, shop, name="Spain", countries=["ES"])
+    big_spain = add_rule(client, shop, name="Big in Spain", countries=["ES"], min_order_value="50")
     sign_in(client, shop.token)
     page = client.get("/app/rules").get_data(as_text=True)
     assert f'id="never-fires-{twin["id"]}"' in page
     assert default["name"] in page[page.index(f'id="never-fires-{twin["id"]}"') :][:300]
     assert f'id="never-fires-{other["id"]}"' not in page
     assert f'id="never-fires-{default["id"]}"' not in page
+    assert f'id="never-fires-{spain["id"]}"' in page
+    assert f'id="never-fires-{big_spain["id"]}"' not in page  # more specific: it comes first
 
 
 def test_a_delay_that_keeps_growing_escalates_once(shop, hook, sweep, send, clock, db):

@@ -65,7 +65,9 @@ def test_a_rule_is_created_read_changed_and_deleted(client, shop):
     ({"name": " \t "}, "name"),
     # A birthday is about no order: a condition on one could never hold.
     ({"trigger": "birthday", "category": "marketing", "tags": ["vip"]}, "tags"),
-    ({"trigger": "birthday", "category": "marketing", "min_order_value": "0"}, "min_order_value"),
+    ({"trigger": "birthday", "category": "marketing", "min_order_value": "10"}, "min_order_value"),
+    ({"name": "\u200b"}, "name"),  # nothing to read
+    ({"name": "a\nb\u001b[31m"}, "name"),  # control characters
 ])  # fmt: skip
 def test_a_rule_that_cannot_work_is_refused_with_the_field_and_the_reason(
     client, shop, body, field
@@ -83,6 +85,8 @@ def test_a_rule_that_cannot_work_is_refused_with_the_field_and_the_reason(
     {"name": "x", "trigger": "shipped", "tags": ["a,b"]},
     {"name": "", "trigger": "shipped"},
     {"name": "x", "trigger": "shipped", "wait_minutes": -1},
+    {"name": "x", "trigger": "shipped", "tags": [" "]},  # matches nothing, counted as a condition
+    {"name": "x", "trigger": "shipped", "shipping_methods": ["\t"]},
     {"name": "x", "trigger": "shipped", "countries": ["XX"]},  # shaped like a code, no country
     {"name": "x", "trigger": "shipped", "countries": ["ZZ"]},  # CLDR's "unknown region"
     {"name": "x", "trigger": "shipped", "enabled": "false"},  # true or false, not text

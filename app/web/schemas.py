@@ -386,8 +386,9 @@ class Rendered(BaseModel):
 
 
 def _clock(value: str) -> str:
-    policy.parse_clock(value)  # ValueError names the problem
-    return value
+    """Stored as HH:MM whatever the spelling ("8:00" is "08:00"), so that
+    equal times compare equal."""
+    return policy.parse_clock(value).strftime("%H:%M")  # ValueError names the problem
 
 
 def _timezone(value: str) -> str:
@@ -510,10 +511,21 @@ class DelaySettingsChange(Body):
 # --- rules -------------------------------------------------------------------
 
 RuleTrigger = Literal[tuple(rule_book.TRIGGERS)]
+
+
 # A tag or shipping method: what Shopify shows, without the commas that
 # separate them in a list.
+def _label(value: str) -> str:
+    """A blank label would match nothing and still count as a condition."""
+    if not value.strip():
+        raise ValueError("a tag or shipping method cannot be blank")
+    return value.strip()
+
+
 Label = Annotated[
-    Text, Field(min_length=1, max_length=rule_book.MAX_LABEL_LENGTH, pattern=r"^[^,\x00-\x1f]+$")
+    Text,
+    Field(min_length=1, max_length=rule_book.MAX_LABEL_LENGTH, pattern=r"^[^,\x00-\x1f]+$"),
+    AfterValidator(_label),
 ]
 
 
