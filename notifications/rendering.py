@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from html.parser import HTMLParser
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -317,6 +318,8 @@ def render(
     html, _ = _safe_links(inline_css(parts["html"]))
     if override is not None and len(html.encode()) > MAX_OUTPUT_BYTES:
         raise OverrideRefused([_too_large("html")])
+    if override is not None and (problems := _markup_problems(html)):
+        raise OverrideRefused(problems)  # a branch the check's renders did not reach
     return Rendered(subject=_one_line(parts["subject"]), html=html, text=parts["text"].strip())
 
 
@@ -346,8 +349,11 @@ def validate_override(kind: str, channel: str, source: TemplateSource) -> list[T
             _check_sms_length(channel, parts)
         except OverrideRefused as exc:
             refusals += exc.problems
-        if "html" in parts and values is sample:  # None in an href is no scheme
-            refusals += [_bad_link(url) for url in _safe_links(inline_css(parts["html"]))[1]]
+        if "html" in parts:
+            inlined = inline_css(parts["html"])
+            refusals += _markup_problems(inlined)
+            if values is sample:  # None in an href is no scheme
+                refusals += [_bad_link(url) for url in _safe_links(inlined)[1]]
         for problem in refusals:  # the same place failing in both renders is one problem
             found.setdefault((problem.field, problem.line), problem)
     return problems + list(found.values())
@@ -391,18 +397,9 @@ def _safe_links(html: str) -> tuple[str, list[str]]:
         dropped.extend(bad)
         return "" if bad else match[0]
 
-    def check_refresh(match: re.Match) -> str:
-        target = re.sub(r"^[\d\s.]*[;,]?\s*(url\s*=\s*)?", "", htmlmodule.unescape(match[1]),
-                        flags=re.IGNORECASE).strip("'\" ")  # fmt: skip
-        if target and not _allowed_link(target):
-            dropped.append(target)
-            return ""
-        return match[0]
-
     html = _URL_ATTRIBUTE.sub(check, html)
     html = _STYLE_ATTRIBUTE.sub(check_style, html)
-    html = _STYLE_ELEMENT.sub(check_style, html)
-    return _META_REFRESH.sub(check_refresh, html), dropped
+    return _STYLE_ELEMENT.sub(check_style, html), dropped
 
 
 # CSS reaches URLs too: `url(...)` in a style attribute or a <style> element,
@@ -410,8 +407,6 @@ def _safe_links(html: str) -> tuple[str, list[str]]:
 # are read first, as a browser would.
 _STYLE_ATTRIBUTE = re.compile(r'\s(style)="([^"]*)"', re.IGNORECASE)
 _STYLE_ELEMENT = re.compile(r"<(style)\b[^>]*>(.*?)</style>", re.IGNORECASE | re.DOTALL)
-_META_REFRESH = re.compile(r'<meta\b[^>]*\bhttp-equiv="refresh"[^>]*\bcontent="([^"]*)"[^>]*>',
-                           re.IGNORECASE)  # fmt: skip
 _CSS_URL = re.compile(r"url\(\s*(['\"]?)(.*?)\1\s*\)", re.IGNORECASE | re.DOTALL)
 _CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})\s?|(.))", re.DOTALL)
 
@@ -422,8 +417,49 @@ def _css_problems(css: str) -> list[str]:
         lambda m: chr(min(int(m[1], 16), 0x10FFFF) or 0xFFFD) if m[1] else m[2], css
     )
     bad = [url for _, url in _CSS_URL.findall(css) if not _allowed_link(url)]
-    bad += [word for word in ("@import", "expression(") if word in css.lower()]
+    compact = re.sub(r"\s+|/\*.*?\*/", "", css.lower(), flags=re.DOTALL)
+    # Also what `image-set("…")` and friends take as plain strings.
+    bad += [word for word in _CSS_REFUSED if word in compact]
     return bad
+
+
+_CSS_REFUSED = ("@import", "expression(", "javascript:", "vbscript:", "data:", "-moz-binding",
+                "behavior:")  # fmt: skip
+# Elements a message has no use for and that run, load or submit something
+# where the message is shown in a browser or a webmail (a meta refresh, a
+# frame, a form, SVG's animations that set a link).
+_FORBIDDEN_ELEMENTS = frozenset({
+    "script", "iframe", "frame", "frameset", "object", "embed", "applet", "meta", "base",
+    "link", "form", "svg", "math", "template", "noscript", "portal",
+})  # fmt: skip
+
+
+class _MarkupCheck(HTMLParser):
+    """What in a shop's rendered HTML is not allowed, by element and
+    attribute as a browser parses them (not by pattern: an attribute's
+    order or a `>` inside a value cannot hide anything)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _FORBIDDEN_ELEMENTS:
+            self.problems.append(f"<{tag}> is not allowed in a message")
+        for name, value in attrs:
+            if name.startswith("on") or name == "srcdoc":
+                self.problems.append(f"the {name} attribute is not allowed in a message")
+            elif name == "style" and _css_problems(value or ""):
+                self.problems.append("a style may only load http or https addresses")
+
+    handle_startendtag = handle_starttag
+
+
+def _markup_problems(html: str) -> list[TemplateProblem]:
+    check = _MarkupCheck()
+    check.feed(html)
+    check.close()
+    return [TemplateProblem("html", None, p) for p in dict.fromkeys(check.problems)]
 
 
 def _allowed_link(url: str) -> bool:

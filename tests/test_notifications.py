@@ -563,11 +563,6 @@ SCRIPT_LINKS = [
     "<a href=' JaVa&#x09;ScRiPt:alert(1)'>Track</a>",
     '<a/href="data:text/html,<script>alert(1)</script>">Track</a>',
     '<img src="javascript:alert(1)">',
-    # CSS and a page refresh reach URLs too, escapes and all.
-    '<span style="background:url(javascript:alert(1))">Track</span>',
-    '<span style="background:url(&quot;jav\\61script:alert(1)&quot;)">Track</span>',
-    "<style>p { background: url('javascript:alert(1)') }</style>Track",
-    '<meta http-equiv="refresh" content="0; url=javascript:alert(1)">Track',
 ]
 
 
@@ -588,6 +583,35 @@ def test_a_template_linking_anything_but_http_or_mailto_is_refused(client, shop,
     assert response.status_code == 200
     assert 'href="https://x.example/t"' in response.json["html"]
     assert 'href="mailto:a@x.example"' in response.json["html"]
+
+
+MARKUP = [
+    # CSS reaches URLs too, escapes and all, and strings in image-set().
+    ('<span style="background:url(javascript:alert(1))">Track</span>', "a style may only"),
+    ('<span style="background:url(&quot;jav\\61script:alert(1)&quot;)">T</span>', "a style may"),
+    ("<style>p { background: url('javascript:alert(1)') }</style>Track", "a style may only"),
+    ("<p style=\"background:image-set('javascript:alert(1)' 1x)\">T</p>", "a style may only"),
+    # Elements and attributes that run, load or submit, however they are spelt.
+    ('<meta http-equiv="refresh" content="0; url=javascript:alert(1)">Track', "<meta>"),
+    ('<meta content="0;url=javascript:alert(1)" http-equiv="refresh">Track', "<meta>"),
+    ('<meta name="a>b" http-equiv="refresh" content="0;url=javascript:1">T', "<meta>"),
+    ("<script>alert(1)</script>Track", "<script>"),
+    ('<iframe srcdoc="<script>alert(1)</script>"></iframe>Track', "<iframe>"),
+    ('<svg><animate attributeName="href" to="javascript:alert(1)"/></svg>', "<svg>"),
+    ('<p onclick="alert(1)">Track</p>', "onclick"),
+]
+
+
+@pytest.mark.parametrize(("html", "words"), MARKUP)
+def test_a_template_with_markup_that_runs_or_loads_is_refused(client, shop, html, words):
+    template = {"subject": "Shipped", "html": f"<p>{html}</p>", "text": "Shipped"}
+    saved = client.put("/api/v1/templates/shipping/email/en", json=template, headers=shop.auth)
+    preview = client.post("/api/v1/templates/preview", json=template, headers=shop.auth)
+    for response in (saved, preview):
+        assert response.status_code == 422
+        problems = response.json["error"]["problems"]
+        assert any(words in p["message"] for p in problems), problems
+        assert {p["field"] for p in problems} == {"html"}
 
 
 def test_a_template_may_loop_over_and_show_a_list_and_never_shows_python(client, shop):

@@ -603,3 +603,10 @@ def test_filter_on_the_wrong_type_is_reported_once():
 
     assert len(problems) == 1
     assert "date" in problems[0].message
+
+
+def test_markup_in_a_branch_the_check_never_rendered_is_refused_when_it_renders():
+    source = email_source('{% if order_name == "#9" %}<script>x</script>{% endif %}<p>x</p>')
+    assert validate_override("shipping", "email", source) == []  # neither sample reaches it
+    with pytest.raises(OverrideRefused, match="<script> is not allowed"):
+        override(source, order_name="#9")
