@@ -20,7 +20,7 @@ from app.audience import Audience, key, plan
 from app.delay_checks import TOO_OLD_TO_TELL, evaluate, spec
 from app.delays import CLOSED
 from app.models import DelayEpisode, Notification, Order, Rule, Shipment
-from app.rules import STAGES, STALE_AFTER, UNDER_WAY
+from app.rules import STAGES, STALE_AFTER, UNDER_WAY, never_told, shipped_news_at
 
 LIMIT = 200
 
@@ -137,7 +137,10 @@ def _stages(session: Session, rule: Rule, rivals: list[Rule], now: datetime) -> 
     ).all()
     found = []
     for order, shipment in rows:
-        if now - shipment.source_updated_at > (fresh_for or STALE_AFTER):
+        news_at = shipment.source_updated_at
+        if rule.trigger == "shipped":
+            news_at = shipped_news_at(shipment, news_at)
+        if never_told(order) or now - news_at > (fresh_for or STALE_AFTER):
             continue
         subject = (
             f"order:{order.shopify_id}"

@@ -140,18 +140,26 @@ def _order_details_arrived(session: Session, order_id: int, now: datetime) -> No
         _tell_shipped(session, order, shipment, shipment.source_updated_at, now)
 
 
-def _tell_shipped(
-    session: Session, order: Order, shipment: Shipment, happened_at: datetime, now: datetime
-) -> None:
+def shipped_news_at(shipment: Shipment, reported_at: datetime) -> datetime:
     """ "Shipped" is as old as the parcel's departure, whenever we heard of
     it: a tracking report sent today whose scans are nine days old (a
     tracking service catching up, a replay) is not news. Later stages keep
     the time of the report: a provider may change a status without a scan
     of its own, and its last scan is then older than the news."""
     known = [t for t in (shipment.shipped_at, shipment.last_scan_at) if t is not None]
-    happened_at = min([happened_at, *known])
-    _tell_stage(session, order, shipment, "shipped", happened_at, STALE_AFTER, now,
-                subject=f"order:{order.shopify_id}")  # fmt: skip
+    return min([reported_at, *known])
+
+
+def never_told(order: Order) -> bool:
+    """A cancelled or refunded order hears of no shipping stage."""
+    return order.state in _GONE
+
+
+def _tell_shipped(
+    session: Session, order: Order, shipment: Shipment, happened_at: datetime, now: datetime
+) -> None:
+    _tell_stage(session, order, shipment, "shipped", shipped_news_at(shipment, happened_at),
+                STALE_AFTER, now, subject=f"order:{order.shopify_id}")  # fmt: skip
 
 
 def _tell_stage(
@@ -161,7 +169,7 @@ def _tell_stage(
     """Tell a shipping stage through the shop's enabled rule for it that
     applies to the order (`rule_book.choose`): once per parcel and stage
     ("shipped": once per order), never about news older than `fresh_for`."""
-    if order.state in _GONE:
+    if never_told(order):
         return
     rule = delay_checks.first_applicable(session, order, trigger)
     if rule is None:

@@ -568,6 +568,26 @@ def test_shipped_is_as_old_as_the_parcels_departure_not_as_the_report(
     assert any("'Shipped' not sent: stale" in note for note in notes) is not told
 
 
+@pytest.mark.parametrize(("scanned", "cancelled", "listed"), [
+    (timedelta(hours=-1), False, True),
+    (timedelta(days=-9), False, False),  # as stale as the sending decides
+    (timedelta(hours=-1), True, False),  # a cancelled order hears of no stage
+])  # fmt: skip
+def test_the_shipped_preview_lists_only_what_sending_would_tell(
+    shop, hook, rt, client, clock, scanned, cancelled, listed
+):
+    rules_now = client.get("/api/v1/rules", headers=shop.auth).get_json()["rules"]
+    shipped = next(r for r in rules_now if r["trigger"] == "shipped")
+    url = f"/api/v1/rules/{shipped['id']}"
+    client.patch(url, headers=shop.auth, json={"enabled": False})  # previewed as if on
+    hook("orders/paid", "orders_paid")
+    parcel(rt, ShipmentStatus.IN_TRANSIT, last_scan_at=clock.now() + scanned)
+    if cancelled:
+        hook("orders/cancelled", "orders_cancelled")
+    would_tell = client.get(url + "/preview", headers=shop.auth).get_json()["would_tell"]
+    assert [w["order_id"] for w in would_tell] == ([ORDER] if listed else [])
+
+
 def test_a_rule_with_conditions_applies_only_to_matching_orders(shop, hook, db):
     with Session(db) as session:
         rule = session.exec(
