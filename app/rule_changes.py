@@ -2,10 +2,11 @@
 queued: the one place the API and the rule page both go through.
 
 A rule switched off or deleted withdraws its messages still waiting in the
-outbox (the merchant said stop). A withdrawn delay message may also have
-covered delays that other rules, still on, answer for; those are decided
-again at once (`delay_checks.retell`), so switching one rule off never
-silences another.
+outbox (the merchant said stop). What those messages were about may also be
+answered for by other rules still on (a catch-all beside a specific rule; a
+delay message covers the order's other delays): it is decided again at
+once (`delay_checks.retell`, `rules.retell_stages`), so switching one rule
+off never silences another.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from app import delay_checks, rule_book
+from app import delay_checks, rule_book, rules
 from app.models import Rule
 
 
@@ -30,7 +31,7 @@ def saved(session: Session, rule: Rule, was_enabled: bool, now: datetime) -> Non
             session, rule, f"rule {rule.name!r} switched off", now
         )
         session.flush()
-        delay_checks.retell(session, withdrawn, now)
+        _retell(session, withdrawn, now)
 
 
 def deleted(session: Session, rule: Rule, now: datetime) -> None:
@@ -42,4 +43,11 @@ def deleted(session: Session, rule: Rule, now: datetime) -> None:
     rule.enabled, rule.deleted_at, rule.updated_at = False, now, now
     session.add(rule)
     session.flush()
+    _retell(session, withdrawn, now)
+
+
+def _retell(session: Session, withdrawn: list, now: datetime) -> None:
+    """What the withdrawn messages were about, decided again by the rules
+    still on: the delays they covered, the shipping stages they told."""
     delay_checks.retell(session, withdrawn, now)
+    rules.retell_stages(session, withdrawn, now)

@@ -26,11 +26,14 @@ from app.changes import (
     ShipmentStageChanged,
 )
 from app.delays import CLOSED
-from app.models import Order, Shipment
+from app.models import Notification, Order, Shipment
 from app.order_state import OrderState, ShipmentStatus
 from notifications import policy
 
-__all__ = ["SHIPPING", "Audience", "Rule", "no_longer_true", "notify", "react", "settled"]
+__all__ = [
+    "SHIPPING", "Audience", "Rule", "never_told", "no_longer_true", "notify", "react",
+    "retell_stages", "settled", "shipped_news_at",
+]  # fmt: skip
 
 settled = rule_book.settled
 
@@ -160,6 +163,49 @@ def _tell_shipped(
 ) -> None:
     _tell_stage(session, order, shipment, "shipped", shipped_news_at(shipment, happened_at),
                 STALE_AFTER, now, subject=f"order:{order.shopify_id}")  # fmt: skip
+
+
+_STAGE_OF_KIND = {"shipping": "shipped", **{trigger: trigger for trigger in STAGES}}
+
+
+def retell_stages(session: Session, withdrawn: list[Notification], now: datetime) -> None:
+    """Stage messages withdrawn with their rule (switched off or deleted):
+    each is decided again at once through the rule that now comes first for
+    its order, if one applies and the news is still fresh, in a message
+    keyed apart from the withdrawn one. The withdrawn rule must already be
+    off (or gone) in `session`."""
+    for notification in withdrawn:
+        trigger = _STAGE_OF_KIND.get(notification.kind)
+        if trigger is None or notification.order_id is None:
+            continue
+        order = session.get(Order, notification.order_id)
+        subject = notification.key.split(f":{notification.kind}:", 1)[1]
+        subject = subject.split(":replacing:")[0]
+        shipment = _shipment_of(session, order, subject)
+        if shipment is None:
+            continue
+        replacing = f"{subject}:replacing:{notification.id}"
+        if trigger == "shipped":
+            news_at = shipped_news_at(shipment, shipment.source_updated_at)
+            _tell_stage(session, order, shipment, trigger, news_at, STALE_AFTER, now, replacing)
+            continue
+        status, fresh_for = STAGES[trigger]
+        if shipment.status == status:
+            _tell_stage(session, order, shipment, trigger, shipment.source_updated_at, fresh_for,
+                        now, replacing)  # fmt: skip
+
+
+def _shipment_of(session: Session, order: Order, subject: str) -> Shipment | None:
+    """The parcel a stage message was about: named in its subject
+    ("shipment:<source>:<id>"), or for "shipped" (about the order) the
+    order's first parcel under way."""
+    query = select(Shipment).where(Shipment.shop_id == order.shop_id, Shipment.order_id == order.id)
+    if subject.startswith("shipment:"):
+        source, _, external_id = subject.removeprefix("shipment:").partition(":")
+        query = query.where(Shipment.source == source, Shipment.external_id == external_id)
+    else:
+        query = query.where(Shipment.status.in_(UNDER_WAY)).order_by(Shipment.source_updated_at)
+    return session.exec(query).first()
 
 
 def _tell_stage(

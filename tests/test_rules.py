@@ -170,6 +170,33 @@ def test_the_most_specific_rule_that_applies_tells_and_the_catch_all_the_rest(
     assert again.rule_id == default["id"]
 
 
+@pytest.mark.parametrize("stop", ["switch off", "delete"])
+def test_stopping_a_stage_rule_hands_its_queued_message_to_the_rule_still_on(
+    shop, hook, db, client, stop
+):
+    listed = client.get("/api/v1/rules", headers=shop.auth).get_json()["rules"]
+    default = next(r for r in listed if r["trigger"] == "shipped")
+    spain = add_rule(client, shop, name="Shipped to Spain", trigger="shipped", countries=["ES"])
+    hook("orders/paid", "orders_paid")
+    hook("fulfillments/create", load_fixture("shopify", "fulfillments_create"))
+    [first] = messages(db, "shipping")
+    assert first.rule_id == spain["id"]
+
+    url = f"/api/v1/rules/{spain['id']}"
+    if stop == "switch off":
+        assert client.patch(url, headers=shop.auth, json={"enabled": False}).status_code == 200
+    else:
+        assert client.delete(url, headers=shop.auth).status_code == 204
+    withdrawn, again = sorted(messages(db, "shipping"), key=lambda m: m.id)
+    assert (withdrawn.status, again.status, again.rule_id) == (
+        "suppressed",
+        "queued",
+        default["id"],
+    )
+    client.patch(url, headers=shop.auth, json={"enabled": True})
+    assert len(messages(db, "shipping")) == 2  # switched on again: nothing sent twice
+
+
 def test_the_rules_page_says_which_rule_can_never_be_used(shop, db, client):
     listed = client.get("/api/v1/rules", headers=shop.auth).get_json()["rules"]
     default = next(r for r in listed if r["trigger"] == "delay_not_shipped")
