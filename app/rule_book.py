@@ -247,17 +247,34 @@ def enabled_rules(session: Session, shop_id: int, trigger: str) -> list[Rule]:
     return sorted(rules, key=precedence)
 
 
+def stopped_rule(session: Session, shop_id: int, notification_id: int) -> str | None:
+    """The name of the rule that queued a message, when that rule is now off
+    or deleted: a dead letter of it is not sent by hand (the merchant said
+    stop, as its queued messages were withdrawn)."""
+    rule = session.exec(
+        select(Rule)
+        .join(Notification, Notification.rule_id == Rule.id)
+        .where(Notification.shop_id == shop_id, Notification.id == notification_id,
+               Rule.shop_id == shop_id)
+    ).first()  # fmt: skip
+    return rule.name if rule is not None and not rule.enabled else None
+
+
 def withdraw_queued(session: Session, rule: Rule, why: str, now: datetime) -> list[Notification]:
     """A rule switched off or deleted: its messages still waiting in the
     outbox are suppressed with the reason (the merchant said stop), and
     returned. Sent ones stay on record."""
     waiting = list(
         session.exec(
-            select(Notification).where(
+            select(Notification)
+            .where(
                 Notification.shop_id == rule.shop_id,
                 Notification.rule_id == rule.id,
                 Notification.status == outbox.QUEUED,
             )
+            # Held until commit: a worker claiming one of them meanwhile
+            # (SKIP LOCKED) passes it by, so none is both sent and withdrawn.
+            .with_for_update()
         ).all()
     )
     if not waiting:

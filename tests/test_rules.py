@@ -197,6 +197,27 @@ def test_stopping_a_stage_rule_hands_its_queued_message_to_the_rule_still_on(
     assert len(messages(db, "shipping")) == 2  # switched on again: nothing sent twice
 
 
+def test_a_dead_letter_of_a_rule_switched_off_is_not_sent_by_hand(shop, hook, db, client, clock):
+    hook("orders/paid", "orders_paid")
+    hook("fulfillments/create", load_fixture("shopify", "fulfillments_create"))
+    [message] = messages(db, "shipping")
+    with Session(db) as session:
+        outbox.transition(session, session.get(Notification, message.id), outbox.DEAD,
+                          clock.now(), "gave up")  # fmt: skip
+        session.commit()
+    url = f"/api/v1/rules/{message.rule_id}"
+    client.patch(url, headers=shop.auth, json={"enabled": False})
+    csrf = sign_in(client, shop.token)
+    retry = f"/app/notifications/{message.id}/retry"
+    refused = client.post(retry, data={"csrf": csrf})
+    assert refused.status_code == 409 and "is off or deleted" in refused.get_data(as_text=True)
+    assert messages(db, "shipping")[0].status == "dead"
+
+    client.patch(url, headers=shop.auth, json={"enabled": True})
+    assert client.post(retry, data={"csrf": csrf}).status_code == 302
+    assert messages(db, "shipping")[0].status == "queued"
+
+
 def test_the_rules_page_says_which_rule_can_never_be_used(shop, db, client):
     listed = client.get("/api/v1/rules", headers=shop.auth).get_json()["rules"]
     default = next(r for r in listed if r["trigger"] == "delay_not_shipped")

@@ -187,8 +187,12 @@ def retry_notification(notification_id: int):
         abort(404)
     rt = runtime()
     with Session(rt.engine) as db:
+        stopped = rule_book.stopped_rule(db, g.shop.id, notification_id)
+        if stopped:
+            abort(409, description=_("Its rule “%(name)s” is off or deleted: switch a rule on to "
+                                     "send such messages again.", name=stopped))  # fmt: skip
         if not outbox.retry_dead(db, g.shop.id, notification_id, rt.clock.now()):
-            abort(409, description="only a dead letter of this shop can be retried")
+            abort(409, description=_("Only a dead letter of this shop can be retried."))
         db.commit()
     rt.inbox_wakeup.set()
     return redirect(url_for("pages.notifications", status=outbox.QUEUED))
