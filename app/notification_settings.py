@@ -16,13 +16,15 @@ from sqlmodel import Session
 from app.birthdays import reschedule_shop
 from app.models import Shop
 
-# The IANA zones a shop may be in: the system's list without the names that
-# are files of the system rather than zones ("localtime" is whatever this
-# machine is set to, "Factory" no place at all).
+# The IANA zones a shop may be in: places ("Europe/Madrid", and the older
+# "US/Eastern" links to them) and UTC. Not the system's files ("localtime"
+# is whatever this machine is set to, "Factory" no place at all), not
+# fixed offsets named as places ("EST" ignores daylight saving, and
+# "Etc/GMT+5" is five hours *behind* GMT).
 TIME_ZONES = frozenset(
     zone for zone in available_timezones()
-    if zone not in {"localtime", "Factory", "posixrules"}
-    and not zone.startswith(("posix/", "right/"))
+    if zone == "UTC"
+    or ("/" in zone and not zone.startswith(("posix/", "right/", "Etc/", "SystemV/")))
 )  # fmt: skip
 
 

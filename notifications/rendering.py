@@ -337,7 +337,7 @@ def validate_override(kind: str, channel: str, source: TemplateSource) -> list[T
     templates, problems = _compile_fields(kind, channel, source)
     found: dict[tuple[str, int | None], TemplateProblem] = {}
     sample = sample_context(kind)
-    for values in (sample, dict.fromkeys(sample)):
+    for values in (sample, {name: _missing(kind, name) for name in sample}):
         parts, refusals = {}, []
         with _formatting(_babel_locale(DEFAULT_LOCALE)):
             for field, template in templates.items():
@@ -682,7 +682,14 @@ def _context_values(kind: str, context: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(context) - names)
     if unknown:
         raise ValueError(f"not in the {kind!r} context: {', '.join(unknown)}")
-    return {name: context.get(name) for name in names}
+    return {name: _missing(kind, name) if context.get(name) is None else context[name]
+            for name in names}  # fmt: skip
+
+
+def _missing(kind: str, name: str) -> list | None:
+    """What a name the context leaves out holds: an empty list for a list
+    (the sample says which), so that `in` and loops work on it; else None."""
+    return [] if isinstance(_SAMPLES[kind].get(name), list) else None
 
 
 def _one_line(subject: str) -> str:

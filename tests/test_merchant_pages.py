@@ -702,6 +702,9 @@ def test_a_template_saved_while_the_shop_has_one_rendering_is_refused_as_a_page(
     ("min_order_value", "NaN"),
     ("min_order_value", "sNaN"),
     ("min_order_value", "1.234"),  # the API takes cents at most
+    ("min_order_value", "\u0661\u0662"),  # Arabic-Indic digits, which Decimal() reads
+    ("min_order_value", "1_000"),
+    ("min_order_value", "1e2"),
 ])  # fmt: skip
 def test_the_rule_form_refuses_what_the_api_could_not_read_back(installed, client, field, value):
     csrf = sign_in(client, installed.token)

@@ -618,7 +618,7 @@ def test_a_template_may_loop_over_and_show_a_list_and_never_shows_python(client,
     template = {
         "subject": "{{ order_name }}: {{ causes }}",
         "html": "<ul>{% for c in causes %}<li>{{ c }}</li>{% endfor %}</ul><p>{{ carrier }}</p>",
-        "text": "{% for c in causes %}{{ c }} {% endfor %}",
+        "text": "{% for c in causes %}{{ c }} {% endfor %}{% if 'stalled' in causes %}!{% endif %}",
     }
     saved = client.put("/api/v1/templates/delay/email/en", json=template, headers=shop.auth)
     assert saved.status_code == 200, saved.json  # a missing list loops over nothing
@@ -800,6 +800,9 @@ def test_notification_settings_are_validated_and_saved(client, shop):
     ({"quiet_hours_start": "24:00"}, "quiet_hours_start", 400),
     ({"timezone": "localtime"}, "timezone", 400),  # this machine's zone, not a place
     ({"timezone": "Factory"}, "timezone", 400),
+    ({"timezone": "EST"}, "timezone", 400),  # a fixed offset: no daylight saving
+    ({"timezone": "Etc/GMT+5"}, "timezone", 400),  # five hours behind GMT, not ahead
+    ({"locale": "xx"}, "locale", 400),  # shaped like a language, and none
     ({"quiet_hours_start": "08:00"}, "quiet_hours_start", 422),  # ends at 08:00: no window
     ({"quiet_hours_start": "07:00", "quiet_hours_end": "07:00"}, "quiet_hours_end", 422),
     ({"quiet_hours_start": "8:00"}, "quiet_hours_start", 422),  # the same time as 08:00

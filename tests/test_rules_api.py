@@ -89,6 +89,7 @@ def test_a_rule_that_cannot_work_is_refused_with_the_field_and_the_reason(
     {"name": "x", "trigger": "shipped", "shipping_methods": ["\t"]},
     {"name": "x", "trigger": "shipped", "countries": ["XX"]},  # shaped like a code, no country
     {"name": "x", "trigger": "shipped", "countries": ["ZZ"]},  # CLDR's "unknown region"
+    {"name": "x", "trigger": "shipped", "countries": ["IC"]},  # addresses say ES
     {"name": "x", "trigger": "shipped", "enabled": "false"},  # true or false, not text
     {"name": "x", "trigger": "shipped", "quiet_hours": 1},
 ])  # fmt: skip

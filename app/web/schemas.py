@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from babel import Locale as BabelLocale
+from babel import UnknownLocaleError
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -78,7 +80,20 @@ Country = Annotated[str, AfterValidator(_country)]
 # A JSON true or false, nothing else: 1, "false" and "yes" are refused, not
 # read as whatever Python would make of them.
 Flag = Annotated[bool, Field(strict=True)]
-Locale = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$", max_length=16)]
+
+
+def _known_locale(value: str) -> str:
+    """A language CLDR knows ("xx" is shaped like one and is none)."""
+    try:
+        BabelLocale.parse(value, sep="-")
+    except (UnknownLocaleError, ValueError):
+        raise ValueError(f"unknown language {value!r}; a code such as en or es-MX") from None
+    return value
+
+
+Locale = Annotated[
+    str, Field(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$", max_length=16), AfterValidator(_known_locale)
+]
 
 
 class Query(BaseModel):

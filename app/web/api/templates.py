@@ -17,10 +17,10 @@ from notifications import rendering
 ADDRESS = "/templates/<kind>/<channel>/<locale>"
 
 
-def _problems(problems):
+def _problems(problems, message: str):
     return jsonify({"error": {
         "code": "invalid_template",
-        "message": "the template was not saved",
+        "message": message,
         "problems": [{"field": p.field, "line": p.line, "message": p.message} for p in problems],
     }}), 422  # fmt: skip
 
@@ -40,7 +40,7 @@ def put_template(path: TemplateAddress, body: TemplateText):
             session, shop_id(), path.kind, path.channel, path.locale, source, rt.clock.now()
         )
         if problems:
-            return _problems(problems)
+            return _problems(problems, "the template was not saved")
         session.commit()
     return TemplateSaved(status="saved", **path.model_dump())
 
@@ -72,5 +72,5 @@ def preview_template(body: TemplatePreview):
             session, shop, body.kind, body.channel, body.locale, draft
         )
     if isinstance(rendered, list):
-        return _problems(rendered)
+        return _problems(rendered, "the template cannot be rendered")
     return Rendered(subject=rendered.subject, html=rendered.html, text=rendered.text)

@@ -6,8 +6,9 @@ retry. Thin: the decisions are `app.rule_book`, `app.rule_preview`,
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from flask import abort, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -100,14 +101,10 @@ def _form_values() -> dict:
     if channels not in CHANNEL_CHOICES:
         raise rule_book.RuleProblem("channels", _("choose one of the options"))
     money = request.form.get("min_order_value", "").strip()
-    try:
-        minimum = Decimal(money) if money else None
-    except InvalidOperation:
-        raise rule_book.RuleProblem("min_order_value", _("an amount such as 50.00")) from None
-    if minimum is not None and not (
-        minimum.is_finite() and 0 <= minimum < Decimal("1e12") and minimum == round(minimum, 2)
-    ):
+    # ASCII digits and cents only: Decimal() also reads "١٢", "1_000", "1e2" and "NaN".
+    if money and not re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,2})?", money):
         raise rule_book.RuleProblem("min_order_value", _("an amount such as 50.00"))
+    minimum = Decimal(money) if money else None
     name = request.form.get("name", "").strip()
     if not name or len(name) > 120 or not name.isprintable():
         raise rule_book.RuleProblem("name", _("a name of 1 to 120 characters"))
