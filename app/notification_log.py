@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
-from app.models import Notification, Order
+from app.models import Notification, Order, Rule
 from notifications import outbox
 
 STATUSES = (outbox.QUEUED, outbox.SENDING, outbox.SENT, outbox.DELIVERED, outbox.BOUNCED,
@@ -33,6 +33,7 @@ class Entry:
     notification: Notification
     order_shopify_id: int | None
     order_name: str | None
+    rule_name: str | None  # the rule that queued it (deleted ones included)
 
 
 def page(
@@ -41,9 +42,10 @@ def page(
     """Up to `limit` entries older than id `before` (None: the newest), and
     the cursor of the next page (None: this is the last)."""
     query = (
-        select(Notification, Order.shopify_id, Order.name)
+        select(Notification, Order.shopify_id, Order.name, Rule.name)
         .join(Order, (Order.id == Notification.order_id) & (Order.shop_id == shop_id),
               isouter=True)
+        .join(Rule, (Rule.id == Notification.rule_id) & (Rule.shop_id == shop_id), isouter=True)
         .where(Notification.shop_id == shop_id)
     )  # fmt: skip
     for name in ("kind", "status", "channel"):
@@ -54,5 +56,5 @@ def page(
     if before is not None:
         query = query.where(Notification.id < before)
     rows = session.exec(query.order_by(Notification.id.desc()).limit(limit + 1)).all()
-    entries = [Entry(n, shopify_id, name) for n, shopify_id, name in rows[:limit]]
+    entries = [Entry(*row) for row in rows[:limit]]
     return entries, (entries[-1].notification.id if len(rows) > limit else None)

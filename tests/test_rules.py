@@ -753,9 +753,13 @@ def test_a_deleted_rule_is_gone_from_every_list_and_still_named_by_what_it_sent(
     assert client.get(url + "/preview", headers=shop.auth).status_code == 404
     document = client.get(f"/api/v1/orders/{ORDER}", headers=shop.auth).get_json()
     assert [m["rule"] for m in document["messages"]] == [shipped["name"]]
+    log = client.get("/api/v1/notifications", headers=shop.auth).get_json()["notifications"]
+    assert [m["rule"] for m in log] == [shipped["name"]]
     with Session(db) as session:
         assert session.get(Rule, shipped["id"]).enabled is False
     sign_in(client, shop.token)
+    logged = client.get("/app/notifications").get_data(as_text=True)
+    assert f"<td>{shipped['name']}</td>" in logged
     assert f'id="rule-{shipped["id"]}"' not in client.get("/app/rules").get_data(as_text=True)
     assert client.get(f"/app/rules/{shipped['id']}").status_code == 404
 

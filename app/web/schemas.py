@@ -344,6 +344,7 @@ class NotificationRecord(BaseModel):
     segments: int | None
     created_at: datetime
     sent_at: datetime | None
+    rule: str | None = Field(description="the name of the rule that queued it")
     history: list[NotificationChange]
 
 

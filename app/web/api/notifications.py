@@ -21,6 +21,7 @@ def get_notifications(query: NotificationsQuery):
             session, shop_id(), filters, query.cursor, query.limit
         )
         notifications = [e.notification for e in entries]
+        rules = {e.notification.id: e.rule_name for e in entries}
         events = session.exec(
             select(NotificationEvent)
             .where(
@@ -36,7 +37,9 @@ def get_notifications(query: NotificationsQuery):
         )
     return NotificationList(
         notifications=[
-            NotificationRecord.model_validate(n.model_dump() | {"history": history.get(n.id, [])})
+            NotificationRecord.model_validate(
+                n.model_dump() | {"rule": rules[n.id], "history": history.get(n.id, [])}
+            )
             for n in notifications
         ],
         next_cursor=next_cursor,
