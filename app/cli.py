@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import signal
@@ -54,12 +55,14 @@ DEFAULT_PORT = 8000
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
-def load_runtime(*, generate_secrets: bool = False) -> Runtime:
+def load_runtime(*, generate_secrets: bool = False, served_at: str | None = None) -> Runtime:
     """Settings and runtime, or exit with the one-line config error. No
     command but `run` (which serves it) creates a Flask app.
 
     `generate_secrets` (the commands a newcomer starts with) writes missing
-    development secrets first; production never generates any.
+    development secrets first; production never generates any. `served_at`:
+    the address this process serves, for links when CARELOOP_PUBLIC_URL is
+    not set.
     """
     try:
         if generate_secrets and os.environ.get("CARELOOP_ENV") != "production":
@@ -71,6 +74,10 @@ def load_runtime(*, generate_secrets: bool = False) -> Runtime:
                     f"{directory / 'secrets.env'} (readable only by you)."
                 )
         settings = Settings.from_env()
+        if served_at and settings.public_url == Settings.public_url:
+            # Not configured: the links we print and mail (sign-in links, a
+            # provider's webhook URL) point where this process listens.
+            settings = dataclasses.replace(settings, public_url=served_at)
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
     configure_logging(settings.log_level, json_lines=settings.is_production)
@@ -119,7 +126,8 @@ def main() -> None:
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
 def run(host: str, port: int) -> None:
     """Everything in one process: web, worker and scheduler (embedded default)."""
-    rt = load_runtime(generate_secrets=True)
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    rt = load_runtime(generate_secrets=True, served_at=f"http://{shown_host}:{port}")
     migrate.upgrade(rt.settings.database_url)
     if not rt.settings.is_production:
         with Session(rt.engine) as session:
@@ -145,14 +153,22 @@ def run(host: str, port: int) -> None:
     for thread in threads:
         thread.start()
     # Imported here: the other commands (worker, scheduler) never load Flask.
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
 
     from app.factory import create_app
+
+    class PlainRequestLog(WSGIRequestHandler):
+        """Werkzeug's request line without its terminal colours (escape
+        codes for every status but 200, in a log that may be a file)."""
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            line = self.requestline.translate(self._control_char_table)
+            self.log("info", '"%s" %s %s', line, code, size)
 
     # make_server rather than run_simple: the same server, without Werkzeug's
     # red "do not use in production" banner, which alarmed newcomers; the
     # line below says the same calmly.
-    server = make_server(host, port, create_app(rt), threaded=True)
+    server = make_server(host, port, create_app(rt), threaded=True, request_handler=PlainRequestLog)
     base_url = f"http://{host}:{port}"
     click.echo(f"CareLoop on {base_url}  (database: {_safe_url(rt)})")
     click.echo(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import stat
 import subprocess
@@ -135,6 +136,17 @@ def test_embedded_default_generates_secrets_migrates_and_plays_the_demo(tmp_path
     for line in ("200 gorgias", "200 zendesk", "ana@example.com rates the help 5/5",
                  "john@example.com rates the help 2/5"):  # fmt: skip
         assert line in demo.stdout, described(demo)
+    # Links the pages make point at this server's own port (no public URL set).
+    token = re.search(r"API token (clp_\S+)", demo.stdout).group(1)
+    with requests.Session() as browser:
+        login = browser.get(f"{base_url}/app/login", timeout=10).text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', login).group(1)
+        browser.post(f"{base_url}/app/login", data={"csrf": csrf, "token": token}, timeout=10)
+        page = browser.get(f"{base_url}/app/api-tokens", timeout=10).text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        made = browser.post(f"{base_url}/app/sign-in-links", data={"csrf": csrf, "hours": "1"},
+                            timeout=10).text  # fmt: skip
+    assert f"{base_url}/app/sign-in/" in made, made[-2000:]
 
     [server] = processes.started
     server.stop()
