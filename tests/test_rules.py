@@ -136,6 +136,15 @@ def test_an_order_not_shipped_by_the_promise_is_told_once_after_the_grace(
     assert (episode.told_at, episode.told_channel) == (clock.now(), "email")  # when it left
 
 
+def stop_rule(client, shop, rule_id: int, how: str) -> None:
+    """Switch a rule off or delete it, through the API."""
+    url = f"/api/v1/rules/{rule_id}"
+    if how == "switch off":
+        assert client.patch(url, headers=shop.auth, json={"enabled": False}).status_code == 200
+    else:
+        assert client.delete(url, headers=shop.auth).status_code == 204
+
+
 def add_rule(client, shop, **fields) -> dict:
     body = {"trigger": "delay_not_shipped", "channels": ["email"]} | fields
     response = client.post("/api/v1/rules", headers=shop.auth, json=body)
@@ -183,10 +192,7 @@ def test_stopping_a_stage_rule_hands_its_queued_message_to_the_rule_still_on(
     assert first.rule_id == spain["id"]
 
     url = f"/api/v1/rules/{spain['id']}"
-    if stop == "switch off":
-        assert client.patch(url, headers=shop.auth, json={"enabled": False}).status_code == 200
-    else:
-        assert client.delete(url, headers=shop.auth).status_code == 204
+    stop_rule(client, shop, spain["id"], stop)
     withdrawn, again = sorted(messages(db, "shipping"), key=lambda m: m.id)
     assert (withdrawn.status, again.status, again.rule_id) == (
         "suppressed",
@@ -404,11 +410,7 @@ def test_stopping_one_rule_leaves_the_delays_other_rules_answer_for_told(
 
     rules_now = client.get("/api/v1/rules", headers=shop.auth).get_json()["rules"]
     estimate = next(r for r in rules_now if r["trigger"] == "delay_estimate")
-    url = f"/api/v1/rules/{estimate['id']}"
-    if stop == "switch off":
-        assert client.patch(url, headers=shop.auth, json={"enabled": False}).status_code == 200
-    else:
-        assert client.delete(url, headers=shop.auth).status_code == 204
+    stop_rule(client, shop, estimate["id"], stop)
 
     withdrawn, again = sorted(messages(db, "delay"), key=lambda m: m.id)
     assert withdrawn.status == "suppressed"
