@@ -120,6 +120,20 @@ def key(audience: Audience, rule: Rule, subject: str) -> str:
     return f"{audience.key}:{rule.kind}:{subject}"
 
 
+_REPLACING = ":replacing:"
+
+
+def replacing(subject: str, withdrawn_id: int) -> str:
+    """The subject of a message told again in place of the withdrawn one
+    (its rule stopped): a key of its own, since the withdrawn row keeps its."""
+    return f"{subject}{_REPLACING}{withdrawn_id}"
+
+
+def subject_of(outbox_key: str, kind: str) -> str:
+    """What a message's `key` says it is about, without any `replacing`."""
+    return outbox_key.split(f":{kind}:", 1)[1].split(_REPLACING)[0]
+
+
 def message(
     session: Session, rule: Rule, audience: Audience, now: datetime, *, subject: str,
     facts: dict, opted_out: OptedOut | None = None,

@@ -30,7 +30,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from app import flow, rule_book, shop_jobs
-from app.audience import Audience, Rule, message, notify
+from app.audience import Audience, Rule, message, notify, replacing
 from app.db import among, insert_rows, update_rows
 from app.delays import CLOSED, CUSTOMER_CAUSES, Assessment, Calendar, Parcel, assess, promise_for
 from app.models import (
@@ -130,9 +130,7 @@ class _Rules:
 
     def first(self, order: Order, trigger: str) -> RuleRow | None:
         """The rule that tells `order` about `trigger` (`rule_book.choose`)."""
-        return next(
-            (r for r in self.by_trigger.get(trigger, ()) if rule_book.applies(r, order)), None
-        )
+        return rule_book.first_applying(self.by_trigger.get(trigger, ()), order)
 
     def escalation_due(self, order: Order, episode: DelayEpisode) -> datetime | None:
         """When an episode's one escalation is due: once told, after the
@@ -364,7 +362,7 @@ def _decide_one(
     cause = t.episode["cause"]
     subject = f"order:{t.order.shopify_id}:{cause}" + (":escalation" if t.escalated else "")
     if t.replaces is not None:
-        subject += f":replacing:{t.replaces}"
+        subject = replacing(subject, t.replaces)
     shipment = parcels.get(t.episode["shipment_id"])
     facts = {
         "cause": cause,

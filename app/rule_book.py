@@ -42,7 +42,7 @@ CAUSE_TRIGGER = {cause: t for t, (_, causes) in TRIGGERS.items() for cause in ca
 CHANNELS = ("email", "sms")
 # A rule's lists, as the API bounds them (app.web.schemas.RuleFields); the
 # page's form is held to the same here, so that every stored rule reads back.
-MAX_LABELS, MAX_LABEL_LENGTH, MAX_COUNTRIES = 15, 60, 100
+MAX_LABELS, MAX_LABEL_LENGTH, MAX_COUNTRIES, MAX_NAME_LENGTH = 15, 60, 100, 120
 DEFAULT_ESCALATION_HOURS = 72
 CONDITIONS = ("min_order_value", "countries", "tags", "shipping_methods")  # on the order
 
@@ -109,6 +109,8 @@ def check(rule: Rule) -> None:
         raise RuleProblem("name", "a name with something to read (not only blanks)")
     if any(unicodedata.category(c) == "Cc" for c in rule.name):
         raise RuleProblem("name", "a name on one line, without control characters")
+    if len(rule.name) > MAX_NAME_LENGTH:
+        raise RuleProblem("name", f"at most {MAX_NAME_LENGTH} characters")
     if rule.trigger not in TRIGGERS:
         raise RuleProblem("trigger", f"unknown trigger; one of {', '.join(TRIGGERS)}")
     own_kind = TRIGGERS[rule.trigger][0]
@@ -191,7 +193,13 @@ def precedence(rule: Rule) -> tuple[int, int]:
 def choose(rules: Iterable[Rule], order: Order | None) -> Rule | None:
     """The rule among `rules` (one trigger's enabled rules) that tells
     about `order`: the first by `precedence` whose conditions hold."""
-    return next((r for r in sorted(rules, key=precedence) if applies(r, order)), None)
+    return first_applying(sorted(rules, key=precedence), order)
+
+
+def first_applying(ordered: Iterable[Rule], order: Order | None) -> Rule | None:
+    """`choose` over rules already in `precedence` (a sweep sorts them once
+    per batch, not once per order)."""
+    return next((r for r in ordered if applies(r, order)), None)
 
 
 def never_fire(rules: Iterable[Rule]) -> dict[int, Rule]:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, select
 
 from app import delay_checks, rule_book
-from app.audience import Audience, Rule, notify
+from app.audience import Audience, Rule, notify, replacing, subject_of
 from app.changes import (
     Change,
     HoldChanged,
@@ -130,7 +130,14 @@ def _shipment_changed(session: Session, change: ShipmentStageChanged, now: datet
 
 def _order_details_arrived(session: Session, order_id: int, now: datetime) -> None:
     order = session.get(Order, order_id)
-    shipment = session.exec(
+    shipment = _first_under_way(session, order)
+    if shipment is not None:
+        _tell_shipped(session, order, shipment, shipment.source_updated_at, now)
+
+
+def _first_under_way(session: Session, order: Order) -> Shipment | None:
+    """The order's first parcel under way: what "shipped" is about."""
+    return session.exec(
         select(Shipment)
         .where(
             Shipment.shop_id == order.shop_id,
@@ -139,8 +146,6 @@ def _order_details_arrived(session: Session, order_id: int, now: datetime) -> No
         )
         .order_by(Shipment.source_updated_at)
     ).first()
-    if shipment is not None:
-        _tell_shipped(session, order, shipment, shipment.source_updated_at, now)
 
 
 def shipped_news_at(shipment: Shipment, reported_at: datetime) -> datetime:
@@ -159,10 +164,11 @@ def never_told(order: Order) -> bool:
 
 
 def _tell_shipped(
-    session: Session, order: Order, shipment: Shipment, happened_at: datetime, now: datetime
-) -> None:
+    session: Session, order: Order, shipment: Shipment, happened_at: datetime, now: datetime,
+    subject: str | None = None,
+) -> None:  # fmt: skip
     _tell_stage(session, order, shipment, "shipped", shipped_news_at(shipment, happened_at),
-                STALE_AFTER, now, subject=f"order:{order.shopify_id}")  # fmt: skip
+                STALE_AFTER, now, subject=subject or f"order:{order.shopify_id}")  # fmt: skip
 
 
 _STAGE_OF_KIND = {"shipping": "shipped", **{trigger: trigger for trigger in STAGES}}
@@ -179,33 +185,33 @@ def retell_stages(session: Session, withdrawn: list[Notification], now: datetime
         if trigger is None or notification.order_id is None:
             continue
         order = session.get(Order, notification.order_id)
-        subject = notification.key.split(f":{notification.kind}:", 1)[1]
-        subject = subject.split(":replacing:")[0]
+        subject = subject_of(notification.key, notification.kind)
         shipment = _shipment_of(session, order, subject)
         if shipment is None:
             continue
-        replacing = f"{subject}:replacing:{notification.id}"
+        again = replacing(subject, notification.id)
         if trigger == "shipped":
-            news_at = shipped_news_at(shipment, shipment.source_updated_at)
-            _tell_stage(session, order, shipment, trigger, news_at, STALE_AFTER, now, replacing)
+            _tell_shipped(session, order, shipment, shipment.source_updated_at, now, again)
             continue
         status, fresh_for = STAGES[trigger]
         if shipment.status == status:
             _tell_stage(session, order, shipment, trigger, shipment.source_updated_at, fresh_for,
-                        now, replacing)  # fmt: skip
+                        now, again)  # fmt: skip
 
 
 def _shipment_of(session: Session, order: Order, subject: str) -> Shipment | None:
     """The parcel a stage message was about: named in its subject
     ("shipment:<source>:<id>"), or for "shipped" (about the order) the
     order's first parcel under way."""
-    query = select(Shipment).where(Shipment.shop_id == order.shop_id, Shipment.order_id == order.id)
-    if subject.startswith("shipment:"):
-        source, _, external_id = subject.removeprefix("shipment:").partition(":")
-        query = query.where(Shipment.source == source, Shipment.external_id == external_id)
-    else:
-        query = query.where(Shipment.status.in_(UNDER_WAY)).order_by(Shipment.source_updated_at)
-    return session.exec(query).first()
+    if not subject.startswith("shipment:"):
+        return _first_under_way(session, order)
+    source, _, external_id = subject.removeprefix("shipment:").partition(":")
+    return session.exec(
+        select(Shipment).where(
+            Shipment.shop_id == order.shop_id, Shipment.order_id == order.id,
+            Shipment.source == source, Shipment.external_id == external_id,
+        )
+    ).first()  # fmt: skip
 
 
 def _tell_stage(

@@ -22,7 +22,7 @@ from sqlmodel import Session
 from app import oauth_states
 from app.install import after_install, record_install
 from app.web.context import runtime
-from app.web.pages.base import start_session
+from app.web.session import start_session
 from integrations.shopify import is_shop_domain
 from integrations.shopify_auth import OAuthError, is_fresh, verify_query_hmac
 

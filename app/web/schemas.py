@@ -546,7 +546,7 @@ Label = Annotated[
 
 
 class RuleFields(BaseModel):
-    name: Annotated[Text, Field(min_length=1, max_length=120)]
+    name: Annotated[Text, Field(min_length=1, max_length=rule_book.MAX_NAME_LENGTH)]
     trigger: RuleTrigger
     enabled: Flag = True
     template_kind: str | None = Field(
@@ -578,7 +578,7 @@ class RuleCreate(RuleFields, Body):
 class RuleChange(Body):
     """Only the fields given change (`model_dump(exclude_unset=True)`)."""
 
-    name: Annotated[Text, Field(min_length=1, max_length=120)] = _NOT_GIVEN
+    name: Annotated[Text, Field(min_length=1, max_length=rule_book.MAX_NAME_LENGTH)] = _NOT_GIVEN
     trigger: RuleTrigger = _NOT_GIVEN
     enabled: Flag = _NOT_GIVEN
     template_kind: Annotated[str, Field(max_length=32)] = _NOT_GIVEN

@@ -20,13 +20,11 @@ def get_notifications(query: NotificationsQuery):
         entries, next_cursor = notification_log.page(
             session, shop_id(), filters, query.cursor, query.limit
         )
-        notifications = [e.notification for e in entries]
-        rules = {e.notification.id: e.rule_name for e in entries}
         events = session.exec(
             select(NotificationEvent)
             .where(
                 NotificationEvent.shop_id == shop_id(),
-                NotificationEvent.notification_id.in_([n.id for n in notifications]),
+                NotificationEvent.notification_id.in_([e.notification.id for e in entries]),
             )
             .order_by(NotificationEvent.id)
         ).all()
@@ -38,9 +36,10 @@ def get_notifications(query: NotificationsQuery):
     return NotificationList(
         notifications=[
             NotificationRecord.model_validate(
-                n.model_dump() | {"rule": rules[n.id], "history": history.get(n.id, [])}
+                e.notification.model_dump()
+                | {"rule": e.rule_name, "history": history.get(e.notification.id, [])}
             )
-            for n in notifications
+            for e in entries
         ],
         next_cursor=next_cursor,
     )

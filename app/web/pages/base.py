@@ -54,12 +54,11 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlmodel import Session
 
-from app import sign_in_links, sign_ins
+from app import sign_in_links
 from app.install import shop_for_session_token
-from app.models import Shop
 from app.shops import TOKEN_PREFIX, token_and_shop
-from app.sign_ins import SignIn
 from app.web.context import runtime
+from app.web.session import session_shop, start_session
 from integrations.shopify import is_shop_domain
 
 bp = Blueprint("pages", __name__, url_prefix="/app", static_folder="../static")
@@ -98,7 +97,7 @@ def signed_in(view):
                 return _fresh_token_needed()
             g.shop, g.shop_id, g.embedded = shop, shop.id, True
             return view(*args, **kwargs)
-        shop = _session_shop()
+        shop = session_shop()
         if shop is None:
             session.clear()
             return redirect(url_for("pages.login", next=request.path))
@@ -106,24 +105,6 @@ def signed_in(view):
         return view(*args, **kwargs)
 
     return wrapper
-
-
-def _session_shop() -> Shop | None:
-    """The shop of the standalone session, while what it was signed in with
-    still works (`app.sign_ins`)."""
-    sign_in = SignIn.from_cookie(session.get("sign_in"))
-    if sign_in is None:
-        return None
-    rt = runtime()
-    with Session(rt.engine) as db:
-        return sign_ins.holds(db, sign_in, rt.clock.now())
-
-
-def start_session(shop: Shop, via: str, **credential) -> None:
-    """Open a standalone session for `shop`, naming what signed it in."""
-    session.clear()
-    since = runtime().clock.now().timestamp()
-    session["sign_in"] = SignIn(shop.id, via, since, **credential).to_cookie()
 
 
 def _fresh_token_needed():
